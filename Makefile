@@ -1,0 +1,56 @@
+# after-hf: every target installs what it needs the first time (apt packages, .venv, requirements).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PACKAGES := ffmpeg espeak-ng sox libsox-fmt-all chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export HF_HUB_OFFLINE ?= 1          # the Hub is not reachable here; set HF_HUB_OFFLINE=0 to go online
+export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
+export TOKENIZERS_PARALLELISM := false
+export PYTHONUNBUFFERED := 1
+DEMO_DIR ?= runs/demo
+
+.PHONY: help setup apt test test-fast demo bench space reproduce-paper clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+setup: $(STAMP)  ## apt packages + .venv + pinned requirements + editable install (idempotent)
+
+apt:  ## install the system packages that are missing (ffmpeg for torchcodec, espeak-ng + sox for the corpus, chromium for browser tests)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(MAKE) --no-print-directory apt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+test: setup  ## the whole test suite (offline, ~10 min on 2 cores)
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests
+
+test-fast: setup  ## the tests not marked slow
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+demo: setup  ## the main job on the embedded default: synth -> prepare -> TAPT -> AL vs random -> full-data baseline -> report
+	$(VENV)/bin/after-hf experiment --config recipes/demo/demo.yaml --out $(DEMO_DIR)
+
+bench: setup  ## benchmarks: each prints one line of ratios (ours vs a named baseline)
+	$(PY) benchmarks/run_all.py
+
+space: setup  ## serve spaces_demo/ on the demo model (http://127.0.0.1:7860)
+	AFTER_HF_MODEL=$(DEMO_DIR)/final_model AFTER_HF_RUN=$(DEMO_DIR) $(PY) spaces_demo/app.py
+
+reproduce-paper: setup  ## AFTER's grid on real corpora (needs IEMOCAP=PATH, the Hub and a GPU); add DRY_RUN=1 to only resolve it
+	@[ -n "$(IEMOCAP)" ] || { echo "usage: make reproduce-paper IEMOCAP=/path/to/IEMOCAP_full_release [MERGED='cremad=PATH ravdess=PATH ...'] [DRY_RUN=1]"; exit 2; }
+	$(VENV)/bin/after-hf experiment --config recipes/paper/iemocap_grid.yaml --iemocap $(IEMOCAP) $(if $(MERGED),--merged $(MERGED)) $(if $(DRY_RUN),--dry_run) --out runs/paper
+
+clean:  ## remove run outputs (keeps .venv)
+	rm -rf runs .pytest_cache

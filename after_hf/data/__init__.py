@@ -1,0 +1,1 @@
+"""Corpora -> one manifest (a `datasets.Dataset`), audio decoding and checks, splits, the offline corpus."""

@@ -1,0 +1,140 @@
+"""The manifest: one `datasets.Dataset` row per utterance, the object every stage reads.
+
+Columns (see MANIFEST_COLUMNS): ``id`` is the immutable sample id (``<corpus>/<path relative to the
+corpus root, without extension>``) that active-learning state is keyed by; ``audio`` is an
+``Audio(sampling_rate=16000)`` column holding the path (decoded lazily); ``path`` is the same path
+as a plain string; ``label`` is a ``ClassLabel`` of the target label set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from datasets import Audio, ClassLabel, Dataset, Features, Value, load_from_disk
+
+from .. import SAMPLING_RATE
+from ..io import replace_dir
+
+DEFAULT_LABELS = ("neutral", "happy", "angry", "sad")  # AFTER / IEMOCAP 4-class
+SPLITS = ("train", "validation", "test")
+
+MANIFEST_COLUMNS = (
+    "id", "audio", "path", "label", "emotion_raw", "speaker", "corpus", "session", "duration", "split",
+)
+
+
+class ManifestError(ValueError):
+    """A manifest that later stages cannot trust; the message names the manifest and the fix."""
+
+
+def manifest_features(label_names: Sequence[str]) -> Features:
+    return Features(
+        {
+            "id": Value("string"),
+            "audio": Audio(sampling_rate=SAMPLING_RATE),
+            "path": Value("string"),
+            "label": ClassLabel(names=list(label_names)),
+            "emotion_raw": Value("string"),
+            "speaker": Value("string"),
+            "corpus": Value("string"),
+            "session": Value("string"),
+            "duration": Value("float32"),
+            "split": Value("string"),
+        }
+    )
+
+
+def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LABELS) -> Dataset:
+    """Rows (dicts with MANIFEST_COLUMNS; ``label`` as a name or an index) -> a sorted, checked Dataset.
+
+    Rows are sorted by ``id`` so the manifest does not depend on directory-listing order.
+    """
+    label_names = list(label_names)
+    rows = sorted(rows, key=lambda r: r["id"])
+    columns: dict[str, list] = {c: [] for c in MANIFEST_COLUMNS}
+    for row in rows:
+        missing = [c for c in MANIFEST_COLUMNS if c not in row and c != "audio"]
+        if missing:
+            raise ManifestError(f"row {row.get('id', row)} lacks columns {missing}")
+        label = row["label"]
+        if isinstance(label, str):
+            if label not in label_names:
+                raise ManifestError(f"row {row['id']}: label '{label}' is not in the label set {label_names}")
+            label = label_names.index(label)
+        for c in MANIFEST_COLUMNS:
+            if c == "audio":
+                columns[c].append(str(row["path"]))
+            elif c == "label":
+                columns[c].append(int(label))
+            else:
+                columns[c].append(row[c])
+    ds = Dataset.from_dict(columns, features=manifest_features(label_names))
+    check_manifest(ds, where="new manifest", check_files=False)
+    return ds
+
+
+def check_manifest(ds: Dataset, where: str, check_files: bool = True) -> None:
+    """Fail fast on a manifest a later stage would misuse: missing columns, duplicate ids, unknown splits, missing files."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise ManifestError(
+            f"{where}: missing columns {missing}. Re-create it with `after-hf prepare` (or add the columns; "
+            f"required: {', '.join(MANIFEST_COLUMNS)})."
+        )
+    if not isinstance(ds.features["label"], ClassLabel):
+        raise ManifestError(f"{where}: column 'label' must be a ClassLabel; re-create it with `after-hf prepare`.")
+    ids = ds["id"]
+    if len(set(ids)) != len(ids):
+        seen, dups = set(), []
+        for i in ids:
+            if i in seen:
+                dups.append(i)
+            seen.add(i)
+        raise ManifestError(f"{where}: duplicated sample ids {sorted(set(dups))[:5]}; ids must be unique (re-run prepare).")
+    bad_splits = sorted(set(ds["split"]) - set(SPLITS))
+    if bad_splits:
+        raise ManifestError(f"{where}: unknown split names {bad_splits}; use {SPLITS}.")
+    if check_files:
+        absent = [p for p in ds["path"] if not os.path.isfile(p)]
+        if absent:
+            raise ManifestError(
+                f"{where}: {len(absent)} audio files are missing, e.g. {absent[0]}. The corpus moved or was "
+                f"deleted: restore it or re-run `after-hf prepare` on its new location."
+            )
+
+
+def save_manifest(ds: Dataset, out_dir: str | Path) -> Path:
+    """Save with ``save_to_disk`` into a temporary directory, then move it into place (atomic for readers)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    ds.save_to_disk(str(tmp))
+    replace_dir(tmp, out_dir)
+    return out_dir
+
+
+def load_manifest(path: str | Path, split: str | None = None, check_files: bool = True) -> Dataset:
+    """Load a saved manifest (optionally one split), checked; errors name the directory and the fix."""
+    path = Path(path)
+    if not (path / "dataset_info.json").is_file() and not (path / "state.json").is_file():
+        raise ManifestError(
+            f"{path} is not a manifest directory (no dataset_info.json). Create one with "
+            f"`after-hf prepare --corpus NAME=PATH --out {path}`."
+        )
+    ds = load_from_disk(str(path))
+    check_manifest(ds, where=f"manifest {path}", check_files=check_files)
+    if split is not None:
+        if split not in SPLITS:
+            raise ManifestError(f"unknown split '{split}'; choose one of {SPLITS}.")
+        ds = ds.filter(lambda s: s == split, input_columns="split")
+        if len(ds) == 0:
+            raise ManifestError(f"manifest {path} has no '{split}' rows; check the split options used by prepare.")
+    return ds
+
+
+def label_names(ds: Dataset) -> list[str]:
+    return list(ds.features["label"].names)

@@ -1,0 +1,114 @@
+"""Where backbones come from: a named small config (offline demo/tests), a local directory, or a Hub id.
+
+Real recipes name ``facebook/wav2vec2-base`` (or large / XLS-R / HuBERT / WavLM). Offline, the named
+configs below are built from ``Wav2Vec2Config`` and pre-trained by our own TAPT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import (
+    AutoConfig,
+    AutoModelForAudioClassification,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2ForPreTraining,
+)
+
+from . import SAMPLING_RATE
+
+_CONV = dict(conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2))  # 20 ms frames, as wav2vec2
+NAMED_CONFIGS: dict[str, dict] = {
+    # ~0.1 M parameters: unit tests (seconds per step on 2 cores).
+    "tiny": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        num_codevector_groups=2, num_codevectors_per_group=16, codevector_dim=32, proj_codevector_dim=32,
+        classifier_proj_size=32, **_CONV,
+    ),
+    # ~0.7 M parameters: the offline demo (hidden 128, 4 layers; learns the generated corpus on CPU).
+    "small": dict(
+        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
+        conv_dim=(64,) * 7, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8,
+        num_codevector_groups=2, num_codevectors_per_group=64, codevector_dim=64, proj_codevector_dim=64,
+        classifier_proj_size=64, **_CONV,
+    ),
+}
+# Shared by the named configs: wav2vec2-base's group-norm feature encoder (so no attention mask),
+# no LayerDrop (it leaves unused parameters under DDP), fine-tuning masks as in AFTER.
+_NAMED_COMMON = dict(
+    feat_extract_norm="group", do_stable_layer_norm=False, layerdrop=0.0,
+    mask_time_prob=0.05, mask_time_length=10, num_negatives=20, diversity_loss_weight=0.1,
+    hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.0,
+    final_dropout=0.1,
+)
+
+
+def is_named(source: str) -> bool:
+    return source in NAMED_CONFIGS
+
+
+def load_config(source: str, **overrides) -> Wav2Vec2Config:
+    """Config for a named small model, a local directory or a Hub id (never remote code)."""
+    if is_named(source):
+        return Wav2Vec2Config(**{**_NAMED_COMMON, **NAMED_CONFIGS[source], **overrides})
+    path = Path(source)
+    if path.exists() and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{source} has no config.json: pass a directory written by `save_pretrained` (e.g. a TAPT output), "
+            f"a Hub id such as facebook/wav2vec2-base, or one of the named configs {sorted(NAMED_CONFIGS)}."
+        )
+    return AutoConfig.from_pretrained(source, trust_remote_code=False, **overrides)
+
+
+def uses_attention_mask(config) -> bool:
+    """Layer-norm feature encoders (large, XLS-R) take an attention mask; group-norm ones (base) must not."""
+    return getattr(config, "feat_extract_norm", "layer") == "layer"
+
+
+def feature_extractor_for(config) -> Wav2Vec2FeatureExtractor:
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=SAMPLING_RATE,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=uses_attention_mask(config),
+    )
+
+
+def load_feature_extractor(source: str, config=None) -> Wav2Vec2FeatureExtractor:
+    """The saved feature extractor of a directory / Hub id, else one matching the config."""
+    if not is_named(source):
+        try:
+            return Wav2Vec2FeatureExtractor.from_pretrained(source)
+        except (OSError, ValueError):
+            pass
+    return feature_extractor_for(config or load_config(source))
+
+
+def load_pretraining_model(source: str, **config_overrides) -> Wav2Vec2ForPreTraining:
+    """``Wav2Vec2ForPreTraining`` from random init (named config) or pre-trained weights (dir / Hub id)."""
+    config = load_config(source, **config_overrides)
+    if is_named(source):
+        return Wav2Vec2ForPreTraining(config)
+    return Wav2Vec2ForPreTraining.from_pretrained(
+        source, config=config, use_safetensors=True, trust_remote_code=False
+    )
+
+
+def load_classifier(source: str, label_names: list[str], **config_overrides):
+    """An audio classifier (wav2vec2 / HuBERT / WavLM / XLS-R ...) with string id2label/label2id.
+
+    A TAPT output (``Wav2Vec2ForPreTraining`` weights) loads into ``Wav2Vec2ForSequenceClassification``:
+    the shared ``wav2vec2.*`` encoder weights are kept, the head is newly initialised.
+    """
+    id2label = {str(i): name for i, name in enumerate(label_names)}
+    label2id = {name: str(i) for i, name in enumerate(label_names)}
+    kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id, **config_overrides)
+    if is_named(source):
+        config = load_config(source, **kwargs)
+        return AutoModelForAudioClassification.from_config(config)
+    return AutoModelForAudioClassification.from_pretrained(
+        source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True, **kwargs
+    )
