@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := ffmpeg espeak-ng sox libsox-fmt-all chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-export HF_HUB_OFFLINE ?= 1          # the Hub is not reachable here; set HF_HUB_OFFLINE=0 to go online
+# The Hub is not reachable here; run with HF_HUB_OFFLINE=0 to go online.
+export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1

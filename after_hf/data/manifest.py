@@ -34,7 +34,7 @@ def manifest_features(label_names: Sequence[str]) -> Features:
     return Features(
         {
             "id": Value("string"),
-            "audio": Audio(sampling_rate=SAMPLING_RATE),
+            "audio": Audio(sampling_rate=SAMPLING_RATE, num_channels=1),  # mono 16 kHz on decode
             "path": Value("string"),
             "label": ClassLabel(names=list(label_names)),
             "emotion_raw": Value("string"),

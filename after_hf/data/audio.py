@@ -1,0 +1,76 @@
+"""Decode any audio file to mono float32 at 16 kHz, or say exactly why it cannot be used.
+
+Decoding goes through torchcodec (FFmpeg), the same decoder ``datasets.Audio`` uses, so WAV of any
+bit depth, FLAC, MP3, OGG, stereo and 8-48 kHz all arrive as mono 16 kHz float32.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import SAMPLING_RATE
+
+MIN_SECONDS = 0.1  # below this wav2vec2's CNN yields < 5 frames: nothing to classify
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; ``reason`` is short (for skip reports), the message names the fix."""
+
+    def __init__(self, path: str | Path, reason: str, fix: str = ""):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}." + (f" {fix}" if fix else ""))
+
+
+def _decoder(path: str | Path):
+    from torchcodec.decoders import AudioDecoder
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "file not found", "Check the path or re-run `after-hf prepare`.")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)", "Delete it or replace it with the recording.")
+    try:
+        return AudioDecoder(str(path), sample_rate=SAMPLING_RATE, num_channels=1)
+    except Exception as err:  # torchcodec raises RuntimeError/ValueError for non-audio or broken headers
+        raise AudioError(path, f"not decodable audio ({type(err).__name__})", "Convert it with `ffmpeg -i FILE -ar 16000 -ac 1 out.wav`.") from err
+
+
+def load_audio(
+    path: str | Path, start: float | None = None, seconds: float | None = None, check: bool = True
+) -> np.ndarray:
+    """Mono float32 samples at 16 kHz; ``start``/``seconds`` decode only that window (cheap random crops)."""
+    decoder = _decoder(path)
+    try:
+        if start is None and seconds is None:
+            samples = decoder.get_all_samples()
+        else:
+            begin = float(start or 0.0)
+            samples = decoder.get_samples_played_in_range(begin, None if seconds is None else begin + seconds)
+    except Exception as err:
+        raise AudioError(path, f"decoding failed ({type(err).__name__}: {err})", "The file is truncated or corrupt: re-export it.") from err
+    wave = samples.data.numpy().reshape(-1).astype(np.float32, copy=False)
+    if check:
+        check_waveform(wave, path)
+    return wave
+
+
+def check_waveform(wave: np.ndarray, path: str | Path) -> None:
+    if wave.size == 0:
+        raise AudioError(path, "zero audio frames", "The file has a header but no samples: re-export it.")
+    if not np.isfinite(wave).all():
+        raise AudioError(path, "NaN or infinite samples", "The file is corrupt: re-export it as 16-bit PCM.")
+    if wave.size < MIN_SECONDS * SAMPLING_RATE:
+        raise AudioError(path, f"too short ({wave.size / SAMPLING_RATE * 1000:.0f} ms < {MIN_SECONDS * 1000:.0f} ms)", "Drop it or merge it with its neighbour.")
+
+
+def duration_seconds(path: str | Path) -> float:
+    """Duration from the container metadata when it is there, else by decoding."""
+    decoder = _decoder(path)
+    meta = decoder.metadata
+    dur = getattr(meta, "duration_seconds_from_header", None) or getattr(meta, "duration_seconds", None)
+    if dur is None or not math.isfinite(dur) or dur <= 0:
+        return load_audio(path, check=False).size / SAMPLING_RATE
+    return float(dur)
