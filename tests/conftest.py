@@ -1,0 +1,50 @@
+"""Shared fixtures: a small generated emotional-speech corpus and its prepared manifest.
+
+Session-scoped, so the whole suite synthesises the corpus once (espeak-ng, a few seconds).
+    synth_corpus    Path of a 160-utterance, 8-speaker corpus in the CREMA-D layout (AudioWAV/*.wav)
+    synth_manifest  Path of its manifest (save_to_disk dir): speaker-independent train/validation/test,
+                    4-class neutral/happy/angry/sad; load with after_hf.data.manifest.load_manifest
+    tiny_manifest   Path of a 24-row manifest (2 utterances per label per split) cut from synth_manifest
+"""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+SYNTH_UTTERANCES = 160
+SYNTH_VOICES = 8
+SYNTH_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory):
+    from after_hf.data.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("synth") / "corpus", num_utterances=SYNTH_UTTERANCES,
+                      seed=SYNTH_SEED, voices=SYNTH_VOICES)
+
+
+@pytest.fixture(scope="session")
+def synth_manifest(synth_corpus, tmp_path_factory):
+    from after_hf.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("synth_manifest") / "manifest"
+    prepare({"cremad": str(synth_corpus)}, out, seed=SYNTH_SEED, verbose=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(synth_manifest, tmp_path_factory):
+    from after_hf.data.manifest import load_manifest, save_manifest
+
+    ds = load_manifest(synth_manifest)
+    keep, seen = [], {}
+    for i, (split, label) in enumerate(zip(ds["split"], ds["label"])):
+        if seen.get((split, label), 0) < 2:
+            seen[(split, label)] = seen.get((split, label), 0) + 1
+            keep.append(i)
+    return save_manifest(ds.select(keep), tmp_path_factory.mktemp("tiny_manifest") / "manifest")
