@@ -1,0 +1,103 @@
+"""Head-only mode: a small classifier on cached frozen-encoder features, retrained every round in seconds.
+
+The head learns a softmax weighting of the encoder's layers (SUPERB-style), then
+Linear -> ReLU -> Dropout -> Linear. Its dropout makes MC-dropout samples cost head passes only;
+the stock wav2vec2 classification head has none, so full-model BALD must re-run the encoder T times.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class LayerWeightedHead(nn.Module):
+    def __init__(self, num_layers: int, hidden_size: int, num_labels: int, proj_size: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(num_layers))
+        self.proj = nn.Linear(hidden_size, proj_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(proj_size, num_labels)
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``feats`` [B, L, H] -> (logits [B, C], penultimate embedding [B, P] = the input of the last layer)."""
+        pooled = (torch.softmax(self.layer_logits, 0)[None, :, None] * feats).sum(1)
+        embedding = torch.relu(self.proj(pooled))
+        return self.out(self.dropout(embedding)), embedding
+
+
+def class_weights(labels: np.ndarray, num_labels: int) -> np.ndarray:
+    """``n / (C * n_c)`` from the CURRENT labelled set (absent classes get weight 0: nothing to fit)."""
+    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (num_labels * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)
+
+
+@dataclass
+class HeadTrainingArgs:
+    epochs: int = 60
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-3
+    batch_size: int = 32
+    proj_size: int = 128
+    dropout: float = 0.3
+    eval_every: int = 5  # epochs between validation checks (best-UA checkpoint is kept)
+
+
+class HeadClassifier:
+    """Fit / predict on feature arrays; standardisation statistics come from the whole (unlabelled) pool."""
+
+    def __init__(self, num_labels: int, args: HeadTrainingArgs, feature_mean: np.ndarray, feature_std: np.ndarray):
+        self.num_labels, self.args = num_labels, args
+        self.mean = torch.from_numpy(np.asarray(feature_mean, dtype=np.float32))
+        self.std = torch.from_numpy(np.asarray(feature_std, dtype=np.float32) + 1e-5)
+        self.model: LayerWeightedHead | None = None
+
+    def _norm(self, feats: np.ndarray) -> torch.Tensor:
+        return (torch.from_numpy(np.asarray(feats, dtype=np.float32)) - self.mean) / self.std
+
+    def fit(self, feats, labels, seed: int, val_feats=None, val_labels=None, ua_fn=None) -> dict:
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        num_layers, hidden = feats.shape[1], feats.shape[2]
+        self.model = LayerWeightedHead(num_layers, hidden, self.num_labels, self.args.proj_size, self.args.dropout)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.args.learning_rate, weight_decay=self.args.weight_decay)
+        x, y = self._norm(feats), torch.as_tensor(labels, dtype=torch.long)
+        loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(np.asarray(labels), self.num_labels)))
+        best, best_state, history = -1.0, None, []
+        for epoch in range(1, self.args.epochs + 1):
+            self.model.train()
+            for batch in torch.randperm(len(x), generator=gen).split(self.args.batch_size):
+                logits, _ = self.model(x[batch])
+                loss = loss_fn(logits, y[batch])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if val_feats is not None and (epoch % self.args.eval_every == 0 or epoch == self.args.epochs):
+                ua = ua_fn(val_labels, self.predict(val_feats)["probs"].argmax(1))
+                history.append({"epoch": epoch, "loss": float(loss), "val_ua": ua})
+                if ua > best:
+                    best, best_state = ua, copy.deepcopy(self.model.state_dict())
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return {"best_val_ua": best, "history": history}
+
+    @torch.inference_mode()
+    def predict(self, feats, mc_passes: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
+        x = self._norm(feats)
+        self.model.eval()
+        logits, embedding = self.model(x)
+        out = {"probs": torch.softmax(logits, -1).numpy(), "embeddings": embedding.numpy()}
+        if mc_passes:
+            torch.manual_seed(seed)
+            self.model.dropout.train()  # dropout on, everything else deterministic
+            out["mc_probs"] = np.stack([torch.softmax(self.model(x)[0], -1).numpy() for _ in range(mc_passes)])
+            self.model.dropout.eval()
+        return out
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**{f"head.{k}": v for k, v in self.model.state_dict().items()}, "norm.mean": self.mean, "norm.std": self.std}

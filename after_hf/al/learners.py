@@ -1,0 +1,96 @@
+"""What the loop trains each round. ``HeadLearner``: a head on cached frozen-encoder features (cheap mode).
+``FullLearner`` (in ``full_learner.py``): the whole wav2vec2 classifier re-fine-tuned from the TAPT checkpoint.
+
+Both answer the same four calls: ``fit(ids, labels, seed)``, ``score(ids, needs, mc_passes, seed)``,
+``evaluate(split)``, ``save(dir)`` / ``load(dir)``; and ``embed(ids)`` gives the backbone's pooled
+embeddings for cold starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file, save_file
+
+from .features import FeatureCache
+from .head import HeadClassifier, HeadTrainingArgs
+
+
+def ser_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> dict:
+    from ..metrics import compute_ser_metrics
+
+    return compute_ser_metrics(y_pred, y_true, label_names)
+
+
+class SplitData:
+    """ids / paths / durations / labels / speakers of one manifest split, as arrays."""
+
+    def __init__(self, ds: Dataset):
+        cols = ds.select_columns(["id", "path", "duration", "label", "speaker"]).to_dict()
+        self.ids = np.array(cols["id"], dtype=object)
+        self.paths, self.durations = cols["path"], np.asarray(cols["duration"], dtype=np.float32)
+        self.labels, self.speakers = np.asarray(cols["label"], dtype=np.int64), np.array(cols["speaker"], dtype=object)
+        self.position = {sample_id: i for i, sample_id in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self, ids: Sequence[str]) -> np.ndarray:
+        return np.array([self.position[i] for i in ids], dtype=np.int64)
+
+
+class HeadLearner:
+    """Frozen backbone, encoder outputs computed once (FeatureCache), a small head trained per round."""
+
+    mode = "head_only"
+
+    def __init__(self, backbone: str, splits: dict[str, SplitData], label_names: Sequence[str],
+                 cache_dir: str | Path, head_args: HeadTrainingArgs, init_seed: int = 0):
+        self.splits, self.label_names = splits, list(label_names)
+        self.cache = FeatureCache(cache_dir, backbone, init_seed=init_seed)
+        self.features = {name: self.cache.get(list(s.ids), s.paths, s.durations) for name, s in splits.items()}
+        pool = self.features["train"]
+        self.head = HeadClassifier(len(label_names), head_args, pool.mean(0), pool.std(0))
+
+    def _ua(self, y_true, y_pred) -> float:
+        return ser_metrics(y_true, y_pred, self.label_names)["ua"]
+
+    def embed(self, ids: Sequence[str]) -> np.ndarray:
+        """Pooled backbone embeddings (mean over layers of the time-mean), standardised: for cold starts."""
+        feats = (self.features["train"][self.splits["train"].index(ids)] - self.head.mean.numpy()) / self.head.std.numpy()
+        return feats.mean(1)
+
+    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int) -> dict:
+        val = self.splits.get("validation")
+        return self.head.fit(
+            self.features["train"][self.splits["train"].index(ids)], np.asarray(labels), seed,
+            val_feats=self.features["validation"] if val is not None else None,
+            val_labels=val.labels if val is not None else None, ua_fn=self._ua,
+        )
+
+    def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict[str, np.ndarray]:
+        feats = self.features["train"][self.splits["train"].index(ids)]
+        return self.head.predict(feats, mc_passes=mc_passes if "mc_probs" in needs else 0, seed=seed)
+
+    def evaluate(self, split: str) -> dict:
+        data = self.splits[split]
+        pred = self.head.predict(self.features[split])["probs"].argmax(1)
+        return ser_metrics(data.labels, pred, self.label_names)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(directory / "head.safetensors"))
+
+    def load(self, directory: Path) -> None:
+        tensors = load_file(str(directory / "head.safetensors"))
+        feats = self.features["train"]
+        from .head import LayerWeightedHead
+
+        self.head.model = LayerWeightedHead(feats.shape[1], feats.shape[2], len(self.label_names),
+                                            self.head.args.proj_size, self.head.args.dropout)
+        self.head.model.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        self.head.mean, self.head.std = tensors["norm.mean"], tensors["norm.std"]

@@ -1,0 +1,215 @@
+"""`after-hf al`: the active-learning loop, resumable round by round.
+
+Round 0 picks a seed set with a cold-start strategy on the backbone's embeddings; every later round
+scores the unlabelled pool with the model of the previous round and asks the query strategy for the
+next batch; the oracle answers (dataset labels in simulation, a person through the Space's Annotate
+tab); the model is retrained (from the TAPT checkpoint each round, as AFTER does) and evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import parse_args, to_dict
+from ..data.manifest import label_names as manifest_label_names
+from ..data.manifest import load_manifest
+from ..io import atomic_write_json
+from . import oracle as oracle_files
+from .budget import budget_schedule
+from .head import HeadTrainingArgs
+from .learners import HeadLearner, SplitData
+from .state import RunState
+from .stopping import StabilisingPredictions
+from .strategies import LabelledView, PoolView, get_cold_start, get_strategy
+
+logger = logging.getLogger("after_hf.al")
+
+
+@dataclass
+class ALArguments:
+    manifest: str = field(metadata={"help": "Manifest directory written by `after-hf prepare`."})
+    out: str = field(metadata={"help": "Run directory (state.json, per-round selections, models, metrics)."})
+    backbone: str = field(default="small", metadata={"help": "TAPT output dir, Hub id (facebook/wav2vec2-base) or named config (tiny/small)."})
+    mode: str = field(default="head_only", metadata={"help": "head_only: frozen backbone, cached features, small head per round (cheap); full: re-fine-tune the whole classifier each round.", "choices": ["head_only", "full"]})
+    strategy: str = field(default="entropy", metadata={"help": "Query strategy (random, entropy, least_confidence, margin, bald, batchbald, coreset, badge, power_entropy, power_bald; wrappers: class_balanced:<name>, speaker_diverse:<name>)."})
+    cold_start: str = field(default="kmeans", metadata={"help": "Seed-set strategy: random, kmeans, typiclust."})
+    seed: int = field(default=0, metadata={"help": "Seed of selections, training and MC dropout (runs are reproducible per seed)."})
+    seed_size: float = field(default=0.05, metadata={"help": "Seed set: a count (>=1) or a fraction of the pool (<1)."})
+    step_size: float = field(default=0.05, metadata={"help": "Labels added per round: a count or a fraction of the pool."})
+    budget: float = field(default=0.20, metadata={"help": "Total labels to reach: a count or a fraction of the pool."})
+    mc_passes: int = field(default=20, metadata={"help": "MC-dropout passes for BALD / BatchBALD / power_bald."})
+    oracle: str = field(default="simulated", metadata={"help": "simulated: reveal manifest labels when selected; human: queue for the Space's Annotate tab.", "choices": ["simulated", "human"]})
+    wait_minutes: float = field(default=0.0, metadata={"help": "Human oracle: minutes to wait for answers before exiting (resume later with --resume)."})
+    stop_kappa: float = field(default=0.0, metadata={"help": "Stabilising-predictions stop: stop when Cohen's kappa between consecutive rounds' predictions on a held-out unlabelled sample reaches this (e.g. 0.99); 0 = off."})
+    stop_patience: int = field(default=2, metadata={"help": "Consecutive rounds above stop_kappa needed to stop."})
+    stop_set_size: int = field(default=200, metadata={"help": "Size of the held-out unlabelled stop set (taken from the pool, never selected)."})
+    cache_dir: str = field(default="runs/cache/features", metadata={"help": "Where frozen-encoder features are cached (shared across runs of the same backbone)."})
+    head_epochs: int = field(default=60, metadata={"help": "head_only: epochs per round."})
+    head_learning_rate: float = field(default=2e-3, metadata={"help": "head_only: AdamW learning rate."})
+    head_dropout: float = field(default=0.3, metadata={"help": "head_only: dropout of the head (MC-dropout source)."})
+    finetune_config: str = field(default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
+    resume: bool = field(default=False, metadata={"help": "Continue the run in --out after a crash or after labels arrived."})
+
+
+def make_learner(args: ALArguments, splits: dict[str, SplitData], labels: list[str]):
+    if args.mode == "head_only":
+        head_args = HeadTrainingArgs(epochs=args.head_epochs, learning_rate=args.head_learning_rate, dropout=args.head_dropout)
+        return HeadLearner(args.backbone, splits, labels, args.cache_dir, head_args, init_seed=args.seed)
+    from .full_learner import FullLearner
+
+    return FullLearner(args.backbone, splits, labels, Path(args.out) / "models", args.finetune_config, args.cache_dir)
+
+
+def _selection_scores(strategy, pool: PoolView) -> np.ndarray | None:
+    scorer = getattr(strategy, "scores", None)
+    try:
+        return None if scorer is None else np.asarray(scorer(pool), dtype=np.float64)
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+
+
+def select_round(args, state, learner, train: SplitData, index: int, target: int, stop_ids: set[str]) -> dict:
+    """Choose ``target - |labelled|`` new ids: cold start in round 0, the query strategy afterwards."""
+    asked = state.asked()
+    candidates = [i for i in train.ids if i not in asked and i not in stop_ids]
+    labelled = state.labels()
+    k = min(target - len(labelled), len(candidates))
+    rng = np.random.default_rng([args.seed, index])
+    started = time.perf_counter()
+    name = args.cold_start if index == 0 else args.strategy
+    strategy = get_cold_start(name) if index == 0 else get_strategy(name)
+    needs = frozenset(strategy.needs)
+    arrays: dict[str, np.ndarray] = {}
+    if index == 0:
+        if "embeddings" in needs:
+            arrays["embeddings"] = learner.embed(candidates)
+    elif needs:
+        learner.load(Path(args.out) / "models" / f"round_{index - 1}")
+        arrays = learner.score(candidates, needs, args.mc_passes, seed=args.seed * 1000 + index)
+    score_seconds = time.perf_counter() - started
+    pool = PoolView(ids=np.array(candidates, dtype=object), speakers=train.speakers[train.index(candidates)],
+                    **{k: v for k, v in arrays.items() if k in needs | {"probs"} and k in ("probs", "mc_probs", "embeddings")})
+    lab_ids = list(labelled)
+    lab_view = LabelledView(ids=np.array(lab_ids, dtype=object), labels=np.array([labelled[i] for i in lab_ids], dtype=np.int64),
+                            speakers=train.speakers[train.index(lab_ids)] if lab_ids else None)
+    t0 = time.perf_counter()
+    chosen = [str(i) for i in strategy.select(pool, lab_view, k, rng)]
+    select_seconds = time.perf_counter() - t0
+    scores = _selection_scores(strategy, pool) if index else None
+    by_id = dict(zip(candidates, scores)) if scores is not None else {}
+    selected = [{"id": i, "score": by_id.get(i)} for i in chosen]
+    return state.record_selection(index, target, selected, name, {"score": score_seconds, "select": select_seconds})
+
+
+def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle) -> bool:
+    """Get labels for the round's selection; False when a person still has to answer (human oracle)."""
+    started = time.perf_counter()
+    ids = [s["id"] for s in rec["selected"]]
+    if args.oracle == "simulated":
+        state.record_labels(rec["round"], oracle.label(ids), [], time.perf_counter() - started)
+        return True
+    run = Path(args.out)
+    queue = oracle_files.read_queue(run)
+    if queue.get("round") != rec["round"]:
+        oracle_files.write_queue(run, rec["round"], [
+            {"id": i, "path": train.paths[train.position[i]], "guess": None, "probs": None,
+             "uncertainty": s.get("score")} for i, s in zip(ids, rec["selected"])])
+    deadline = time.time() + 60 * args.wait_minutes
+    while True:
+        answers = oracle_files.read_annotations(run)
+        missing = [i for i in ids if i not in answers]
+        if not missing:
+            break
+        if time.time() >= deadline:
+            print(f"Round {rec['round']}: {len(missing)} of {len(ids)} samples wait for a label. Label them in the "
+                  f"Space (`make space AFTER_HF_RUN={run}`), then run the same command with --resume.")
+            return False
+        time.sleep(5)
+    got = {i: labels.index(answers[i]["label"]) for i in ids if answers[i]["label"] is not None}
+    skipped = [i for i in ids if answers[i]["label"] is None]
+    state.record_labels(rec["round"], got, skipped, time.perf_counter() - started)
+    return True
+
+
+def train_round(args, state, learner, rec) -> dict:
+    labelled = state.labels(rec["round"])
+    ids = sorted(labelled)
+    started = time.perf_counter()
+    fit_info = learner.fit(ids, [labelled[i] for i in ids], seed=args.seed * 1000 + rec["round"])
+    train_seconds = time.perf_counter() - started
+    learner.save(Path(args.out) / "models" / f"round_{rec['round']}")
+    t0 = time.perf_counter()
+    metrics = {split: learner.evaluate(split) for split in ("validation", "test") if split in learner.splits}
+    metrics["num_labelled"] = len(ids)
+    metrics["fraction_labelled"] = len(ids) / len(learner.splits["train"])
+    metrics["fit"] = {k: v for k, v in fit_info.items() if k != "model"}
+    state.record_training(rec["round"], metrics, {"train": train_seconds, "evaluate": time.perf_counter() - t0})
+    return metrics
+
+
+def run_al(args: ALArguments) -> RunState:
+    config = to_dict(args)
+    state = RunState.open(args.out, config, args.resume)
+    manifest = load_manifest(args.manifest)
+    labels = manifest_label_names(manifest)
+    splits = {name: SplitData(manifest.filter(lambda s, n=name: s == n, input_columns="split"))
+              for name in ("train", "validation", "test")}
+    splits = {k: v for k, v in splits.items() if len(v)}
+    train = splits["train"]
+    stop_rng = np.random.default_rng([args.seed, 7919])
+    stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False)) if args.stop_kappa else set()
+    pool_size = len(train) - len(stop_ids)
+    schedule = budget_schedule(pool_size, args.seed_size, args.step_size, args.budget)
+    learner = make_learner(args, splits, labels)
+    oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())))
+    stopper = StabilisingPredictions(args.stop_kappa, args.stop_patience) if args.stop_kappa else None
+    print(f"Active learning: pool {pool_size}, rounds {len(schedule)} (labelled sizes {schedule}), "
+          f"strategy {args.strategy}, cold start {args.cold_start}, mode {args.mode}, run dir {args.out}")
+    for index, target in enumerate(schedule):
+        if state.data["stopped"]:
+            break
+        rec = state.round(index) or select_round(args, state, learner, train, index, target, stop_ids)
+        if rec["phase"] == "selected" and not annotate_round(args, state, rec, train, labels, oracle):
+            return state
+        if rec["phase"] == "labelled":
+            metrics = train_round(args, state, learner, rec)
+            print(f"round {index}: {metrics['num_labelled']} labels ({100 * metrics['fraction_labelled']:.1f}%), "
+                  f"test UA {metrics.get('test', {}).get('ua', float('nan')):.3f}")
+        if stopper is not None:
+            learner.load(Path(args.out) / "models" / f"round_{index}")
+            ids = sorted(stop_ids)
+            preds = learner.score(ids, frozenset({"probs"}), 0, seed=0)["probs"].argmax(1)
+            if stopper.update(index, preds):
+                state.stop(f"stabilising predictions: kappa >= {args.stop_kappa} for {args.stop_patience} rounds (round {index})")
+                print(state.data["stopped"])
+    atomic_write_json(Path(args.out) / "summary.json", summarise(state))
+    return state
+
+
+def summarise(state: RunState) -> dict:
+    rows = []
+    for rec in state.rounds:
+        if rec["metrics"]:
+            rows.append({"round": rec["round"], "num_labelled": rec["metrics"]["num_labelled"],
+                         "fraction_labelled": rec["metrics"]["fraction_labelled"],
+                         **{f"{split}_{m}": rec["metrics"][split][m] for split in ("validation", "test")
+                            if split in rec["metrics"] for m in ("ua", "wa", "macro_f1")},
+                         "seconds": rec["seconds"]})
+    return {"rounds": rows, "stopped": state.data["stopped"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_args([ALArguments], argv, prog="after-hf al", description=__doc__, section="al")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_al(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The run's state on disk: every round's selection (ids + scores), the labels received, metrics, timings.
+
+Keyed by immutable sample ids, never by positions in a shrinking pool. ``state.json`` is replaced
+atomically after every phase, and the previous version is kept as ``state.prev.json``, so a crash at
+any point leaves a readable state; a corrupted file is reported with the fix, never silently reset.
+
+Round phases: ``selected`` (ids chosen, not yet labelled) -> ``labelled`` -> ``trained`` (metrics in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..io import StateError, atomic_write_json, read_json
+
+STATE_FILE, PREVIOUS_FILE, CONFIG_FILE = "state.json", "state.prev.json", "config.json"
+FORMAT = 1
+# Options that may change between a run and its resume without changing what the run computes.
+RESUMABLE_OPTIONS = {"resume", "out", "wait_minutes", "oracle", "budget", "progress"}
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    fixed = {k: v for k, v in sorted(config.items()) if k not in RESUMABLE_OPTIONS}
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class RunState:
+    def __init__(self, run_dir: Path, data: dict[str, Any]):
+        self.dir, self.data = run_dir, data
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, run_dir: str | Path, config: dict[str, Any], resume: bool) -> "RunState":
+        run_dir = Path(run_dir)
+        state_path = run_dir / STATE_FILE
+        if state_path.exists():
+            if not resume:
+                raise StateError(
+                    f"{run_dir} already holds an active-learning run. Pass --resume to continue it, "
+                    f"or choose another --out."
+                )
+            data = read_json(state_path, "active-learning state")
+            if not isinstance(data, dict) or data.get("format") != FORMAT or "rounds" not in data:
+                raise StateError(f"{state_path} is not an after-hf state file (format {FORMAT}); restore "
+                                 f"{run_dir / PREVIOUS_FILE} over it or start a new run in another --out.")
+            if data["config_fingerprint"] != config_fingerprint(config):
+                saved = read_json(run_dir / CONFIG_FILE, "run config") if (run_dir / CONFIG_FILE).is_file() else {}
+                changed = sorted(k for k in set(saved) | set(config)
+                                 if k not in RESUMABLE_OPTIONS and saved.get(k) != config.get(k))
+                raise StateError(f"--resume with a different configuration than {run_dir} was started with "
+                                 f"(changed: {changed}). Use the original options, or another --out.")
+            return cls(run_dir, data)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / CONFIG_FILE, config)
+        state = cls(run_dir, {"format": FORMAT, "config_fingerprint": config_fingerprint(config),
+                              "rounds": [], "stopped": None})
+        state.save()
+        return state
+
+    def save(self) -> None:
+        path = self.dir / STATE_FILE
+        if path.exists():
+            shutil.copyfile(path, self.dir / f".{PREVIOUS_FILE}.tmp")
+            (self.dir / f".{PREVIOUS_FILE}.tmp").replace(self.dir / PREVIOUS_FILE)
+        atomic_write_json(path, self.data)
+
+    # -- queries -------------------------------------------------------------------------------
+    @property
+    def rounds(self) -> list[dict[str, Any]]:
+        return self.data["rounds"]
+
+    def round(self, index: int) -> dict[str, Any] | None:
+        return self.rounds[index] if index < len(self.rounds) else None
+
+    def labels(self, up_to_round: int | None = None) -> dict[str, int]:
+        """Every label received so far (or up to and including ``up_to_round``), by sample id."""
+        out: dict[str, int] = {}
+        for rec in self.rounds[: None if up_to_round is None else up_to_round + 1]:
+            out.update(rec.get("labels", {}))
+        return out
+
+    def asked(self) -> set[str]:
+        """Every id ever sent to the oracle (labelled, skipped or pending): never asked again."""
+        return {item["id"] for rec in self.rounds for item in rec["selected"]}
+
+    # -- transitions (each one saved at once) ----------------------------------------------------
+    def record_selection(self, index: int, target_size: int, selected: list[dict], strategy: str, seconds: dict) -> dict:
+        if index != len(self.rounds):
+            raise StateError(f"round {index} selected out of order (state has {len(self.rounds)} rounds)")
+        ids = [s["id"] for s in selected]
+        if len(set(ids)) != len(ids) or set(ids) & self.asked():
+            raise StateError(f"round {index}: selection repeats an id already asked for; this is a bug, please report it")
+        rec = {"round": index, "target_size": target_size, "strategy": strategy, "selected": selected,
+               "labels": {}, "skipped": [], "phase": "selected", "metrics": None, "seconds": dict(seconds)}
+        self.rounds.append(rec)
+        self.save()
+        return rec
+
+    def record_labels(self, index: int, labels: dict[str, int], skipped: list[str], seconds: float) -> None:
+        rec = self.rounds[index]
+        asked = {s["id"] for s in rec["selected"]}
+        unknown = (set(labels) | set(skipped)) - asked
+        if unknown:
+            raise StateError(f"round {index}: labels for ids that were not asked for: {sorted(unknown)[:5]}")
+        rec["labels"], rec["skipped"], rec["phase"] = {k: int(v) for k, v in labels.items()}, list(skipped), "labelled"
+        rec["seconds"]["annotate"] = seconds
+        self.save()
+
+    def record_training(self, index: int, metrics: dict, seconds: dict) -> None:
+        rec = self.rounds[index]
+        rec["metrics"], rec["phase"] = metrics, "trained"
+        rec["seconds"].update(seconds)
+        self.save()
+
+    def stop(self, reason: str) -> None:
+        self.data["stopped"] = reason
+        self.save()
