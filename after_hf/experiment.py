@@ -1,0 +1,133 @@
+"""`after-hf experiment`: the whole job in one command, each stage skipped when its output exists.
+
+corpus (generated or on disk) -> prepare (manifest) -> TAPT -> AL grid (strategies x cold starts x seeds)
+-> full-data baseline (+ the no-TAPT ablation) -> report (results.md, learning_curves.png).
+``--dry_run`` resolves and prints every stage, path, fold and budget without training anything.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .config import parse_args
+from .io import atomic_write_json
+
+
+@dataclass
+class ExperimentArguments:
+    out: str = field(metadata={"help": "Experiment directory (corpus/, manifest/, tapt/, al/<run>/, results.md)."})
+    synth_utterances: int = field(default=0, metadata={"help": "Generate this many utterances with espeak-ng as the corpus (0 = use --corpus)."})
+    synth_voices: int = field(default=10, metadata={"help": "Distinct generated speakers (voices)."})
+    corpus: list[str] = field(default_factory=list, metadata={"help": "Corpora on disk as NAME=PATH (iemocap, ravdess, cremad, ...); several = a merged pool."})
+    protocol: str = field(default="speaker", metadata={"help": "Split protocol passed to prepare: speaker (speaker-independent) or loso (IEMOCAP folds)."})
+    folds: list[int] = field(default_factory=lambda: [1], metadata={"help": "LOSO folds to run (IEMOCAP: 1 2 3 4 5)."})
+    tapt_config: str = field(default="", metadata={"help": "YAML recipe for `after-hf tapt` ('' = no TAPT: the backbone is used as it is)."})
+    backbone: str = field(default="small", metadata={"help": "Starting backbone: named config, local dir or Hub id (TAPT starts from it)."})
+    mode: str = field(default="head_only", metadata={"help": "AL learner: head_only (cached features + small head) or full (re-fine-tune the classifier)."})
+    finetune_config: str = field(default="", metadata={"help": "full mode: YAML recipe of fine-tuning options."})
+    strategies: list[str] = field(default_factory=lambda: ["entropy", "random"], metadata={"help": "Query strategies to compare."})
+    cold_starts: list[str] = field(default_factory=lambda: ["kmeans"], metadata={"help": "Cold starts to compare."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds (each setting runs once per seed)."})
+    seed_size: float = field(default=0.05, metadata={"help": "Seed set (count or fraction of the pool)."})
+    step_size: float = field(default=0.05, metadata={"help": "Labels per round (count or fraction)."})
+    budget: float = field(default=0.20, metadata={"help": "Labels to reach (count or fraction)."})
+    mc_passes: int = field(default=20, metadata={"help": "MC-dropout passes for BALD-type strategies."})
+    baseline: bool = field(default=True, metadata={"help": "Also train on 100% of the pool's labels (the baseline of every ratio)."})
+    ablation_no_tapt: bool = field(default=True, metadata={"help": "Also run the full-data baseline and the first strategy without TAPT."})
+    dry_run: bool = field(default=False, metadata={"help": "Print every resolved stage, config, fold and budget; train nothing."})
+
+
+def _run_name(strategy: str, cold: str, tag: str, seed: int) -> str:
+    return f"{strategy.replace(':', '+')}-{cold}{tag}__s{seed}"
+
+
+def plan(args: ExperimentArguments) -> list[dict]:
+    """Every AL run of the grid as resolved `after-hf al` options."""
+    from .al.loop import ALArguments
+
+    out = Path(args.out)
+    tapt_dir = str(out / "tapt") if args.tapt_config else args.backbone
+    runs = []
+    for fold in (args.folds if args.protocol == "loso" else [None]):
+        manifest = str(out / (f"manifest_fold{fold}" if fold else "manifest"))
+        prefix = f"fold{fold}/" if fold else ""
+        common = dict(manifest=manifest, mode=args.mode, finetune_config=args.finetune_config,
+                      mc_passes=args.mc_passes, cache_dir=str(out / "cache" / "features"), resume=True)
+        grid = [(s, c, "", tapt_dir) for s in args.strategies for c in args.cold_starts]
+        if args.ablation_no_tapt and args.tapt_config:
+            grid.append((args.strategies[0], args.cold_starts[0], "-no_tapt", args.backbone))
+        for seed in args.seeds:
+            for strategy, cold, tag, backbone in grid:
+                runs.append(ALArguments(out=str(out / "al" / (prefix + _run_name(strategy, cold, tag, seed))), backbone=backbone,
+                                        strategy=strategy, cold_start=cold, seed=seed, seed_size=args.seed_size,
+                                        step_size=args.step_size, budget=args.budget, **common))
+            if args.baseline:  # one round with every label of the pool
+                for tag, backbone in [("", tapt_dir)] + ([("_no_tapt", args.backbone)] if args.ablation_no_tapt and args.tapt_config else []):
+                    runs.append(ALArguments(out=str(out / "al" / f"{prefix}full_data{tag}__s{seed}"), backbone=backbone,
+                                            strategy="random", cold_start="random", seed=seed, seed_size=1.0 - 1e-9,
+                                            step_size=1.0 - 1e-9, budget=1.0 - 1e-9, **common))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_args([ExperimentArguments], argv, prog="after-hf experiment", description=__doc__, section="experiment")
+    out = Path(args.out)
+    runs = plan(args)
+    if args.dry_run:
+        print(f"experiment {out}: corpus={'synth:%d' % args.synth_utterances if args.synth_utterances else args.corpus}, "
+              f"protocol={args.protocol}, folds={args.folds if args.protocol == 'loso' else '-'}, "
+              f"TAPT={args.tapt_config or 'none'} from {args.backbone}")
+        for run in runs:
+            print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
+                  f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
+                  f"--seed_size {run.seed_size:g} --step_size {run.step_size:g} --budget {run.budget:g}")
+        print(f"{len(runs)} AL runs; nothing was trained (--dry_run).")
+        return 0
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    corpora = list(args.corpus)
+    if args.synth_utterances:
+        from .data.synth import synthesize
+
+        corpus_dir = out / "corpus"
+        synthesize(corpus_dir, num_utterances=args.synth_utterances, seed=0, voices=args.synth_voices)
+        corpora = [f"cremad={corpus_dir}"]
+        timings["synth"] = time.perf_counter() - started
+    from .data.prepare import prepare
+
+    for fold in (args.folds if args.protocol == "loso" else [None]):
+        manifest = out / (f"manifest_fold{fold}" if fold else "manifest")
+        if not (manifest / "dataset_info.json").is_file():
+            t0 = time.perf_counter()
+            prepare(dict(c.split("=", 1) for c in corpora), str(manifest), protocol=args.protocol, fold=fold or 1)
+            timings[f"prepare{fold or ''}"] = time.perf_counter() - t0
+    if args.tapt_config:
+        from .tapt import main as tapt_main
+
+        t0 = time.perf_counter()
+        if not (out / "tapt" / "model.safetensors").is_file():
+            first_manifest = runs[0].manifest
+            tapt_main(["--config", args.tapt_config, "--manifest", first_manifest, "--output_dir", str(out / "tapt"), "--resume"])
+        timings["tapt"] = time.perf_counter() - t0
+    from .al.loop import run_al
+
+    for i, run in enumerate(runs, 1):
+        print(f"\n[{i}/{len(runs)}] {Path(run.out).name}")
+        t0 = time.perf_counter()
+        run_al(run)
+        timings[Path(run.out).name] = time.perf_counter() - t0
+    from .report import build_report
+
+    report = build_report(out)
+    timings["total"] = time.perf_counter() - started
+    atomic_write_json(out / "timings.json", timings)
+    print(f"\nReport: {report}\nLearning curves: {out / 'learning_curves.png'}\nTAPT model: {out / 'tapt'}\n"
+          f"Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME --dry_run OUT`.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""`after-hf report`: results table, learning curves and time table from an experiment's AL run directories.
+
+Reads ``<experiment>/al/<run>/summary.json`` (+ ``config.json``) and writes ``results.md``,
+``learning_curves.png`` and ``results.json`` into the experiment directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import parse_args
+from .io import atomic_write_json, atomic_write_text
+
+BASELINE_PREFIX = "full_data"
+
+
+@dataclass
+class ReportArguments:
+    experiment: str = field(metadata={"help": "Experiment directory holding al/<run>/summary.json (written by `after-hf experiment`)."})
+
+
+def _runs(experiment: Path) -> dict[str, list[dict]]:
+    """Group runs by setting (strategy + cold start + backbone tag), one entry per seed."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for summary_path in sorted((experiment / "al").glob("*/summary.json")):
+        run = summary_path.parent
+        config = json.loads((run / "config.json").read_text())
+        summary = json.loads(summary_path.read_text())
+        setting = run.name.rsplit("__s", 1)[0]
+        groups[setting].append({"config": config, "rounds": summary["rounds"], "run": run.name})
+    return groups
+
+
+def _seconds(rounds: list[dict]) -> float:
+    return float(sum(v for r in rounds for k, v in r["seconds"].items() if k != "annotate"))
+
+
+def aggregate(experiment: Path) -> dict:
+    out = {}
+    for setting, runs in _runs(experiment).items():
+        by_size: dict[float, list[dict]] = defaultdict(list)
+        for run in runs:
+            for r in run["rounds"]:
+                by_size[round(r["fraction_labelled"], 4)].append(r)
+        points = []
+        for fraction in sorted(by_size):
+            rows = by_size[fraction]
+            point = {"fraction_labelled": fraction, "n_seeds": len(rows)}
+            for metric in ("test_ua", "test_wa", "test_macro_f1"):
+                values = np.array([r.get(metric, np.nan) for r in rows], dtype=float)
+                point[metric] = float(np.nanmean(values))
+                point[metric + "_std"] = float(np.nanstd(values))
+            points.append(point)
+        fractions = np.array([p["fraction_labelled"] for p in points])
+        uas = np.array([p["test_ua"] for p in points])
+        span = fractions[-1] - fractions[0] if len(points) > 1 else 0.0
+        # area under the UA learning curve, normalised by its x-range (= mean UA over the budget range)
+        auc = float(np.sum((uas[1:] + uas[:-1]) / 2 * np.diff(fractions)) / span) if span > 0 else float(uas[0])
+        seconds = [_seconds(run["rounds"]) for run in runs]
+        out[setting] = {"points": points, "auc_ua": auc, "seconds_mean": float(np.mean(seconds)),
+                        "seconds_std": float(np.std(seconds)), "n_seeds": len(runs),
+                        "mode": runs[0]["config"].get("mode"), "backbone": runs[0]["config"].get("backbone")}
+    return out
+
+
+def plot_learning_curves(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for setting, res in sorted(results.items()):
+        pts = res["points"]
+        x = np.array([p["fraction_labelled"] for p in pts]) * 100
+        y = np.array([p["test_ua"] for p in pts])
+        s = np.array([p["test_ua_std"] for p in pts])
+        if setting.startswith(BASELINE_PREFIX):
+            ax.axhline(y[-1], linestyle="--", color="grey" if "no_tapt" not in setting else "lightgrey",
+                       label=f"{setting} (100% labels): {y[-1]:.3f}")
+            continue
+        line, = ax.plot(x, y, marker="o", label=f"{setting} (AUC {res['auc_ua']:.3f})")
+        ax.fill_between(x, y - s, y + s, alpha=0.15, color=line.get_color())
+    ax.set_xlabel("% of the training pool labelled")
+    ax.set_ylabel("test UA (mean per-class recall)")
+    ax.set_title("Active learning curves (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def results_markdown(results: dict, experiment: Path) -> str:
+    lines = [f"# Results: {experiment}", ""]
+    baselines = {k: v for k, v in results.items() if k.startswith(BASELINE_PREFIX)}
+    curves = {k: v for k, v in results.items() if not k.startswith(BASELINE_PREFIX)}
+    lines += ["## Test metrics per labelling budget (mean ± std over seeds)", "",
+              "| setting | mode | % labelled | seeds | UA | WA | macro-F1 |", "|---|---|---|---|---|---|---|"]
+    for setting, res in sorted(results.items()):
+        for p in res["points"]:
+            lines.append(f"| {setting} | {res['mode']} | {100 * p['fraction_labelled']:.1f} | {p['n_seeds']} | "
+                         f"{p['test_ua']:.3f} ± {p['test_ua_std']:.3f} | {p['test_wa']:.3f} ± {p['test_wa_std']:.3f} | "
+                         f"{p['test_macro_f1']:.3f} ± {p['test_macro_f1_std']:.3f} |")
+    lines += ["", "## Area under the UA learning curve (normalised by the budget range; higher is better)", "",
+              "| setting | AUC(UA) | final UA |", "|---|---|---|"]
+    ranked = sorted(curves.items(), key=lambda kv: -kv[1]["auc_ua"])
+    for setting, res in ranked:
+        lines.append(f"| {setting} | {res['auc_ua']:.3f} | {res['points'][-1]['test_ua']:.3f} |")
+    random_auc = {k: v["auc_ua"] for k, v in curves.items() if k.startswith("random")}
+    if ranked and random_auc:
+        best = ranked[0][0]
+        verdict = ("random acquisition is the best setting here: the uncertainty strategies did not beat it on this pool."
+                   if best.startswith("random") else f"best setting: {best}.")
+        lines += ["", f"**Verdict:** {verdict}"]
+    lines += ["", "## Time: active learning to its budget vs fine-tuning on all labels", "",
+              "Wall seconds of train + score + select (annotation excluded; frozen-feature encoding, shared by all runs, excluded).", "",
+              "| setting | final % labelled | final UA | seconds (mean ± std) | time ratio vs baseline | UA ratio vs baseline |",
+              "|---|---|---|---|---|---|"]
+    base = baselines.get(BASELINE_PREFIX)
+    for setting, res in sorted(results.items()):
+        final = res["points"][-1]
+        ratio_t = f"{res['seconds_mean'] / base['seconds_mean']:.2f}" if base else "n/a"
+        ratio_ua = f"{final['test_ua'] / base['points'][-1]['test_ua']:.3f}" if base else "n/a"
+        lines.append(f"| {setting} | {100 * final['fraction_labelled']:.1f} | {final['test_ua']:.3f} | "
+                     f"{res['seconds_mean']:.1f} ± {res['seconds_std']:.1f} | {ratio_t} | {ratio_ua} |")
+    if base:
+        lines += ["", f"Baseline: `{BASELINE_PREFIX}` = the same learner trained once on 100% of the training pool's labels."]
+    lines += ["", "![learning curves](learning_curves.png)", ""]
+    return "\n".join(lines)
+
+
+def build_report(experiment: str | Path) -> Path:
+    experiment = Path(experiment)
+    results = aggregate(experiment)
+    if not results:
+        raise FileNotFoundError(f"no finished AL runs under {experiment}/al/*/summary.json: run `after-hf experiment` first.")
+    atomic_write_json(experiment / "results.json", results)
+    plot_learning_curves(results, experiment / "learning_curves.png")
+    report = experiment / "results.md"
+    atomic_write_text(report, results_markdown(results, experiment))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_args([ReportArguments], argv, prog="after-hf report", description=__doc__, section="report")
+    print(f"report: {build_report(args.experiment)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
