@@ -15,6 +15,8 @@ from pathlib import Path
 from .config import parse_args
 from .io import atomic_write_json
 
+ALL_OF_POOL = 1 - 1e-9  # a fraction that rounds to every sample of the pool (1 would mean one sample)
+
 
 @dataclass
 class ExperimentArguments:
@@ -67,8 +69,8 @@ def plan(args: ExperimentArguments) -> list[dict]:
             if args.baseline:  # one round with every label of the pool
                 for tag, backbone in [("", tapt_dir)] + ([("_no_tapt", args.backbone)] if args.ablation_no_tapt and args.tapt_config else []):
                     runs.append(ALArguments(out=str(out / "al" / f"{prefix}full_data{tag}__s{seed}"), backbone=backbone,
-                                            strategy="random", cold_start="random", seed=seed, seed_size=1.0 - 1e-9,
-                                            step_size=1.0 - 1e-9, budget=1.0 - 1e-9, **common))
+                                            strategy="random", cold_start="random", seed=seed, seed_size=ALL_OF_POOL,
+                                            step_size=ALL_OF_POOL, budget=ALL_OF_POOL, **common))
     return runs
 
 

@@ -1,0 +1,77 @@
+"""Budgets are exact, state is atomic and id-keyed, corruption is reported, stopping works."""
+
+import json
+
+import numpy as np
+import pytest
+
+from after_hf.al.budget import budget_schedule, resolve_size
+from after_hf.al.state import RunState
+from after_hf.al.stopping import StabilisingPredictions
+from after_hf.io import StateError
+
+
+def test_budget_schedule_is_exact_and_ends_at_budget():
+    assert budget_schedule(1000, 0.05, 0.05, 0.20) == [50, 100, 150, 200]
+    assert budget_schedule(1000, 200, 50, 0.33) == [200, 250, 300, 330]  # last step clipped, never overshoots
+    assert budget_schedule(37, 5, 5, 5) == [5]
+    for n in (97, 1000, 15531):
+        sizes = budget_schedule(n, 0.05, 0.05, 0.2)
+        assert sizes[-1] == round(0.2 * n) and all(b > a for a, b in zip(sizes, sizes[1:]))
+
+
+def test_budget_errors_name_the_fix():
+    with pytest.raises(ValueError, match="raise budget"):
+        budget_schedule(100, 20, 5, 10)
+    with pytest.raises(ValueError, match="only 10 samples"):
+        resolve_size(11, 10, "budget")
+
+
+def _select(state, index, ids):
+    return state.record_selection(index, len(state.labels()) + len(ids), [{"id": i, "score": 0.5} for i in ids], "entropy", {})
+
+
+def test_state_round_trip_and_resume(tmp_path):
+    config = {"strategy": "entropy", "seed": 0, "out": str(tmp_path)}
+    state = RunState.open(tmp_path, config, resume=False)
+    _select(state, 0, ["c/a", "c/b"])
+    state.record_labels(0, {"c/a": 1, "c/b": 0}, [], 0.1)
+    with pytest.raises(StateError, match="--resume"):
+        RunState.open(tmp_path, config, resume=False)
+    again = RunState.open(tmp_path, config, resume=True)
+    assert again.labels() == {"c/a": 1, "c/b": 0}
+    assert again.rounds[0]["phase"] == "labelled"
+    with pytest.raises(StateError, match="changed: \\['seed'\\]"):
+        RunState.open(tmp_path, {**config, "seed": 1}, resume=True)
+
+
+def test_state_never_repeats_an_id_or_accepts_foreign_labels(tmp_path):
+    state = RunState.open(tmp_path, {"x": 1}, resume=False)
+    _select(state, 0, ["c/a"])
+    state.record_labels(0, {"c/a": 2}, [], 0.0)
+    with pytest.raises(StateError, match="already asked"):
+        _select(state, 1, ["c/a"])
+    _select(state, 1, ["c/b"])
+    with pytest.raises(StateError, match="not asked for"):
+        state.record_labels(1, {"c/z": 0}, [], 0.0)
+
+
+def test_corrupt_state_is_reported_not_reset(tmp_path):
+    state = RunState.open(tmp_path, {"x": 1}, resume=False)
+    _select(state, 0, ["c/a"])
+    (tmp_path / "state.json").write_text('{"format": 1, "rounds": [')  # half-written by hand
+    with pytest.raises(StateError, match="state.prev.json|previous round"):
+        RunState.open(tmp_path, {"x": 1}, resume=True)
+    prev = json.loads((tmp_path / "state.prev.json").read_text())
+    assert prev["format"] == 1  # the previous good copy is there to restore
+
+
+def test_stabilising_predictions_stops_after_patience():
+    stop = StabilisingPredictions(threshold=0.99, patience=2)
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, 200)
+    assert not stop.update(0, a)
+    assert not stop.update(1, rng.integers(0, 4, 200))  # disagreement: streak 0
+    assert not stop.update(2, a)  # differs from round 1: streak stays 0
+    assert not stop.update(3, a)  # streak 1
+    assert stop.update(4, a)  # streak 2 -> stop
