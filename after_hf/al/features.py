@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import SAMPLING_RATE
 from ..data.audio import load_audio
+from ..inference import length_batches
 from ..io import atomic_write_json
 from ..models import is_named, load_config, uses_attention_mask
 
@@ -46,22 +46,6 @@ def load_backbone(source: str, init_seed: int = 0):
         torch.manual_seed(init_seed)
         return AutoModel.from_config(load_config(source))
     return AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
-
-
-def length_batches(durations: Sequence[float], batch_seconds: float) -> list[np.ndarray]:
-    """Indices sorted by duration and cut into batches of at most ``batch_seconds`` of padded audio."""
-    order = np.argsort(np.asarray(durations), kind="stable")
-    batches, current, longest = [], [], 0.0
-    for i in order:
-        longest_if_added = max(longest, float(durations[i]))
-        if current and longest_if_added * (len(current) + 1) > batch_seconds:
-            batches.append(np.array(current))
-            current, longest_if_added = [], float(durations[i])
-        current.append(int(i))
-        longest = longest_if_added
-    if current:
-        batches.append(np.array(current))
-    return batches
 
 
 @torch.inference_mode()
