@@ -1,0 +1,128 @@
+"""Score a fine-tuned classifier on one manifest split: UA / WA / macro-F1, per-class recall, confusion matrix.
+
+    after-hf evaluate --model runs/ft/model --manifest data/manifest --split test [--out DIR]
+
+Writes OUT/metrics.json, OUT/confusion_matrix.png and OUT/predictions.csv, and prints a per-class table.
+Utterances are scored at full length (never truncated), batched by length (``inference.predict``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .config import parse_args
+from .data.manifest import label_names as manifest_label_names
+from .data.manifest import load_manifest
+from .inference import predict
+from .io import atomic_write_json, atomic_write_text
+from .metrics import compute_ser_metrics
+from .models import is_named, load_classifier, load_config, load_feature_extractor
+from .plots import plot_confusion_matrix
+
+
+@dataclass
+class EvaluateArguments:
+    model: str = field(metadata={"help": "Fine-tuned classifier: a save_pretrained directory (e.g. RUN/model) or a Hub id."})
+    manifest: str = field(metadata={"help": "Manifest directory to score."})
+    split: str = field(default="test", metadata={"help": "Manifest split to score (train, validation, test)."})
+    out: str | None = field(default=None, metadata={"help": "Output directory (default: MODEL/eval_SPLIT for a local model, else ./eval_SPLIT)."})
+    batch_seconds: float = field(default=160.0, metadata={"help": "Seconds of padded audio per batch (lower it if memory runs out)."})
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda[:N]."})
+
+
+def model_label_names(config) -> list[str]:
+    """The classifier's label names in index order, from its (string-keyed) id2label."""
+    return [config.id2label[i] for i in sorted(config.id2label, key=int)]
+
+
+def load_model_for_eval(source: str, device: str = "cpu"):
+    """(model, feature_extractor, label_names) of a fine-tuned classifier directory or Hub id."""
+    if is_named(source):
+        raise ValueError(f"'{source}' is an untrained named config: pass the directory written by `after-hf finetune` (RUN/model).")
+    config = load_config(source)
+    names = model_label_names(config)
+    model = load_classifier(source, names).to(device).eval()
+    return model, load_feature_extractor(source, model.config), names
+
+
+def evaluate_dataset(model, feature_extractor, ds, label_names: Sequence[str], batch_seconds: float = 160.0):
+    """Scores of ``model`` (whose classes are ``label_names``) on manifest rows ``ds`` -> (metrics, predictions).
+
+    Manifest labels are matched to the model's classes by name, so the two label orders may differ.
+    """
+    label_names = list(label_names)
+    data_names = manifest_label_names(ds)
+    unknown = sorted(set(data_names) - set(label_names))
+    present = {data_names[i] for i in set(ds["label"])}
+    if present & set(unknown):
+        raise ValueError(
+            f"manifest labels {sorted(present & set(unknown))} are not classes of the model {label_names}; "
+            f"evaluate on a manifest built with the model's label set."
+        )
+    references = np.asarray([label_names.index(data_names[i]) for i in ds["label"]], dtype=np.int64)
+    out = predict(model, feature_extractor, ds, batch_seconds=batch_seconds)
+    predicted = out["probs"].argmax(-1)
+    scores = compute_ser_metrics(predicted, references, label_names)
+    scores["num_samples"] = len(ds)
+    rows = {"id": list(ds["id"]), "reference": references, "predicted": predicted, "probs": out["probs"]}
+    return scores, rows
+
+
+def format_table(scores: dict) -> str:
+    """Per-class recall / support table plus the UA, WA and macro-F1 lines."""
+    names, cm = scores["label_names"], np.asarray(scores["confusion_matrix"])
+    width = max(8, *map(len, names))
+    lines = [f"{'class':<{width}}  {'recall':>7}  {'support':>7}"]
+    for name, support in zip(names, cm.sum(axis=1)):
+        recall = scores["per_class_recall"][name]
+        lines.append(f"{name:<{width}}  {'   n/a' if recall is None else f'{recall:7.4f}'}  {support:7d}")
+    lines.append(f"{'UA':<{width}}  {scores['ua']:7.4f}   (mean per-class recall)")
+    lines.append(f"{'WA':<{width}}  {scores['wa']:7.4f}   (accuracy)")
+    lines.append(f"{'macro-F1':<{width}}  {scores['macro_f1']:7.4f}")
+    return "\n".join(lines)
+
+
+def write_report(scores: dict, out_dir: str | Path, title: str | None = None, rows: dict | None = None) -> dict[str, Path]:
+    """metrics.json + confusion_matrix.png (+ predictions.csv when ``rows`` is given) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    paths = {"metrics": out_dir / "metrics.json", "confusion_matrix": out_dir / "confusion_matrix.png"}
+    atomic_write_json(paths["metrics"], scores)
+    plot_confusion_matrix(scores["confusion_matrix"], scores["label_names"], paths["confusion_matrix"], title=title)
+    if rows is not None:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        names = scores["label_names"]
+        writer.writerow(["id", "reference", "predicted", *[f"p_{n}" for n in names]])
+        for i, ref, pred, probs in zip(rows["id"], rows["reference"], rows["predicted"], rows["probs"]):
+            writer.writerow([i, names[ref], names[pred], *[f"{p:.5f}" for p in probs]])
+        paths["predictions"] = out_dir / "predictions.csv"
+        atomic_write_text(paths["predictions"], buf.getvalue())
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_args([EvaluateArguments], argv, prog="after-hf evaluate", description=__doc__, section="evaluate")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model, feature_extractor, names = load_model_for_eval(args.model, device)
+    ds = load_manifest(args.manifest, split=args.split)
+    scores, rows = evaluate_dataset(model, feature_extractor, ds, names, args.batch_seconds)
+    scores.update(model=args.model, manifest=args.manifest, split=args.split)
+    local = Path(args.model).is_dir()
+    out_dir = Path(args.out) if args.out else (Path(args.model) if local else Path(".")) / f"eval_{args.split}"
+    paths = write_report(scores, out_dir, title=f"{args.split}: {args.model}", rows=rows)
+    print(f"{args.split} split of {args.manifest}: {len(ds)} utterances, model {args.model}")
+    print(format_table(scores))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

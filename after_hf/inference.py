@@ -1,0 +1,178 @@
+"""Batched prediction on full-length utterances: class probabilities, pooled embeddings, MC-dropout samples.
+
+Utterances are sorted by length and grouped into batches of at most ``batch_seconds`` of *padded* audio,
+decoded whole (never truncated), padded with zeros and normalised per utterance by the feature extractor.
+The attention mask goes into the encoder only for layer-norm feature encoders (large / XLS-R); group-norm
+ones (wav2vec2-base and our named configs) were trained without it. Either way the pooling is a *masked*
+mean over the real frames, so padding never leaks into the utterance vector (the transformers head would
+average the padded frames too when it gets no mask). Training uses the same ``pooled_forward``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import SAMPLING_RATE
+from .data.audio import duration_seconds, load_audio
+from .models import uses_attention_mask
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a peft ``PeftModel`` (its LoRA layers stay in place and active)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def pooled_forward(
+    model: torch.nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits [B, C], pooled [B, P])`` of an audio classifier with a ``projector`` + ``classifier`` head
+    (Wav2Vec2 / HuBERT / WavLM / Data2VecAudio ``...ForSequenceClassification``), LoRA-wrapped or not.
+
+    ``attention_mask`` [B, samples] marks the real samples; it always drives the pooling and reaches the
+    encoder only when the model's feature encoder uses layer norm. ``pooled`` is the masked mean of the
+    projector output, i.e. exactly what the linear classifier sees.
+    """
+    net = unwrap(model)
+    if not (hasattr(net, "projector") and hasattr(net, "classifier")):
+        raise TypeError(
+            f"{type(net).__name__} has no projector/classifier head; use a *ForSequenceClassification audio model "
+            "(wav2vec2, HuBERT, WavLM, XLS-R, data2vec-audio)."
+        )
+    config = net.config
+    encoder = getattr(net, net.base_model_prefix)
+    weighted = bool(getattr(config, "use_weighted_layer_sum", False))
+    outputs = encoder(
+        input_values,
+        attention_mask=attention_mask if uses_attention_mask(config) else None,
+        output_hidden_states=weighted,
+    )
+    if weighted:
+        stacked = torch.stack(outputs.hidden_states, dim=1)
+        hidden = (stacked * torch.softmax(net.layer_weights, dim=-1).view(1, -1, 1, 1)).sum(dim=1)
+    else:
+        hidden = outputs.last_hidden_state
+    hidden = net.projector(hidden)
+    frames = net._get_feature_vector_attention_mask(hidden.shape[1], attention_mask).to(hidden.dtype)
+    pooled = (hidden * frames.unsqueeze(-1)).sum(dim=1) / frames.sum(dim=1, keepdim=True).clamp(min=1.0)
+    return net.classifier(pooled), pooled
+
+
+def length_batches(durations: Sequence[float], batch_seconds: float) -> list[np.ndarray]:
+    """Indices grouped longest-first so that ``len(batch) * longest <= batch_seconds`` (one utterance at least)."""
+    durations = np.asarray(durations, dtype=np.float64)
+    order = np.argsort(-durations, kind="stable")
+    batches, current = [], []
+    for idx in order:
+        longest = durations[current[0]] if current else durations[idx]
+        if current and (len(current) + 1) * longest > batch_seconds:
+            batches.append(np.asarray(current))
+            current = []
+        current.append(int(idx))
+    if current:
+        batches.append(np.asarray(current))
+    return batches
+
+
+def _sources(items) -> tuple[list, list[float]]:
+    """(paths or waveforms, durations) from a manifest Dataset, a list of paths, or a list of 16 kHz arrays."""
+    if hasattr(items, "column_names"):  # datasets.Dataset
+        paths = list(items["path"])
+        durations = list(items["duration"]) if "duration" in items.column_names else [duration_seconds(p) for p in paths]
+        return paths, [float(d) for d in durations]
+    items = list(items)
+    if all(isinstance(x, (str, Path)) for x in items):
+        return [str(x) for x in items], [duration_seconds(x) for x in items]
+    waves = [np.asarray(x, dtype=np.float32).reshape(-1) for x in items]
+    return waves, [w.size / SAMPLING_RATE for w in waves]
+
+
+@contextlib.contextmanager
+def _mc_dropout(model: torch.nn.Module):
+    """Eval mode except the ``nn.Dropout`` layers (SpecAugment and LayerDrop stay off); restores the modes."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.train()
+    try:
+        yield
+    finally:
+        for module, mode in modes.items():
+            module.train(mode)
+
+
+def predict(
+    model: torch.nn.Module,
+    feature_extractor,
+    ds_or_paths,
+    batch_seconds: float = 160.0,
+    return_embeddings: bool = False,
+    mc_dropout_passes: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Predict every utterance of ``ds_or_paths`` (a manifest Dataset, audio paths, or 16 kHz float arrays).
+
+    Returns arrays ordered like the input: ``logits`` and ``probs`` [N, C]; with ``return_embeddings``,
+    ``embeddings`` [N, P] (masked-mean-pooled projector output = the classifier's input); with
+    ``mc_dropout_passes=T > 0``, ``mc_probs`` [T, N, C] from T passes with dropout active (seeded by ``seed``).
+    """
+    sources, durations = _sources(ds_or_paths)
+    n = len(sources)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = {"logits": None, "embeddings": None, "mc_probs": None}
+    bar = tqdm(total=n, desc="predict", unit="utt", disable=not progress or n == 0)
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.inference_mode(), torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(seed)
+            for batch in length_batches(durations, batch_seconds):
+                waves = [load_audio(sources[i]) if isinstance(sources[i], str) else sources[i] for i in batch]
+                inputs = feature_extractor(
+                    waves, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
+                )
+                values, mask = inputs["input_values"].to(device), inputs["attention_mask"].to(device)
+                logits, pooled = pooled_forward(model, values, mask)
+                _store(out, "logits", batch, logits.float().cpu().numpy(), n)
+                if return_embeddings:
+                    _store(out, "embeddings", batch, pooled.float().cpu().numpy(), n)
+                if mc_dropout_passes > 0:
+                    with _mc_dropout(model):
+                        samples = [torch.softmax(pooled_forward(model, values, mask)[0].float(), -1) for _ in range(mc_dropout_passes)]
+                    _store(out, "mc_probs", batch, torch.stack(samples).cpu().numpy(), n, axis=1)
+                bar.update(len(batch))
+    finally:
+        bar.close()
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("predict: nothing to predict (empty input).")
+    result = {"logits": out["logits"], "probs": _softmax(out["logits"])}
+    if return_embeddings:
+        result["embeddings"] = out["embeddings"]
+    if mc_dropout_passes > 0:
+        result["mc_probs"] = out["mc_probs"]
+    return result
+
+
+def _store(out: dict, key: str, rows: np.ndarray, values: np.ndarray, n: int, axis: int = 0) -> None:
+    if out[key] is None:
+        shape = list(values.shape)
+        shape[axis] = n
+        out[key] = np.zeros(shape, dtype=np.float32)
+    if axis == 0:
+        out[key][rows] = values
+    else:
+        out[key][:, rows] = values
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,33 @@
+"""Honest SER metrics (UA, WA, macro-F1, per-class recall, confusion matrix) through a local `evaluate` module."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+SER_METRICS_PATH = str(Path(__file__).resolve().parent / "ser_metrics")  # evaluate.load(SER_METRICS_PATH)
+
+
+@lru_cache(maxsize=1)
+def load_ser_metrics():
+    """The local `ser_metrics` evaluate module (no Hub access: it is loaded from the package directory)."""
+    import evaluate
+
+    return evaluate.load(SER_METRICS_PATH)
+
+
+def compute_ser_metrics(predictions: Sequence[int], references: Sequence[int], label_names: Sequence[str]) -> dict:
+    """UA / WA / macro-F1 plus ``per_class_recall`` as {label: recall or None} and the confusion matrix.
+
+    None (not NaN) marks a class with no reference sample so the result is valid JSON.
+    """
+    out = load_ser_metrics().compute(
+        predictions=list(map(int, predictions)), references=list(map(int, references)), num_classes=len(label_names)
+    )
+    out["per_class_recall"] = {
+        name: (None if math.isnan(r) else r) for name, r in zip(label_names, out["per_class_recall"])
+    }
+    out["label_names"] = list(label_names)
+    return out

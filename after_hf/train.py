@@ -1,0 +1,376 @@
+"""Fine-tune a wav2vec2-style audio classifier (full or LoRA) on a manifest; keep the best validation-UA model.
+
+    after-hf finetune --config recipes/demo/finetune.yaml
+    accelerate launch -m after_hf.train --config recipes/paper/iemocap_fold1.yaml   # DDP / bf16 on GPUs
+
+The loop, checkpointing, DDP and mixed precision are transformers' ``Trainer``. What is ours:
+random crops of at most ``max_train_seconds`` re-drawn every epoch (full-length utterances in evaluation);
+masked mean pooling (``inference.pooled_forward``, padding never enters the utterance vector);
+class-weighted cross-entropy with weights ``w_c = n / (C * n_c)`` from the *current* labelled set;
+evaluation = ``inference.predict`` (length-sorted, full length) + the local ``ser_metrics`` module, so the
+best checkpoint is chosen on validation UA (not on the last epoch, as AFTER did) with early stopping.
+``finetune()`` is the library entry the active-learning loop calls every round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import SAMPLING_RATE
+from .config import ConfigError, parse_args, to_dict
+from .data.audio import load_audio
+from .data.manifest import label_names as manifest_label_names
+from .data.manifest import load_manifest
+from .inference import pooled_forward, predict
+from .io import atomic_write_json, replace_dir
+from .metrics import compute_ser_metrics
+from .models import load_classifier, load_feature_extractor
+
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # attention projections of every layer
+
+
+@dataclass
+class FinetuneArguments:
+    model: str = field(
+        default="small",
+        metadata={"help": "Backbone: a named config (tiny, small), a TAPT output / save_pretrained directory, or a Hub id "
+                  "such as facebook/wav2vec2-base (any AutoModelForAudioClassification with a projector+classifier head)."},
+    )
+    manifest: str | None = field(default=None, metadata={"help": "Manifest directory (after-hf prepare / synth)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Run directory: the final model goes to OUTPUT_DIR/model."})
+    train_split: str = field(default="train", metadata={"help": "Manifest split to train on."})
+    eval_split: str = field(default="validation", metadata={"help": "Speaker-independent split for checkpoint selection; '' = none (train the fixed schedule)."})
+    test_split: str = field(default="test", metadata={"help": "Split scored once with the selected model at the end (CLI only); '' = skip."})
+    freeze_feature_encoder: bool = field(default=True, metadata={"help": "Freeze the CNN feature encoder (AFTER, and standard practice)."})
+    freeze_feature_projection: bool = field(default=False, metadata={"help": "Also freeze the feature projection (AFTER froze it)."})
+    mask_time_prob: float = field(default=0.08, metadata={"help": "SpecAugment: probability of a time-mask span start per frame (AFTER 0.08)."})
+    mask_time_length: int = field(default=15, metadata={"help": "SpecAugment: time-mask span in frames (AFTER 15)."})
+    mask_feature_prob: float = field(default=0.05, metadata={"help": "SpecAugment: probability of a feature-mask span start per channel (AFTER 0.05)."})
+    mask_feature_length: int = field(default=64, metadata={"help": "SpecAugment: feature-mask span in channels (AFTER 64); must be <= hidden size."})
+    class_weighted_loss: bool = field(default=True, metadata={"help": "Cross-entropy weighted by n / (C * n_c) from the current labelled set."})
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) + the head instead of the whole encoder; merged on export."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        metadata={"help": "Modules that get adapters (add intermediate_dense output_dense for the feed-forward layers)."},
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (AFTER: Adam 1e-4, constant)."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name: constant, linear, cosine, ..."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (0 = Adam, as AFTER)."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Utterances per batch per device (AFTER 64)."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches accumulated per optimizer step."})
+    num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs (AFTER 30); early stopping may end sooner."})
+    max_steps: int = field(default=-1, metadata={"help": "If > 0: total optimizer steps, overriding num_train_epochs."})
+    max_train_seconds: float = field(default=10.0, metadata={"help": "Random crop length in training, re-drawn every epoch (AFTER truncated to 10 s). Evaluation is always full length."})
+    eval_batch_seconds: float = field(default=160.0, metadata={"help": "Seconds of padded audio per evaluation batch (length-sorted)."})
+    eval_steps: int = field(default=0, metadata={"help": "Evaluate (and checkpoint) every N steps; 0 = once per epoch."})
+    early_stopping_patience: int = field(default=5, metadata={"help": "Stop after N evaluations without a better validation UA; 0 = never."})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={"help": "auto = bf16 on a GPU that supports it, else fp32 (never reduced precision on CPU)."})
+    seed: int = field(default=42, metadata={"help": "Seed for the head initialisation, shuffling, crops and dropout: same seed, same model."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Decoding worker processes."})
+    logging_steps: int = field(default=10, metadata={"help": "Log the training loss every N steps."})
+    keep_checkpoints: bool = field(default=False, metadata={"help": "Keep OUTPUT_DIR/checkpoints (Trainer state) after training."})
+    report_to: str = field(default="none", metadata={"help": "Trainer loggers: none, tensorboard, wandb, ..."})
+
+
+@dataclass
+class FinetuneResult:
+    model: torch.nn.Module  # best checkpoint, LoRA merged, eval mode, on the training device
+    feature_extractor: object
+    metrics: dict  # validation metrics of the selected model ({} when there was no validation split)
+    train_seconds: float  # wall time of Trainer.train()
+    wall_seconds: float  # wall time of the whole call (model loading, training, export)
+    model_dir: Path  # save_pretrained directory (config, safetensors, preprocessor, training_config, metrics)
+    best_step: int | None
+    history: list[dict]  # Trainer log history (losses and evaluations)
+
+
+def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """``w_c = n / (C * n_c)`` (n labelled samples, C classes, n_c of class c): 1 for every class when balanced.
+
+    A class with no labelled sample gets weight 0: it has no term in the loss anyway.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    n = counts.sum()
+    return np.divide(n, num_classes * counts, out=np.zeros(num_classes), where=counts > 0).astype(np.float32)
+
+
+class PooledClassifier(torch.nn.Module):
+    """The trained module: ``pooled_forward`` + (weighted) cross-entropy, so DDP wraps one forward."""
+
+    def __init__(self, model: torch.nn.Module, weights: torch.Tensor | None):
+        super().__init__()
+        self.model = model
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def forward(self, input_values, attention_mask, labels=None):
+        logits, _ = pooled_forward(self.model, input_values, attention_mask)
+        loss = None if labels is None else F.cross_entropy(logits.float(), labels, weight=self.class_weights)
+        return {"loss": loss, "logits": logits}
+
+
+@dataclass
+class CropCollator:
+    """Decode a batch: random windows of ``max_seconds`` from longer utterances (fresh each time a batch is
+    drawn, i.e. every epoch), dynamic zero padding, per-utterance normalisation, labels."""
+
+    feature_extractor: object
+    max_seconds: float | None
+    min_samples: int = 0  # pad at least this far so SpecAugment time masks fit in short batches
+
+    def __call__(self, rows: list[dict]) -> dict:
+        waves = []
+        for row in rows:
+            duration = float(row["duration"])
+            if self.max_seconds and duration > self.max_seconds:
+                start = float(torch.rand(()).item()) * (duration - self.max_seconds)
+                waves.append(load_audio(row["path"], start=start, seconds=self.max_seconds))
+            else:
+                waves.append(load_audio(row["path"]))
+        batch = self.feature_extractor(
+            waves, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
+        )
+        short = self.min_samples - batch["input_values"].shape[1]
+        if short > 0:
+            batch["input_values"] = F.pad(batch["input_values"], (0, short))
+            batch["attention_mask"] = F.pad(batch["attention_mask"], (0, short))
+        return {
+            "input_values": batch["input_values"],
+            "attention_mask": batch["attention_mask"],
+            "labels": torch.tensor([int(row["label"]) for row in rows], dtype=torch.long),
+        }
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class SERTrainer(Trainer):
+        """Trainer whose evaluation is full-length, length-batched ``predict`` + UA/WA/F1 (``eval_ua`` picks the best)."""
+
+        def __init__(self, *a, eval_batch_seconds: float, label_names: list[str], **kw):
+            super().__init__(*a, **kw)
+            self.eval_batch_seconds, self.class_names = eval_batch_seconds, label_names
+            self.eval_by_step: dict[int, dict] = {}
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+            ds = self.eval_dataset if eval_dataset is None else eval_dataset
+            start = time.perf_counter()
+            out = predict(self.model.model, self.processing_class, ds, batch_seconds=self.eval_batch_seconds, progress=False)
+            scores = compute_ser_metrics(out["probs"].argmax(-1), ds["label"], self.class_names)
+            self.eval_by_step[self.state.global_step] = scores
+            metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("ua", "wa", "macro_f1")}
+            metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 3)
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    return SERTrainer
+
+
+def _check_args(args: FinetuneArguments, config) -> None:
+    hidden = getattr(config, "hidden_size", None)
+    if args.mask_feature_prob > 0 and hidden is not None and args.mask_feature_length > hidden:
+        raise ConfigError(
+            f"mask_feature_length={args.mask_feature_length} exceeds the model's hidden size {hidden}: "
+            f"set mask_feature_length <= {hidden} (or mask_feature_prob: 0) in the recipe."
+        )
+    if args.max_train_seconds is not None and args.max_train_seconds <= 0:
+        raise ConfigError("max_train_seconds must be > 0 (the crop length in seconds, e.g. 10).")
+
+
+def _precision(choice: str) -> dict:
+    cuda = torch.cuda.is_available()
+    if choice == "auto":
+        return {"bf16": bool(cuda and torch.cuda.is_bf16_supported())}
+    if choice in ("bf16", "fp16") and not cuda:
+        raise ConfigError(f"precision={choice} needs a CUDA GPU; use precision: auto or fp32 on CPU.")
+    return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
+
+
+def _apply_lora(model, args: FinetuneArguments):
+    from peft import LoraConfig, get_peft_model
+
+    # No task_type: SEQ_CLS would make peft's wrapper feed `input_ids` to an audio model.
+    config = LoraConfig(
+        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
+        target_modules=list(args.lora_target_modules), modules_to_save=["projector", "classifier"],
+    )
+    return get_peft_model(model, config)
+
+
+def _check_labels(ds, label_names: list[str], what: str) -> None:
+    names = manifest_label_names(ds) if "label" in ds.features and hasattr(ds.features["label"], "names") else None
+    if names is not None and names != list(label_names):
+        raise ValueError(f"{what} labels {names} differ from the label set {list(label_names)}; rebuild it with the same labels.")
+    if len(ds) == 0:
+        raise ValueError(f"{what} is empty: nothing to train or evaluate on.")
+
+
+def finetune(
+    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path
+) -> FinetuneResult:
+    """Train ``args.model`` on the manifest rows ``train_ds``; select the best checkpoint on ``eval_ds`` UA.
+
+    Writes ``output_dir/model`` (atomically) and returns the model, its validation metrics and timings.
+    """
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+
+    wall_start = time.perf_counter()
+    label_names = list(label_names)
+    output_dir = Path(output_dir)
+    _check_labels(train_ds, label_names, "training set")
+    if eval_ds is not None:
+        _check_labels(eval_ds, label_names, "validation set")
+
+    set_seed(args.seed)  # the new head (and, for named configs, the whole model) is initialised from this seed
+    model = load_classifier(
+        args.model, label_names,
+        mask_time_prob=args.mask_time_prob, mask_time_length=args.mask_time_length,
+        mask_feature_prob=args.mask_feature_prob, mask_feature_length=args.mask_feature_length,
+    )
+    _check_args(args, model.config)
+    feature_extractor = load_feature_extractor(args.model, model.config)
+    if args.freeze_feature_encoder:
+        model.freeze_feature_encoder()
+    if args.freeze_feature_projection:
+        getattr(model, model.base_model_prefix).feature_projection.requires_grad_(False)
+    if args.lora:
+        model = _apply_lora(model, args)
+
+    labels = list(map(int, train_ds["label"]))
+    weights = class_weights(labels, len(label_names)) if args.class_weighted_loss else None
+    module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))
+
+    columns = ["path", "duration", "label"]
+    train_rows = train_ds.select_columns(columns)
+    eval_rows = None if eval_ds is None else eval_ds.select_columns(columns)
+    has_eval = eval_rows is not None
+    strategy = ("steps" if args.eval_steps > 0 else "epoch") if has_eval else "no"
+    checkpoints = output_dir / "checkpoints"
+    training_args = TrainingArguments(
+        output_dir=str(checkpoints),
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=args.eval_steps or None,
+        save_steps=args.eval_steps or None,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="ua" if has_eval else None,
+        greater_is_better=True if has_eval else None,
+        save_total_limit=2,
+        save_only_model=True,  # checkpoints exist for best-model selection; resuming restarts the round
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type=args.lr_scheduler_type,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        num_train_epochs=args.num_train_epochs,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        logging_steps=args.logging_steps,
+        report_to=args.report_to,
+        remove_unused_columns=False,  # the collator needs path/duration
+        label_names=["labels"],
+        dataloader_num_workers=args.dataloader_num_workers,
+        ddp_find_unused_parameters=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **_precision(args.precision),
+    )
+    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if has_eval and args.early_stopping_patience > 0 else []
+    min_samples = 400 + 320 * args.mask_time_length if args.mask_time_prob > 0 else 0
+    trainer = _trainer_class()(
+        model=module,
+        args=training_args,
+        train_dataset=train_rows,
+        eval_dataset=eval_rows,
+        data_collator=CropCollator(feature_extractor, args.max_train_seconds, min_samples),
+        processing_class=feature_extractor,
+        callbacks=callbacks,
+        eval_batch_seconds=args.eval_batch_seconds,
+        label_names=label_names,
+    )
+    train_start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - train_start
+
+    best_step = trainer.state.best_global_step if has_eval else None
+    metrics = {}
+    if has_eval:
+        if best_step is None or best_step not in trainer.eval_by_step:  # no evaluation happened: score the final model
+            trainer.evaluate()
+            best_step = trainer.state.global_step
+        metrics = trainer.eval_by_step[best_step]
+
+    final = module.model.merge_and_unload() if args.lora else module.model
+    final.eval()
+    model_dir = output_dir / "model"
+    if trainer.is_world_process_zero():
+        tmp = output_dir / ".model.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        final.save_pretrained(str(tmp))  # safetensors
+        feature_extractor.save_pretrained(str(tmp))
+        atomic_write_json(tmp / "training_config.json", {
+            **to_dict(args),
+            "label_names": label_names,
+            "class_weights": None if weights is None else weights.tolist(),
+            "train_label_counts": {label_names[k]: v for k, v in sorted(Counter(labels).items())},
+            "num_train": len(train_ds),
+            "num_eval": 0 if eval_ds is None else len(eval_ds),
+            "output_dir": str(output_dir),
+        })
+        atomic_write_json(tmp / "metrics.json", {
+            "validation": metrics, "best_step": best_step, "global_step": trainer.state.global_step,
+            "train_seconds": round(train_seconds, 3),
+        })
+        replace_dir(tmp, model_dir)
+        if not args.keep_checkpoints and checkpoints.exists():
+            shutil.rmtree(checkpoints)
+    return FinetuneResult(
+        model=final, feature_extractor=feature_extractor, metrics=metrics, train_seconds=train_seconds,
+        wall_seconds=time.perf_counter() - wall_start, model_dir=model_dir, best_step=best_step,
+        history=list(trainer.state.log_history),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_args([FinetuneArguments], argv, prog="after-hf finetune", description=__doc__, section="finetune")
+    if not args.manifest or not args.output_dir:
+        raise ConfigError("after-hf finetune needs --manifest DIR and --output_dir DIR (or both in the --config recipe).")
+    train_ds = load_manifest(args.manifest, split=args.train_split)
+    names = manifest_label_names(train_ds)
+    eval_ds = load_manifest(args.manifest, split=args.eval_split) if args.eval_split else None
+    result = finetune(args, train_ds, eval_ds, names, args.output_dir)
+    print(f"model saved to {result.model_dir} (best step {result.best_step}, trained {result.train_seconds:.1f} s)")
+    if result.metrics:
+        print(f"validation ({args.eval_split}): UA {result.metrics['ua']:.4f}  WA {result.metrics['wa']:.4f}  "
+              f"macro-F1 {result.metrics['macro_f1']:.4f}")
+    if args.test_split:
+        from .evaluate import evaluate_dataset, write_report
+
+        test_ds = load_manifest(args.manifest, split=args.test_split)
+        scores, rows = evaluate_dataset(result.model, result.feature_extractor, test_ds, names, args.eval_batch_seconds)
+        write_report(scores, result.model_dir / f"eval_{args.test_split}", title=f"{args.test_split}: {result.model_dir}", rows=rows)
+        print(f"test ({args.test_split}): UA {scores['ua']:.4f}  WA {scores['wa']:.4f}  macro-F1 {scores['macro_f1']:.4f}")
+        summary = {"validation": result.metrics, "best_step": result.best_step, "train_seconds": round(result.train_seconds, 3),
+                   args.test_split: scores}
+        atomic_write_json(result.model_dir / "metrics.json", summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
