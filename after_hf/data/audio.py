@@ -39,7 +39,8 @@ def _decoder(path: str | Path):
 
 
 def load_audio(
-    path: str | Path, start: float | None = None, seconds: float | None = None, check: bool = True
+    path: str | Path, start: float | None = None, seconds: float | None = None, check: bool = True,
+    min_seconds: float = MIN_SECONDS,
 ) -> np.ndarray:
     """Mono float32 samples at 16 kHz; ``start``/``seconds`` decode only that window (cheap random crops)."""
     decoder = _decoder(path)
@@ -53,17 +54,17 @@ def load_audio(
         raise AudioError(path, f"decoding failed ({type(err).__name__}: {err})", "The file is truncated or corrupt: re-export it.") from err
     wave = samples.data.numpy().reshape(-1).astype(np.float32, copy=False)
     if check:
-        check_waveform(wave, path)
+        check_waveform(wave, path, min_seconds)
     return wave
 
 
-def check_waveform(wave: np.ndarray, path: str | Path) -> None:
+def check_waveform(wave: np.ndarray, path: str | Path, min_seconds: float = MIN_SECONDS) -> None:
     if wave.size == 0:
         raise AudioError(path, "zero audio frames", "The file has a header but no samples: re-export it.")
     if not np.isfinite(wave).all():
         raise AudioError(path, "NaN or infinite samples", "The file is corrupt: re-export it as 16-bit PCM.")
-    if wave.size < MIN_SECONDS * SAMPLING_RATE:
-        raise AudioError(path, f"too short ({wave.size / SAMPLING_RATE * 1000:.0f} ms < {MIN_SECONDS * 1000:.0f} ms)", "Drop it or merge it with its neighbour.")
+    if wave.size < min_seconds * SAMPLING_RATE:
+        raise AudioError(path, f"too short ({wave.size / SAMPLING_RATE * 1000:.0f} ms < {min_seconds * 1000:.0f} ms)", "Drop it or merge it with its neighbour.")
 
 
 def duration_seconds(path: str | Path) -> float:

@@ -1,0 +1,28 @@
+"""EMODB (Berlin): ``wav/03a01Fa.wav`` (speaker, text code, emotion letter, version)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+from .base import CorpusError, Skipped, Utterance, audio_files, sample_id, strip_to
+
+NAME = "emodb"
+PATTERN = re.compile(r"^(\d\d)([ab]\d\d)([WLEAFTN])([a-z])$")
+
+
+def read(root: str | Path) -> Iterator[Utterance | Skipped]:
+    root = strip_to(root, "wav")
+    if not (root / "wav").is_dir():
+        raise CorpusError(f"{root} is not an EMODB folder: expected {root / 'wav'}/ holding 03a01Fa.wav-style files.")
+    for path in audio_files(root / "wav"):
+        if isinstance(path, Skipped):
+            yield path
+            continue
+        m = PATTERN.match(path.stem)
+        if not m:
+            yield Skipped(str(path), "name is not <speaker 2 digits><text a01..b10><emotion letter><version> (EMODB layout)")
+            continue
+        speaker, _text, emotion, _version = m.groups()
+        yield Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/{speaker}", NAME)

@@ -1,0 +1,32 @@
+"""RAVDESS: ``Actor_NN/MM-VV-EE-II-SS-RR-AA.wav`` (modality, vocal channel, emotion, intensity, statement,
+repetition, actor). Speech only: vocal channel 02 (song) is listed as excluded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+from .base import CorpusError, Skipped, Utterance, audio_files, sample_id, strip_to
+
+NAME = "ravdess"
+PATTERN = re.compile(r"^(\d\d)-(\d\d)-(0[1-8])-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+
+
+def read(root: str | Path) -> Iterator[Utterance | Skipped]:
+    root = strip_to(root)
+    if not any(root.glob("**/Actor_*")) and not any(root.glob("**/??-??-??-??-??-??-??.wav")):
+        raise CorpusError(f"{root} is not a RAVDESS folder: expected Actor_01/03-01-01-01-01-01-01.wav-style files under it.")
+    for path in audio_files(root):
+        if isinstance(path, Skipped):
+            yield path
+            continue
+        m = PATTERN.match(path.stem)
+        if not m:
+            yield Skipped(str(path), "name is not MM-VV-EE-II-SS-RR-AA (RAVDESS layout)")
+            continue
+        _modality, channel, emotion, *_rest, actor = m.groups()
+        if channel != "01":
+            yield Skipped(str(path), "song (vocal channel 02): RAVDESS speech only", "excluded")
+            continue
+        yield Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/Actor_{actor}", NAME)
