@@ -1,0 +1,396 @@
+"""Speech emotion recognition Space (after-hf): classify a recording, and label what an active-learning run asks for.
+
+    python app.py --model DIR_OR_HUB_ID [--run_dir RUN] [--max_seconds 30] [--server_port 7860]
+    AFTER_HF_MODEL=runs/demo/final_model AFTER_HF_RUN=runs/demo python spaces_demo/app.py     # = `make space`
+
+Classify tab: upload a file or record from the microphone; any format FFmpeg decodes, any rate, any number of
+channels, is converted to mono float32 16 kHz. Clips longer than ``--window_seconds`` are classified in consecutive
+windows whose probabilities are averaged (weighted by window length); clips longer than ``--max_seconds``, silence,
+and files that are not audio are refused with a message that says what to do.
+
+Annotate tab: the human oracle of ``after-hf al --oracle human``. It shows the first unanswered item of the run's
+queue (``RUN/queue.json``) with an audio player, the model's guess and its uncertainty, and one button per label
+plus Skip; every answer is saved atomically into ``RUN/annotations.json`` (``after_hf.al.oracle``), which the AL
+loop reads when it is resumed.
+
+Safety: the model loads with safetensors only and no remote code; uploads are bounded by ``--max_file_size`` and
+``--max_seconds``; the browser can fetch only Gradio's own upload/cache files and the example clips (queued audio is
+decoded here and sent as audio data, never served from its path); no share links, analytics off.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported: never phone home
+
+from dataclasses import dataclass, field  # noqa: E402
+from functools import partial  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from after_hf import SAMPLING_RATE  # noqa: E402
+from after_hf.al import oracle  # noqa: E402
+from after_hf.config import parse_args  # noqa: E402
+from after_hf.data.audio import AudioError, check_waveform, duration_seconds, load_audio  # noqa: E402
+from after_hf.models import load_feature_extractor, uses_attention_mask  # noqa: E402
+
+DEFAULT_MODEL = None  # `after-hf push-space` writes the model id (or the bundled model folder) here
+HERE = Path(__file__).resolve().parent
+EXAMPLES_DIR = HERE / "examples"
+
+
+@dataclass
+class AppArguments:
+    model: Optional[str] = field(default=None, metadata={"help": "Classifier to serve: a save_pretrained directory or a "
+                                                                   "Hub id (default: $AFTER_HF_MODEL)."})
+    run_dir: Optional[str] = field(default=None, metadata={"help": "Active-learning run directory whose queue the "
+                                                                     "Annotate tab serves (default: $AFTER_HF_RUN)."})
+    max_seconds: float = field(default=30.0, metadata={"help": "Longest clip accepted, in seconds."})
+    window_seconds: float = field(default=10.0, metadata={"help": "Longer clips are classified in windows of this length "
+                                                                  "and their probabilities averaged."})
+    max_file_size: str = field(default="20mb", metadata={"help": "Largest upload Gradio accepts (e.g. 20mb)."})
+    silence_dbfs: float = field(default=-55.0, metadata={"help": "Clips whose RMS level is below this (dB full scale) "
+                                                                 "are refused as silence."})
+    server_name: Optional[str] = field(default=None, metadata={"help": "Address to listen on (default: Gradio's, "
+                                                                         "127.0.0.1 or $GRADIO_SERVER_NAME)."})
+    server_port: Optional[int] = field(default=None, metadata={"help": "Port (default: $GRADIO_SERVER_PORT or 7860)."})
+
+
+class InputError(ValueError):
+    """Audio the app cannot classify; the message is shown to the user as is."""
+
+
+# -- audio in ----------------------------------------------------------------------------------------------
+
+def _to_float(data: np.ndarray) -> np.ndarray:
+    """PCM of any dtype -> float32 in [-1, 1]."""
+    if data.dtype.kind == "f":
+        return data.astype(np.float32, copy=False)
+    if data.dtype.kind == "u":  # unsigned PCM (8-bit WAV) is centred on half the range
+        half = float(2 ** (8 * data.dtype.itemsize - 1))
+        return ((data.astype(np.float64) - half) / half).astype(np.float32)
+    if data.dtype.kind == "i":
+        return (data.astype(np.float64) / float(2 ** (8 * data.dtype.itemsize - 1))).astype(np.float32)
+    raise InputError(f"Unsupported audio sample type {data.dtype}: upload a WAV, FLAC, MP3 or OGG file.")
+
+
+def numpy_to_mono_16k(sample_rate: int, data: np.ndarray, max_seconds: float) -> np.ndarray:
+    """Gradio's ``(rate, samples[, channels])`` (int16 for type="numpy") -> mono float32 at 16 kHz."""
+    data = np.asarray(data)
+    if data.ndim == 2 and data.shape[0] <= 8 < data.shape[1]:  # channels-first: turn into (samples, channels)
+        data = data.T
+    if data.ndim not in (1, 2) or data.size == 0 or not sample_rate or sample_rate <= 0:
+        raise InputError("The recording is empty: record or upload a clip of speech.")
+    seconds = data.shape[0] / sample_rate
+    if seconds > max_seconds:
+        raise InputError(f"The clip is {seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. "
+                         f"Trim it (e.g. `ffmpeg -i in.wav -t {max_seconds:g} out.wav`) and try again.")
+    wave = _to_float(data)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if sample_rate != SAMPLING_RATE:
+        import torchaudio.functional as AF
+
+        wave = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), int(sample_rate), SAMPLING_RATE).numpy()
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def file_to_mono_16k(path: str | Path, max_seconds: float) -> np.ndarray:
+    """Decode an uploaded file (any format FFmpeg reads) after checking its duration."""
+    try:
+        seconds = duration_seconds(path)
+    except AudioError as err:
+        raise InputError(f"“{Path(path).name}” is not an audio file we can decode ({err.reason}). "
+                         f"Upload a WAV, FLAC, MP3 or OGG recording of speech.") from err
+    if seconds > max_seconds:
+        raise InputError(f"The clip is {seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. "
+                         f"Trim it (e.g. `ffmpeg -i in.wav -t {max_seconds:g} out.wav`) and try again.")
+    try:
+        return load_audio(path, check=False)
+    except AudioError as err:
+        raise InputError(f"“{Path(path).name}” could not be decoded ({err.reason}). "
+                         f"Upload a WAV, FLAC, MP3 or OGG recording of speech.") from err
+
+
+def to_mono_16k(audio, max_seconds: float) -> np.ndarray:
+    """Whatever Gradio hands over (a file path or a ``(rate, array)`` tuple) -> mono float32 16 kHz."""
+    if audio is None:
+        raise InputError("No audio: upload a file, record from the microphone, or click an example.")
+    if isinstance(audio, (str, Path)):
+        return file_to_mono_16k(audio, max_seconds)
+    if isinstance(audio, tuple) and len(audio) == 2:
+        return numpy_to_mono_16k(audio[0], audio[1], max_seconds)
+    raise InputError(f"Unexpected audio value of type {type(audio).__name__}: upload an audio file.")
+
+
+def check_usable(wave: np.ndarray, silence_dbfs: float) -> None:
+    """Refuse too-short, corrupt or silent audio with a message that says what to do."""
+    try:
+        check_waveform(wave, "the clip")
+    except AudioError as err:
+        raise InputError(f"The clip cannot be classified: {err.reason}. Upload a longer recording of speech.") from err
+    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
+    level = 20 * math.log10(rms) if rms > 0 else -math.inf
+    if level < silence_dbfs:
+        shown = "-inf" if level == -math.inf else f"{level:.0f}"
+        raise InputError(f"The clip is silent (level {shown} dBFS, below {silence_dbfs:g} dBFS): "
+                         f"check the microphone or upload a recording with speech.")
+
+
+# -- the model ---------------------------------------------------------------------------------------------
+
+class EmotionClassifier:
+    """An audio-classification model + its feature extractor; probabilities for a 16 kHz waveform."""
+
+    def __init__(self, source: str):
+        from transformers import AutoModelForAudioClassification
+
+        self.source = source
+        self.model = AutoModelForAudioClassification.from_pretrained(
+            source, use_safetensors=True, trust_remote_code=False
+        ).eval()
+        self.feature_extractor = load_feature_extractor(source, self.model.config)
+        id2label = self.model.config.id2label
+        self.labels = [str(id2label[i]) for i in sorted(id2label, key=int)]
+
+    @torch.inference_mode()
+    def window_probs(self, wave: np.ndarray) -> np.ndarray:
+        inputs = self.feature_extractor(wave, sampling_rate=SAMPLING_RATE, return_tensors="pt",
+                                        return_attention_mask=uses_attention_mask(self.model.config))
+        logits = self.model(**inputs).logits[0]
+        return torch.softmax(logits.float(), dim=-1).numpy()
+
+    def probs(self, wave: np.ndarray, window_seconds: float) -> tuple[np.ndarray, int]:
+        """Class probabilities of the whole clip and the number of windows it was cut into."""
+        size = max(int(window_seconds * SAMPLING_RATE), 1)
+        starts = list(range(0, len(wave), size))
+        if len(starts) > 1 and len(wave) - starts[-1] < 0.25 * size:  # fold a short tail into the last window
+            starts.pop()
+        pieces = [wave[s: starts[i + 1] if i + 1 < len(starts) else len(wave)] for i, s in enumerate(starts)]
+        weights = np.array([len(p) for p in pieces], dtype=np.float64)
+        probs = np.stack([self.window_probs(p) for p in pieces])
+        return (weights[:, None] * probs).sum(0) / weights.sum(), len(pieces)
+
+
+def entropy(probs: np.ndarray) -> float:
+    """Normalised entropy in [0, 1]: 0 = certain, 1 = uniform."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    return float(-(p * np.log(p)).sum() / math.log(len(p))) if len(p) > 1 else 0.0
+
+
+def waveform_figure(wave: np.ndarray, title: str = "") -> Figure:
+    """The waveform as a min/max envelope (fast for long clips)."""
+    fig = Figure(figsize=(7, 2.2), dpi=100)
+    ax = fig.add_subplot()
+    columns = 1500
+    if len(wave) > 2 * columns:
+        usable = len(wave) // columns * columns
+        blocks = wave[:usable].reshape(columns, -1)
+        times = (np.arange(columns) + 0.5) * blocks.shape[1] / SAMPLING_RATE
+        ax.fill_between(times, blocks.min(1), blocks.max(1), color="#4f46e5", linewidth=0)
+    else:
+        ax.plot(np.arange(len(wave)) / SAMPLING_RATE, wave, color="#4f46e5", linewidth=0.8)
+    ax.set_xlim(0, len(wave) / SAMPLING_RATE)
+    ax.set_xlabel("time (s)")
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+# -- the two tabs' functions (plain Python: unit-tested without a browser) ---------------------------------
+
+class SpaceApp:
+    def __init__(self, args: AppArguments):
+        self.args = args
+        self.classifier = EmotionClassifier(args.model)
+        self.labels = self.classifier.labels
+        self.run_dir = Path(args.run_dir) if args.run_dir else None
+
+    # Classify tab
+    def classify(self, audio) -> tuple[dict[str, float], Figure, str]:
+        """``(label -> probability, waveform figure, note)``; raises InputError for unusable audio."""
+        wave = to_mono_16k(audio, self.args.max_seconds)
+        check_usable(wave, self.args.silence_dbfs)
+        probs, windows = self.classifier.probs(wave, self.args.window_seconds)
+        seconds = len(wave) / SAMPLING_RATE
+        best = int(np.argmax(probs))
+        note = f"**{self.labels[best]}** ({probs[best]:.0%}) · {seconds:.1f} s of audio"
+        if windows > 1:
+            note += (f" · classified in {windows} windows of up to {self.args.window_seconds:g} s; "
+                     f"the probabilities are their length-weighted mean")
+        label_probs = {name: float(p) for name, p in zip(self.labels, probs)}
+        return label_probs, waveform_figure(wave, f"{seconds:.1f} s, mono 16 kHz"), note
+
+    # Annotate tab
+    def item_guess(self, item: dict, wave: np.ndarray | None) -> dict[str, float] | None:
+        """The queue's own probabilities if the AL loop stored them, else the served model's on the audio."""
+        probs = item.get("probs")
+        if isinstance(probs, dict) and probs:
+            return {str(k): float(v) for k, v in probs.items()}
+        if isinstance(probs, (list, tuple)) and len(probs) == len(self.labels):
+            return {name: float(p) for name, p in zip(self.labels, probs)}
+        if wave is None:
+            return None
+        p, _ = self.classifier.probs(wave, self.args.window_seconds)
+        return {name: float(v) for name, v in zip(self.labels, p)}
+
+    def next_item(self) -> dict:
+        """What the Annotate tab shows: the first unanswered queue item, or why there is none."""
+        view = {"id": None, "audio": None, "guess": None, "status": "", "details": ""}
+        if self.run_dir is None:
+            view["status"] = ("No active-learning run is attached. Start the app with `--run_dir RUN` (or "
+                              "`AFTER_HF_RUN=RUN`) where RUN is an `after-hf al --oracle human` output directory.")
+            return view
+        try:
+            queue = oracle.read_queue(self.run_dir)
+            todo = oracle.pending(self.run_dir)
+        except Exception as err:  # a corrupt queue/annotations file: StateError names the fix
+            view["status"] = f"Cannot read the queue of {self.run_dir}: {err}"
+            return view
+        total = len(queue["items"])
+        if total == 0:
+            view["status"] = (f"The queue of {self.run_dir} is empty: run `after-hf al --oracle human --out "
+                              f"{self.run_dir}` to have the loop ask for labels.")
+            return view
+        if not todo:
+            view["status"] = (f"All {total} items of round {queue['round']} are answered. Resume the loop with "
+                              f"`after-hf al ... --out {self.run_dir} --resume` to train on them.")
+            return view
+        item = todo[0]
+        view["id"] = item["id"]
+        view["status"] = f"Round {queue['round']}: **{len(todo)} of {total} left** · sample `{item['id']}`"
+        wave = None
+        try:
+            wave = load_audio(item["path"])
+            view["audio"] = (SAMPLING_RATE, wave)
+        except AudioError as err:
+            view["details"] = f"The queued audio cannot be played ({err}). Skip it."
+        guess = self.item_guess(item, wave)
+        if guess:
+            view["guess"] = guess
+            top = max(guess, key=guess.get)
+            lines = [f"Model's guess: **{top}** ({guess[top]:.0%}); uncertainty (normalised entropy) "
+                     f"**{entropy(np.array(list(guess.values()))):.2f}** of 1"]
+            score = item.get("uncertainty")
+            if isinstance(score, (int, float)) and not isinstance(score, bool):
+                lines.append(f"the query strategy's score: {score:.3g}")
+            view["details"] = "; ".join(lines) + (f". {view['details']}" if view["details"] else ".")
+        return view
+
+    def answer(self, sample_id: str | None, label: str | None) -> dict:
+        """Save one answer (``label=None`` = skip) atomically, then return the next item's view."""
+        if sample_id is not None and self.run_dir is not None:
+            try:
+                oracle.save_annotation(self.run_dir, sample_id, label, self.labels)
+            except KeyError:  # the loop wrote a new round meanwhile: show the new queue
+                pass
+        return self.next_item()
+
+
+# -- the user interface ------------------------------------------------------------------------------------
+
+def build_ui(app: SpaceApp) -> gr.Blocks:
+    def classify_ui(audio):
+        if audio is None:  # the input was cleared
+            return None, None, ""
+        try:
+            return app.classify(audio)
+        except InputError as err:
+            raise gr.Error(str(err), title="Cannot classify this audio") from err
+
+    def show(view: dict):
+        has_item = view["id"] is not None
+        buttons = [gr.Button(interactive=has_item) for _ in range(len(app.labels) + 1)]
+        return (view["id"], view["status"], view["audio"], view["guess"], view["details"], *buttons)
+
+    with gr.Blocks(title="Speech emotion recognition (after-hf)") as demo:
+        gr.Markdown(f"# Speech emotion recognition\nModel: `{app.args.model}` · labels: {', '.join(app.labels)}")
+        with gr.Tab("Classify", id="classify"):
+            with gr.Row():
+                with gr.Column():
+                    audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech",
+                                        elem_id="classify-audio")
+                    gr.Markdown(f"Up to {app.args.max_seconds:g} s of speech, any format and sampling rate (converted "
+                                f"to mono 16 kHz). Clips longer than {app.args.window_seconds:g} s are classified in "
+                                f"windows whose probabilities are averaged.")
+                with gr.Column():
+                    label_out = gr.Label(num_top_classes=len(app.labels), label="Emotion", elem_id="classify-label")
+                    note_out = gr.Markdown(elem_id="classify-note")
+            plot_out = gr.Plot(label="Waveform", elem_id="classify-waveform")
+            outputs = [label_out, plot_out, note_out]
+            examples = sorted(EXAMPLES_DIR.glob("*.ogg")) + sorted(EXAMPLES_DIR.glob("*.wav"))
+            if examples:
+                gr.Examples([[str(p)] for p in examples], inputs=[audio_in], label="Examples (synthetic speech)",
+                            example_labels=[p.stem for p in examples])
+            audio_in.change(classify_ui, inputs=audio_in, outputs=outputs, api_name="classify")
+
+        with gr.Tab("Annotate", id="annotate"):
+            current = gr.State(None)
+            status = gr.Markdown(elem_id="annotate-status")
+            with gr.Row():
+                with gr.Column():
+                    player = gr.Audio(label="Queued sample", interactive=False, type="numpy", elem_id="annotate-audio")
+                    details = gr.Markdown(elem_id="annotate-details")
+                guess = gr.Label(num_top_classes=len(app.labels), label="Model's guess", elem_id="annotate-guess")
+            with gr.Row():
+                buttons = [gr.Button(name, variant="primary", elem_id=f"label-{name}") for name in app.labels]
+                buttons.append(gr.Button("Skip", variant="secondary", elem_id="label-skip"))
+            refresh = gr.Button("Reload the queue", size="sm")
+            view_outputs = [current, status, player, guess, details, *buttons]
+            for button, name in zip(buttons, [*app.labels, None]):
+                button.click(lambda sid, _name=name: show(app.answer(sid, _name)), inputs=current,
+                             outputs=view_outputs, api_name=f"annotate_{name or 'skip'}")
+            refresh.click(lambda: show(app.next_item()), outputs=view_outputs, api_name="annotate_reload")
+        demo.load(lambda: show(app.next_item()), outputs=view_outputs, api_name=False)
+    return demo
+
+
+def resolve_args(argv: list[str] | None = None) -> AppArguments:
+    (args,) = parse_args([AppArguments], argv, prog="app.py", description=__doc__)
+    args.model = args.model or os.environ.get("AFTER_HF_MODEL") or DEFAULT_MODEL
+    args.run_dir = args.run_dir or os.environ.get("AFTER_HF_RUN") or None
+    if not args.model:
+        raise SystemExit("No model: pass --model DIR_OR_HUB_ID or set AFTER_HF_MODEL (e.g. runs/demo/final_model "
+                         "after `make demo`).")
+    if args.model and not Path(args.model).is_absolute() and (HERE / args.model).is_dir() and not Path(args.model).exists():
+        args.model = str(HERE / args.model)  # a model folder bundled next to app.py by `after-hf push-space`
+    if args.run_dir and not Path(args.run_dir).is_dir():
+        raise SystemExit(f"--run_dir {args.run_dir} is not a directory: pass an `after-hf al --oracle human` output "
+                         f"directory, or leave it out to disable the Annotate tab.")
+    if args.window_seconds <= 0 or args.max_seconds <= 0:
+        raise SystemExit("--max_seconds and --window_seconds must be positive.")
+    return args
+
+
+def launch(app: SpaceApp, demo: gr.Blocks, **kwargs):
+    """Launch with the app's bounds: upload size, file access, no share link, no server-side rendering."""
+    blocked = [str(app.run_dir.resolve())] if app.run_dir else []
+    if Path(app.args.model).is_dir():
+        blocked.append(str(Path(app.args.model).resolve()))
+    return demo.launch(
+        server_name=app.args.server_name, server_port=app.args.server_port, share=False,
+        max_file_size=app.args.max_file_size, allowed_paths=[str(EXAMPLES_DIR)], blocked_paths=blocked,
+        ssr_mode=False, footer_links=["gradio"], theme=gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                                                                    font_mono=["ui-monospace", "monospace"]),
+        **kwargs,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = resolve_args(argv)
+    app = SpaceApp(args)
+    launch(app, build_ui(app))
+
+
+if __name__ == "__main__":
+    main()
