@@ -220,25 +220,13 @@ def _check_labels(ds, label_names: list[str], what: str) -> None:
         raise ValueError(f"{what} is empty: nothing to train or evaluate on.")
 
 
-def finetune(
-    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path
-) -> FinetuneResult:
-    """Train ``args.model`` on the manifest rows ``train_ds``; select the best checkpoint on ``eval_ds`` UA.
-
-    Writes ``output_dir/model`` (atomically) and returns the model, its validation metrics and timings.
-    """
-    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
-
-    wall_start = time.perf_counter()
-    label_names = list(label_names)
-    output_dir = Path(output_dir)
-    _check_labels(train_ds, label_names, "training set")
-    if eval_ds is not None:
-        _check_labels(eval_ds, label_names, "validation set")
+def build_model(args: FinetuneArguments, label_names: Sequence[str]):
+    """(model, feature_extractor) ready to train: seeded head, SpecAugment values, freezing, LoRA wrapping."""
+    from transformers import set_seed
 
     set_seed(args.seed)  # the new head (and, for named configs, the whole model) is initialised from this seed
     model = load_classifier(
-        args.model, label_names,
+        args.model, list(label_names),
         mask_time_prob=args.mask_time_prob, mask_time_length=args.mask_time_length,
         mask_feature_prob=args.mask_feature_prob, mask_feature_length=args.mask_feature_length,
     )
@@ -250,7 +238,26 @@ def finetune(
         getattr(model, model.base_model_prefix).feature_projection.requires_grad_(False)
     if args.lora:
         model = _apply_lora(model, args)
+    return model, feature_extractor
 
+
+def finetune(
+    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path
+) -> FinetuneResult:
+    """Train ``args.model`` on the manifest rows ``train_ds``; select the best checkpoint on ``eval_ds`` UA.
+
+    Writes ``output_dir/model`` (atomically) and returns the model, its validation metrics and timings.
+    """
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    wall_start = time.perf_counter()
+    label_names = list(label_names)
+    output_dir = Path(output_dir)
+    _check_labels(train_ds, label_names, "training set")
+    if eval_ds is not None:
+        _check_labels(eval_ds, label_names, "validation set")
+
+    model, feature_extractor = build_model(args, label_names)
     labels = list(map(int, train_ds["label"]))
     weights = class_weights(labels, len(label_names)) if args.class_weighted_loss else None
     module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))

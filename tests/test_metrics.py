@@ -1,0 +1,68 @@
+"""The local `ser_metrics` evaluate module: equal to scikit-learn, honest on absent classes, loads offline."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+
+from after_hf.metrics import SER_METRICS_PATH, compute_ser_metrics, load_ser_metrics
+
+
+@pytest.fixture(scope="module")
+def metric():
+    return load_ser_metrics()
+
+
+def test_equals_sklearn_on_fixed_arrays(metric):
+    rng = np.random.default_rng(7)
+    refs = rng.choice(4, size=200, p=[0.5, 0.25, 0.15, 0.1])  # imbalanced, as IEMOCAP
+    preds = np.where(rng.random(200) < 0.6, refs, rng.integers(0, 4, 200))
+    out = metric.compute(predictions=preds, references=refs, num_classes=4)
+    assert out["ua"] == pytest.approx(balanced_accuracy_score(refs, preds), abs=1e-12)
+    assert out["wa"] == pytest.approx(accuracy_score(refs, preds), abs=1e-12)
+    assert out["macro_f1"] == pytest.approx(f1_score(refs, preds, average="macro"), abs=1e-12)
+    np.testing.assert_allclose(out["per_class_recall"], recall_score(refs, preds, average=None), atol=1e-12)
+    assert out["confusion_matrix"] == confusion_matrix(refs, preds).tolist()
+    assert out["num_samples"] == 200
+    assert out["ua"] != pytest.approx(out["wa"])  # the imbalance makes them differ: both are reported
+
+
+def test_hand_computed_example():
+    # 4 neutral (3 right), 2 happy (1 right), 2 angry (2 right), 2 sad (0 right)
+    refs = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3]
+    preds = [0, 0, 0, 1, 1, 0, 2, 2, 0, 2]
+    out = compute_ser_metrics(preds, refs, ["neutral", "happy", "angry", "sad"])
+    assert out["wa"] == pytest.approx(6 / 10)
+    assert out["ua"] == pytest.approx((3 / 4 + 1 / 2 + 1 + 0) / 4)
+    assert out["per_class_recall"] == {"neutral": 0.75, "happy": 0.5, "angry": 1.0, "sad": 0.0}
+    assert out["confusion_matrix"][3] == [1, 0, 1, 0]
+
+
+def test_absent_class_is_not_counted_as_zero_recall():
+    refs, preds = [0, 0, 1, 1], [0, 1, 1, 1]  # class 2 ("sad") has no reference sample
+    out = compute_ser_metrics(preds, refs, ["neutral", "happy", "sad"])
+    assert out["per_class_recall"]["sad"] is None  # JSON-safe "undefined", not NaN and not 0
+    assert out["ua"] == pytest.approx(balanced_accuracy_score(refs, preds)) == pytest.approx(0.75)
+    assert len(out["confusion_matrix"]) == 3  # the class keeps its row/column
+    json.dumps(out, allow_nan=False)
+
+
+def test_index_beyond_label_set_fails(metric):
+    with pytest.raises(ValueError, match="num_classes"):
+        metric.compute(predictions=[0, 3], references=[0, 1], num_classes=2)
+
+
+def test_loads_offline_from_a_fresh_cache(tmp_path):
+    """evaluate.load(<local dir>) with HF_HUB_OFFLINE=1 and an empty HF cache: no Hub access needed."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    code = (
+        "import evaluate, sys; m = evaluate.load(sys.argv[1]); "
+        "print(m.compute(predictions=[0, 1, 1], references=[0, 1, 0], num_classes=2)['ua'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code, SER_METRICS_PATH], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(0.75)
