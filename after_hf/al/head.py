@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..train import class_weights
+
 
 class LayerWeightedHead(nn.Module):
     def __init__(self, num_layers: int, hidden_size: int, num_labels: int, proj_size: int = 128, dropout: float = 0.3):
@@ -28,13 +30,6 @@ class LayerWeightedHead(nn.Module):
         pooled = (torch.softmax(self.layer_logits, 0)[None, :, None] * feats).sum(1)
         embedding = torch.relu(self.proj(pooled))
         return self.out(self.dropout(embedding)), embedding
-
-
-def class_weights(labels: np.ndarray, num_labels: int) -> np.ndarray:
-    """``n / (C * n_c)`` from the CURRENT labelled set (absent classes get weight 0: nothing to fit)."""
-    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
-    weights = np.where(counts > 0, len(labels) / (num_labels * np.maximum(counts, 1)), 0.0)
-    return weights.astype(np.float32)
 
 
 @dataclass
@@ -79,7 +74,7 @@ class HeadClassifier:
                 opt.step()
             if val_feats is not None and (epoch % self.args.eval_every == 0 or epoch == self.args.epochs):
                 ua = ua_fn(val_labels, self.predict(val_feats)["probs"].argmax(1))
-                history.append({"epoch": epoch, "loss": float(loss), "val_ua": ua})
+                history.append({"epoch": epoch, "loss": float(loss.detach()), "val_ua": ua})
                 if ua > best:
                     best, best_state = ua, copy.deepcopy(self.model.state_dict())
         if best_state is not None:

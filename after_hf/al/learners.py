@@ -30,11 +30,19 @@ class SplitData:
     """ids / paths / durations / labels / speakers of one manifest split, as arrays."""
 
     def __init__(self, ds: Dataset):
+        self.ds = ds
         cols = ds.select_columns(["id", "path", "duration", "label", "speaker"]).to_dict()
         self.ids = np.array(cols["id"], dtype=object)
         self.paths, self.durations = cols["path"], np.asarray(cols["duration"], dtype=np.float32)
         self.labels, self.speakers = np.asarray(cols["label"], dtype=np.int64), np.array(cols["speaker"], dtype=object)
         self.position = {sample_id: i for i, sample_id in enumerate(self.ids)}
+
+    @classmethod
+    def from_manifest(cls, manifest: Dataset) -> dict[str, "SplitData"]:
+        """One SplitData per non-empty split of the manifest."""
+        splits = np.asarray(manifest["split"])
+        return {name: cls(manifest.select(np.flatnonzero(splits == name))) for name in ("train", "validation", "test")
+                if (splits == name).any()}
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -158,9 +158,7 @@ def run_al(args: ALArguments) -> RunState:
     state = RunState.open(args.out, config, args.resume)
     manifest = load_manifest(args.manifest)
     labels = manifest_label_names(manifest)
-    splits = {name: SplitData(manifest.filter(lambda s, n=name: s == n, input_columns="split"))
-              for name in ("train", "validation", "test")}
-    splits = {k: v for k, v in splits.items() if len(v)}
+    splits = SplitData.from_manifest(manifest)
     train = splits["train"]
     stop_rng = np.random.default_rng([args.seed, 7919])
     stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False)) if args.stop_kappa else set()

@@ -1,0 +1,69 @@
+"""Full mode: every round re-fine-tunes the whole wav2vec2 classifier from the backbone (the TAPT
+checkpoint), as AFTER does, through ``after_hf.train.finetune``; pool scoring uses ``after_hf.inference.predict``.
+MC dropout here re-runs the whole encoder T times (the stock head has no dropout of its own)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..config import load_recipe, check_recipe
+from ..models import load_classifier, load_feature_extractor
+from ..train import FinetuneArguments, finetune
+from ..inference import predict
+from .features import FeatureCache
+from .learners import SplitData, ser_metrics
+
+
+class FullLearner:
+    mode = "full"
+
+    def __init__(self, backbone: str, splits: dict[str, SplitData], label_names: Sequence[str],
+                 models_dir: Path, finetune_config: str, cache_dir: str | Path):
+        self.backbone, self.splits, self.label_names = backbone, splits, list(label_names)
+        self.models_dir = Path(models_dir)
+        options = load_recipe(finetune_config, "finetune") if finetune_config else {}
+        options = {k: v for k, v in options.items() if k not in ("manifest", "output_dir", "model")}
+        check_recipe(options, [FinetuneArguments], f"recipe {finetune_config}")
+        self.options = options
+        self.cache = FeatureCache(cache_dir, backbone)
+        self.model = self.feature_extractor = None
+
+    def embed(self, ids: Sequence[str]) -> np.ndarray:
+        train = self.splits["train"]
+        feats = self.cache.get(list(train.ids), train.paths, train.durations)[train.index(ids)]
+        return ((feats - feats.mean(0)) / (feats.std(0) + 1e-5)).mean(1)
+
+    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int) -> dict:
+        train = self.splits["train"]
+        args = FinetuneArguments(**{**self.options, "model": self.backbone, "seed": seed})
+        val = self.splits.get("validation")
+        work = self.models_dir / "training"
+        result = finetune(args, train.ds.select(train.index(ids)), val.ds if val is not None else None,
+                          self.label_names, work)
+        self.model, self.feature_extractor, self._trained_dir = result.model, result.feature_extractor, result.model_dir
+        return {"val": result.metrics, "best_step": result.best_step, "train_seconds": result.train_seconds}
+
+    def _probe(self, ds, needs=frozenset(), mc_passes: int = 0, seed: int = 0) -> dict:
+        return predict(self.model, self.feature_extractor, ds, return_embeddings="embeddings" in needs,
+                       mc_dropout_passes=mc_passes if "mc_probs" in needs else 0, seed=seed, progress=False)
+
+    def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict:
+        train = self.splits["train"]
+        return self._probe(train.ds.select(train.index(ids)), needs, mc_passes, seed)
+
+    def evaluate(self, split: str) -> dict:
+        data = self.splits[split]
+        return ser_metrics(data.labels, self._probe(data.ds)["probs"].argmax(1), self.label_names)
+
+    def save(self, directory: Path) -> None:
+        if directory.exists():
+            shutil.rmtree(directory)
+        shutil.copytree(self._trained_dir, directory)
+
+    def load(self, directory: Path) -> None:
+        self.model = load_classifier(str(directory), self.label_names).eval()
+        self.feature_extractor = load_feature_extractor(str(directory))
