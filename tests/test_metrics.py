@@ -58,7 +58,7 @@ def test_index_beyond_label_set_fails(metric):
 
 def test_loads_offline_from_a_fresh_cache(tmp_path):
     """evaluate.load(<local dir>) with HF_HUB_OFFLINE=1 and an empty HF cache: no Hub access needed."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     code = (
         "import evaluate, sys; m = evaluate.load(sys.argv[1]); "
         "print(m.compute(predictions=[0, 1, 1], references=[0, 1, 0], num_classes=2)['ua'])"

@@ -1,0 +1,145 @@
+"""`after-hf evaluate` and batched inference: full-length utterances, input order, embeddings, MC dropout."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from after_hf.cli import main as cli
+from after_hf.data.audio import load_audio
+from after_hf.data.manifest import load_manifest
+from after_hf.inference import length_batches, pooled_forward, predict
+from after_hf.models import feature_extractor_for, load_classifier
+from tones import make_tone_manifest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models: one intra-op thread is faster, and far faster when the 2 cores are shared (no spin-waiting)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    # 3 + 3 test tones and one 12-s utterance: longer than the 10-s training crop
+    return make_tone_manifest(tmp_path_factory.mktemp("tones"), {"train": 1, "validation": 1, "test": 3},
+                              extra=[("test", "high", 12.0)])
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """An (untrained) tiny classifier saved as `after-hf finetune` saves one; labels in the reverse order."""
+    torch.manual_seed(0)
+    model = load_classifier("tiny", ["high", "low"])
+    out = tmp_path_factory.mktemp("model") / "model"
+    model.save_pretrained(out)
+    feature_extractor_for(model.config).save_pretrained(out)
+    return out
+
+
+def test_evaluate_cli_writes_json_png_and_table(manifest, model_dir, tmp_path, capsys):
+    assert cli(["evaluate", "--model", str(model_dir), "--manifest", str(manifest), "--split", "test", "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "UA" in table and "WA" in table and "macro-F1" in table and "high" in table
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["num_samples"] == 7 and metrics["label_names"] == ["high", "low"]
+    assert np.asarray(metrics["confusion_matrix"]).sum(axis=1).tolist() == [4, 3]  # references mapped by name
+    assert (tmp_path / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    ds = load_manifest(manifest, "test")
+    names = ds.features["label"].names
+    assert [r["id"] for r in rows] == ds["id"]
+    assert [r["reference"] for r in rows] == [names[i] for i in ds["label"]]
+    predicted = [r["predicted"] for r in rows]
+    refs = [r["reference"] for r in rows]
+    assert metrics["wa"] == pytest.approx(np.mean([p == r for p, r in zip(predicted, refs)]))
+
+
+def test_evaluate_refuses_a_named_config(manifest):
+    with pytest.raises(ValueError, match="finetune"):
+        cli(["evaluate", "--model", "tiny", "--manifest", str(manifest)])
+
+
+def test_predict_scores_full_length_utterances(manifest, model_dir):
+    model = load_classifier(str(model_dir), ["high", "low"]).eval()
+    fe = feature_extractor_for(model.config)
+    ds = load_manifest(manifest, "test")
+    long_path = ds.filter(lambda d: d > 11, input_columns="duration")["path"][0]
+    got = predict(model, fe, [long_path], progress=False, return_embeddings=True)
+
+    def score(wave):
+        x = fe(wave, sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
+        with torch.no_grad():
+            logits, pooled = pooled_forward(model, x["input_values"], x["attention_mask"])
+        return logits.softmax(-1).numpy()[0], pooled.numpy()[0]
+
+    wave = load_audio(long_path)
+    assert wave.size == 12 * 16000
+    full_probs, full_emb = score(wave)
+    crop_probs, crop_emb = score(wave[: 10 * 16000])
+    np.testing.assert_allclose(got["probs"][0], full_probs, atol=1e-5)
+    np.testing.assert_allclose(got["embeddings"][0], full_emb, atol=1e-5)
+    assert not np.allclose(got["embeddings"][0], crop_emb, atol=1e-5)  # a 10-s truncation would differ
+
+
+def _short(manifest):
+    return load_manifest(manifest, "test").filter(lambda d: d < 5, input_columns="duration")
+
+
+def test_predict_keeps_input_order(manifest, model_dir):
+    model = load_classifier(str(model_dir), ["high", "low"]).eval()
+    fe = feature_extractor_for(model.config)
+    ds = _short(manifest)
+    one_by_one = predict(model, fe, ds, batch_seconds=0.0, progress=False)  # every utterance alone: no padding
+    as_paths = predict(model, fe, list(ds["path"]), batch_seconds=0.0, progress=False)
+    np.testing.assert_allclose(as_paths["probs"], one_by_one["probs"], atol=1e-6)
+    arrays = predict(model, fe, [load_audio(p) for p in ds["path"][::-1]], batch_seconds=0.0, progress=False)
+    np.testing.assert_allclose(arrays["probs"], one_by_one["probs"][::-1], atol=1e-6)
+    # equal-length copies batched together: padding-free, so identical to one-by-one
+    wave = load_audio(ds["path"][0])
+    batched = predict(model, fe, [wave, wave, wave], batch_seconds=100.0, progress=False)
+    np.testing.assert_allclose(batched["probs"], np.repeat(one_by_one["probs"][:1], 3, 0), atol=1e-5)
+
+
+def test_padding_does_not_leak_into_a_layer_norm_model(manifest):
+    """Layer-norm encoders get the attention mask and the pooling is masked: batched == one at a time."""
+    torch.manual_seed(0)
+    model = load_classifier("tiny", ["high", "low"], feat_extract_norm="layer", do_stable_layer_norm=True).eval()
+    fe = feature_extractor_for(model.config)
+    assert fe.return_attention_mask
+    ds = _short(manifest)
+    assert len(set(np.round(ds["duration"], 2))) == len(ds)  # all lengths differ: batches are padded
+    alone = predict(model, fe, ds, batch_seconds=0.0, progress=False, return_embeddings=True)
+    padded = predict(model, fe, ds, batch_seconds=100.0, progress=False, return_embeddings=True)
+    np.testing.assert_allclose(padded["embeddings"], alone["embeddings"], atol=1e-4)
+    np.testing.assert_allclose(padded["probs"], alone["probs"], atol=1e-5)
+
+
+def test_length_batches_respect_the_padded_budget():
+    durations = [1.0, 5.0, 2.0, 2.0, 9.0, 0.5]
+    batches = length_batches(durations, batch_seconds=6.0)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(6))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(durations[i] for i in b) <= 6.0
+    assert [durations[b[0]] for b in batches] == sorted((durations[b[0]] for b in batches), reverse=True)
+
+
+def test_mc_dropout_samples_vary_and_are_seeded(manifest, model_dir):
+    model = load_classifier(str(model_dir), ["high", "low"], hidden_dropout=0.3).eval()
+    fe = feature_extractor_for(model.config)
+    ds = _short(manifest)
+    out = predict(model, fe, ds, mc_dropout_passes=4, seed=1, progress=False)
+    assert out["mc_probs"].shape == (4, len(ds), 2) and out["probs"].shape == (len(ds), 2)
+    np.testing.assert_allclose(out["mc_probs"].sum(-1), 1.0, atol=1e-5)
+    assert not np.allclose(out["mc_probs"][0], out["mc_probs"][1])  # dropout is active in the passes
+    again = predict(model, fe, ds, mc_dropout_passes=4, seed=1, progress=False)
+    np.testing.assert_allclose(again["mc_probs"], out["mc_probs"])  # same seed, same samples
+    deterministic = predict(model, fe, ds, progress=False)
+    np.testing.assert_allclose(deterministic["probs"], out["probs"], atol=1e-6)  # the main pass has no dropout
+    assert not model.training  # modes restored
