@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import sys
@@ -33,12 +34,17 @@ def save_tiny_classifier(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def direct_probs(model_dir: Path, wave: np.ndarray) -> np.ndarray:
-    """The model's own probabilities for a 16 kHz waveform, computed with transformers only."""
+@functools.lru_cache(maxsize=4)
+def _reference_model(model_dir: Path):
     from transformers import AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
     model = AutoModelForAudioClassification.from_pretrained(model_dir, use_safetensors=True).eval()
-    extractor = Wav2Vec2FeatureExtractor.from_pretrained(model_dir)
+    return model, Wav2Vec2FeatureExtractor.from_pretrained(model_dir)
+
+
+def direct_probs(model_dir: Path, wave: np.ndarray) -> np.ndarray:
+    """The model's own probabilities for a 16 kHz waveform, computed with transformers only."""
+    model, extractor = _reference_model(Path(model_dir))
     with torch.no_grad():
         logits = model(**extractor(wave, sampling_rate=16000, return_tensors="pt")).logits[0]
     return torch.softmax(logits, -1).numpy()

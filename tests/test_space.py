@@ -1,0 +1,179 @@
+"""The Space's functions without a browser: audio conversion, refusals, windowed classification, annotation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from space_support import EXAMPLES, LABELS, direct_probs, load_app_module, save_tiny_classifier
+
+from after_hf.al import oracle
+from after_hf.data.audio import load_audio
+
+
+@pytest.fixture(scope="module")
+def A():
+    return load_app_module()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_classifier(tmp_path_factory.mktemp("space_model") / "model")
+
+
+@pytest.fixture(scope="module")
+def space(A, model_dir):
+    return A.SpaceApp(A.AppArguments(model=str(model_dir), max_seconds=30.0, window_seconds=10.0))
+
+
+def _resample_to(wave16k: np.ndarray, rate: int) -> np.ndarray:
+    import torch
+    import torchaudio.functional as AF
+
+    return AF.resample(torch.from_numpy(wave16k), 16000, rate).numpy()
+
+
+def test_numpy_int16_stereo_44k_becomes_mono_float32_16k(A):
+    rate, seconds = 44100, 1.0
+    t = np.arange(int(rate * seconds)) / rate
+    left = (0.5 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)  # Gradio's (samples, channels) int16
+    wave = A.numpy_to_mono_16k(rate, stereo, max_seconds=30)
+    assert wave.dtype == np.float32 and wave.ndim == 1 and abs(len(wave) - 16000) <= 1
+    middle = wave[1000:-1000]
+    assert abs(np.abs(middle).max() - 0.25) < 0.01  # channels averaged: half of the left channel's 0.5
+    spectrum = np.abs(np.fft.rfft(middle))
+    assert abs(np.argmax(spectrum) * 16000 / len(middle) - 440) < 3  # the pitch survived resampling
+    # channels-first arrays and 8-bit unsigned PCM are understood too
+    assert np.allclose(A.numpy_to_mono_16k(rate, stereo.T, 30), wave)
+    u8 = np.full(rate, 128 + 64, dtype=np.uint8)
+    assert np.allclose(A.numpy_to_mono_16k(rate, u8, 30)[100:-100], 0.5, atol=1e-3)
+
+
+def test_classify_numpy_stereo_matches_the_models_own_probabilities(space, model_dir):
+    wave = load_audio(EXAMPLES[0])
+    wave44 = _resample_to(wave, 44100)
+    stereo = np.round(np.stack([wave44, wave44], axis=1) * 32767).astype(np.int16)
+    probs, figure, note = space.classify((44100, stereo))
+    assert list(probs) == LABELS and abs(sum(probs.values()) - 1) < 1e-5
+    expected = direct_probs(model_dir, wave)
+    assert np.abs(np.array(list(probs.values())) - expected).max() < 0.03  # 16k -> 44.1k int16 -> 16k round trip
+    assert LABELS[int(np.argmax(expected))] in note
+    assert figure.axes and figure.axes[0].get_xlim()[1] == pytest.approx(len(wave) / 16000, rel=0.01)
+
+
+def test_classify_file_is_exactly_the_models_argmax(space, model_dir):
+    for path in EXAMPLES:
+        probs, _, _ = space.classify(str(path))
+        expected = direct_probs(model_dir, load_audio(path))
+        assert np.allclose(list(probs.values()), expected, atol=1e-5)
+        assert max(probs, key=probs.get) == LABELS[int(np.argmax(expected))]
+
+
+def test_silence_is_refused(A, space):
+    with pytest.raises(A.InputError, match="silent"):
+        space.classify((16000, np.zeros(16000, dtype=np.int16)))
+    hiss = (np.random.default_rng(0).standard_normal(16000) * 32767 * 10 ** (-70 / 20)).astype(np.int16)
+    with pytest.raises(A.InputError, match="silent"):  # a -70 dBFS noise floor is no speech
+        space.classify((48000, hiss))
+
+
+def test_too_long_and_too_short_are_refused(A, space, tmp_path):
+    import soundfile as sf
+
+    with pytest.raises(A.InputError, match=r"31\.0 s long; this demo accepts at most 30 s"):
+        space.classify((8000, np.ones(8000 * 31, dtype=np.int16)))
+    long_file = tmp_path / "long.wav"
+    sf.write(long_file, np.full(16000 * 31, 0.1, dtype=np.float32), 16000)
+    with pytest.raises(A.InputError, match="at most 30 s"):
+        space.classify(str(long_file))
+    with pytest.raises(A.InputError, match="too short"):
+        space.classify((16000, (np.ones(800) * 3000).astype(np.int16)))
+
+
+@pytest.mark.parametrize("content", [b"this is a text file, not audio\n" * 20, b""])
+def test_non_audio_is_refused_with_the_fix(A, space, tmp_path, content):
+    fake = tmp_path / "notes.wav"
+    fake.write_bytes(content)
+    with pytest.raises(A.InputError, match="notes.wav.*Upload a WAV, FLAC, MP3 or OGG"):
+        space.classify(str(fake))
+    with pytest.raises(A.InputError, match="No audio"):
+        space.classify(None)
+
+
+def test_long_clip_is_classified_in_windows(A, space, model_dir):
+    rng = np.random.default_rng(1)
+    pieces = [load_audio(p) for p in EXAMPLES]
+    wave = np.concatenate([pieces[i % len(pieces)] for i in range(24)]).astype(np.float32)[: 16000 * 23]
+    wave = wave + 0.001 * rng.standard_normal(len(wave)).astype(np.float32)
+    probs, _, note = space.classify((16000, np.round(wave * 32767).astype(np.int16)))
+    assert "3 windows of up to 10 s" in note
+    quantised = np.round(wave * 32767).astype(np.int16).astype(np.float32) / 32768
+    windows = [quantised[:160000], quantised[160000:320000], quantised[320000:]]
+    expected = sum(len(w) * direct_probs(model_dir, w) for w in windows) / len(quantised)
+    assert np.allclose(list(probs.values()), expected, atol=1e-5)
+    assert "windows" not in space.classify(str(EXAMPLES[0]))[2]
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "run"
+    items = [{"id": f"synth/{p.stem}", "path": str(p), "guess": None, "probs": None, "uncertainty": 0.9 - 0.1 * i}
+             for i, p in enumerate(EXAMPLES[:3])]
+    items[1]["probs"] = [0.1, 0.2, 0.6, 0.1]  # the loop may store its own probabilities
+    oracle.write_queue(run, 2, items)
+    return run
+
+
+def test_annotate_shows_queue_saves_answers_and_counts(A, model_dir, run_dir):
+    app = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(run_dir)))
+    view = app.next_item()
+    first = EXAMPLES[0]
+    assert view["id"] == f"synth/{first.stem}" and "3 of 3 left" in view["status"] and "Round 2" in view["status"]
+    rate, audio = view["audio"]
+    assert rate == 16000 and np.allclose(audio, load_audio(first))
+    expected = direct_probs(model_dir, load_audio(first))  # no stored probs: the served model's guess
+    assert np.allclose(list(view["guess"].values()), expected, atol=1e-5)
+    assert f"**{LABELS[int(np.argmax(expected))]}**" in view["details"] and "score: 0.9" in view["details"]
+
+    view = app.answer(view["id"], "happy")
+    assert view["id"] == f"synth/{EXAMPLES[1].stem}" and "2 of 3 left" in view["status"]
+    assert view["guess"] == dict(zip(LABELS, [0.1, 0.2, 0.6, 0.1])) and "**angry** (60%)" in view["details"]
+    view = app.answer(view["id"], None)  # skip
+    assert "1 of 3 left" in view["status"]
+    saved = json.loads((run_dir / "annotations.json").read_text())
+    assert saved[f"synth/{EXAMPLES[0].stem}"]["label"] == "happy"
+    assert saved[f"synth/{EXAMPLES[1].stem}"] == {**saved[f"synth/{EXAMPLES[1].stem}"], "label": None, "skipped": True}
+    view = app.answer(view["id"], "sad")
+    assert view["id"] is None and "All 3 items of round 2 are answered" in view["status"] and "--resume" in view["status"]
+    assert [i["id"] for i in oracle.pending(run_dir)] == []
+
+
+def test_annotate_without_run_or_with_broken_items(A, model_dir, run_dir):
+    app = A.SpaceApp(A.AppArguments(model=str(model_dir)))
+    assert app.next_item()["id"] is None and "--run_dir" in app.next_item()["status"]
+
+    queue = oracle.read_queue(run_dir)
+    queue["items"][0]["path"] = str(run_dir / "missing.wav")
+    oracle.write_queue(run_dir, queue["round"], queue["items"])
+    app = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(run_dir)))
+    view = app.next_item()
+    assert view["audio"] is None and "cannot be played" in view["details"] and "Skip" in view["details"]
+    assert app.answer(view["id"], None)["id"] == queue["items"][1]["id"]
+
+    (run_dir / "annotations.json").write_text("{half")
+    assert "corrupted" in app.next_item()["status"]
+
+
+def test_model_and_run_dir_come_from_args_or_environment(A, model_dir, run_dir, monkeypatch):
+    monkeypatch.setenv("AFTER_HF_MODEL", str(model_dir))
+    monkeypatch.setenv("AFTER_HF_RUN", str(run_dir))
+    args = A.resolve_args([])
+    assert (args.model, args.run_dir) == (str(model_dir), str(run_dir))
+    assert A.resolve_args(["--model", "org/name", "--max_seconds", "5"]).model == "org/name"
+    monkeypatch.delenv("AFTER_HF_MODEL")
+    with pytest.raises(SystemExit, match="No model"):
+        A.resolve_args([])
+    with pytest.raises(SystemExit, match="not a directory"):
+        A.resolve_args(["--model", str(model_dir), "--run_dir", str(run_dir / "nope")])
