@@ -103,7 +103,8 @@ def select_round(args, state, learner, train: SplitData, index: int, target: int
     select_seconds = time.perf_counter() - t0
     scores = _selection_scores(strategy, pool) if index else None
     by_id = dict(zip(candidates, scores)) if scores is not None else {}
-    selected = [{"id": i, "score": by_id.get(i)} for i in chosen]
+    probs = dict(zip(candidates, arrays["probs"].tolist())) if "probs" in arrays else {}
+    selected = [{"id": i, "score": by_id.get(i), "probs": probs.get(i)} for i in chosen]
     return state.record_selection(index, target, selected, name, {"score": score_seconds, "select": select_seconds})
 
 
@@ -118,7 +119,9 @@ def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle
     queue = oracle_files.read_queue(run)
     if queue.get("round") != rec["round"]:
         oracle_files.write_queue(run, rec["round"], [
-            {"id": i, "path": train.paths[train.position[i]], "guess": None, "probs": None,
+            {"id": i, "path": train.paths[train.position[i]],
+             "guess": labels[int(np.argmax(s["probs"]))] if s.get("probs") else None,
+             "probs": dict(zip(labels, s["probs"])) if s.get("probs") else None,
              "uncertainty": s.get("score")} for i, s in zip(ids, rec["selected"])])
     deadline = time.time() + 60 * args.wait_minutes
     while True:
