@@ -80,11 +80,11 @@ EMOTION_CODES = {"neutral": "NEU", "happy": "HAP", "angry": "ANG", "sad": "SAD",
 # after each word, pause_ms = its length, tilt_db = treble shelf gain, volume_db = offset after normalisation.
 PROSODY = {
     "neutral": dict(pitch=(0, 8), range=(100, 20), rate=(100, 7), pause_p=(0.12, 0.06), pause_ms=(90, 40), tilt_db=(0, 2.5), volume_db=(0, 2)),
-    "happy": dict(pitch=(22, 10), range=(165, 35), rate=(111, 8), pause_p=(0.08, 0.05), pause_ms=(70, 30), tilt_db=(2, 2.5), volume_db=(1, 2)),
-    "angry": dict(pitch=(12, 10), range=(140, 35), rate=(116, 9), pause_p=(0.10, 0.06), pause_ms=(60, 30), tilt_db=(5, 2.5), volume_db=(3, 2)),
-    "sad": dict(pitch=(-14, 8), range=(55, 18), rate=(82, 8), pause_p=(0.40, 0.12), pause_ms=(230, 80), tilt_db=(-5, 2.5), volume_db=(-2, 2)),
-    "disgust": dict(pitch=(-6, 9), range=(120, 30), rate=(88, 8), pause_p=(0.25, 0.10), pause_ms=(150, 60), tilt_db=(1, 2.5), volume_db=(0, 2)),
-    "fearful": dict(pitch=(28, 10), range=(80, 25), rate=(120, 10), pause_p=(0.25, 0.10), pause_ms=(110, 50), tilt_db=(3, 2.5), volume_db=(-1, 2)),
+    "happy": dict(pitch=(34, 12), range=(180, 40), rate=(110, 8), pause_p=(0.08, 0.05), pause_ms=(70, 30), tilt_db=(2, 2.5), volume_db=(1, 2)),
+    "angry": dict(pitch=(18, 12), range=(145, 40), rate=(116, 9), pause_p=(0.10, 0.06), pause_ms=(60, 30), tilt_db=(5, 2.5), volume_db=(3, 2)),
+    "sad": dict(pitch=(-24, 10), range=(45, 15), rate=(82, 8), pause_p=(0.40, 0.12), pause_ms=(200, 70), tilt_db=(-5, 2.5), volume_db=(-2, 2)),
+    "disgust": dict(pitch=(-10, 10), range=(120, 30), rate=(88, 8), pause_p=(0.25, 0.10), pause_ms=(140, 60), tilt_db=(1, 2.5), volume_db=(0, 2)),
+    "fearful": dict(pitch=(40, 12), range=(75, 25), rate=(120, 10), pause_p=(0.25, 0.10), pause_ms=(110, 50), tilt_db=(3, 2.5), volume_db=(-1, 2)),
 }
 LANGUAGES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 VARIANTS = ("m1", "f2", "m3", "f1", "m4", "f3", "m2", "f4", "m5", "f5", "m6", "m7")
@@ -143,7 +143,7 @@ def make_voices(n: int, seed: int) -> list[Voice]:
                 actor=FIRST_ACTOR + i,
                 espeak_voice=f"{LANGUAGES[i % len(LANGUAGES)]}+{variant}",
                 base_pitch=int(rng.integers(32, 68)),
-                base_wpm=int(rng.integers(150, 190)),
+                base_wpm=int(rng.integers(185, 225)),
                 tilt_db=float(np.round(rng.normal(0, 1.5), 2)),
             )
         )
@@ -217,8 +217,8 @@ def plan(num_utterances: int, seed: int, voices: int, emotions: Sequence[str], l
                 level=level,
                 prosody=prosody,
                 breaks=breaks,
-                lead_ms=int(rng.integers(40, 160)),
-                trail_ms=int(rng.integers(40, 160)),
+                lead_ms=int(rng.integers(30, 110)),
+                trail_ms=int(rng.integers(30, 110)),
             )
         )
     return jobs
