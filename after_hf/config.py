@@ -37,6 +37,11 @@ def load_recipe(path: str | Path, section: str | None = None) -> dict[str, Any]:
         raise ConfigError(f"recipe {path} must be a mapping of option: value, got {type(data).__name__}.")
     if section and isinstance(data.get(section), dict):
         return dict(data[section])
+    if section and data and all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(
+            f"recipe {path} has sections {sorted(data)} but no '{section}:' section for this command; add one "
+            f"(or pass the recipe written for `{section.replace('_', '-')}`)."
+        )
     return data
 
 
@@ -86,6 +91,11 @@ def check_recipe(values: dict[str, Any], dataclass_types: Sequence[type], source
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"{source}: unknown option '{key}'.{hint} Valid options: {', '.join(sorted(fields))}.")
+        choices = fields[key].metadata.get("choices")
+        if choices and value not in choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{source}: option '{key}' = {value!r} is not one of {list(choices)}.{hint}")
         if not _type_ok(value, hints.get(key, Any)):
             raise ConfigError(
                 f"{source}: option '{key}' = {value!r} ({type(value).__name__}) does not match its type "
@@ -125,7 +135,17 @@ def parse_args(
             if action.dest in recipe:
                 action.required = False
                 action.default = recipe[action.dest]
-    namespace_parts = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False, look_for_args_file=False)
+    *namespace_parts, remaining = parser.parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True, look_for_args_file=False
+    )
+    if remaining:
+        fields = _field_names(dataclass_types)
+        unknown = next((a for a in remaining if a.startswith("-")), remaining[0])
+        name = unknown.lstrip("-").split("=", 1)[0]
+        close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.5)
+        hint = f" Did you mean '--{close[0]}'?" if close else ""
+        raise ConfigError(f"{prog or 'after-hf'}: unknown argument(s) {remaining}.{hint} "
+                          f"Run with --help for the valid options.")
     return tuple(p for p in namespace_parts if dataclasses.is_dataclass(p))
 
 

@@ -49,6 +49,12 @@ def load_model_for_eval(source: str, device: str = "cpu"):
         raise ValueError(f"'{source}' is an untrained named config: pass the directory written by `after-hf finetune` (RUN/model).")
     config = load_config(source)
     names = model_label_names(config)
+    if all(name == f"LABEL_{i}" for i, name in enumerate(names)):
+        raise ValueError(
+            f"{source} is not a fine-tuned emotion classifier: its classes have no names ({names}, architecture "
+            f"{getattr(config, 'architectures', None)}). Evaluate the directory `after-hf finetune` wrote (OUTPUT_DIR/model), "
+            f"e.g. fine-tune this checkpoint first with `after-hf finetune --model {source}`."
+        )
     model = load_classifier(source, names).to(device).eval()
     return model, load_feature_extractor(source, model.config), names
 

@@ -5,9 +5,35 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+CRASH_ENV = "AFTER_HF_CRASH_AT"
+_crash_counts: Counter = Counter()
+
+
+def crash_point(phase: str, key: Any) -> None:
+    """Test-only fault injection: SIGKILL this process at a named point; a no-op unless ``AFTER_HF_CRASH_AT`` is set.
+
+    ``AFTER_HF_CRASH_AT=PHASE:KEY`` kills at the first ``crash_point(PHASE, KEY)``, ``PHASE:KEY#N`` at the N-th.
+    Points: ``train:R`` (round R's model fitted, nothing of it saved), ``saved:R`` (model saved, state not yet
+    updated), ``scored:R`` (pool scored, nothing selected), ``selected:R`` (selection saved, no labels yet) in
+    ``after_hf.al.loop``; ``write:FILENAME`` (new content written to the temporary file, not yet moved into
+    place) in ``atomic_write_text``. tests/test_reliability.py uses them to kill runs at exact points.
+    """
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    point = f"{phase}:{key}"
+    target, _, nth = spec.partition("#")
+    if target != point:
+        return
+    _crash_counts[point] += 1
+    if _crash_counts[point] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -20,6 +46,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point("write", path.name)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -42,16 +69,15 @@ class StateError(RuntimeError):
     """A state file that exists but cannot be trusted (half-written, edited, corrupted)."""
 
 
-def read_json(path: str | Path, what: str = "state file") -> Any:
+def read_json(path: str | Path, what: str = "state file", fix: str | None = None) -> Any:
     """Read JSON, turning a corrupt file into an error that names it and the fix (never a silent reset)."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise StateError(
-            f"{what} {path} is corrupted ({err}). Restore it from the previous round's copy in the same "
-            f"directory, or delete the run directory to start over; it was not reset automatically."
-        ) from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        fix = fix or ("Restore it from the previous round's copy in the same directory, or delete the run "
+                      "directory to start over")
+        raise StateError(f"{what} {path} is corrupted ({err}). {fix}; it was not reset automatically.") from err
 
 
 def replace_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:

@@ -45,8 +45,39 @@ _NAMED_COMMON = dict(
 )
 
 
+class ModelError(OSError):
+    """A model directory that cannot (or must not) be loaded; the message says what is missing and what to do."""
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
 def is_named(source: str) -> bool:
     return source in NAMED_CONFIGS
+
+
+def check_weights(source: str) -> None:
+    """A local model directory must hold safetensors weights: pickled ``*.bin`` / ``*.pt`` files are refused
+    (unpickling can run arbitrary code), and a directory without weights is named as such. Hub ids pass
+    (``from_pretrained(..., use_safetensors=True)`` enforces the same there)."""
+    path = Path(source)
+    if is_named(source) or not path.is_dir() or any((path / name).is_file() for name in WEIGHT_FILES):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelError(
+            f"{path} holds its weights only as {pickles} (pickle files, which can run code when loaded); after-hf "
+            f"loads safetensors only. Re-export the model with save_pretrained (it writes model.safetensors), or, "
+            f"only if you trust the file, convert it once: load it with the class that wrote it and "
+            f"from_pretrained('{path}', use_safetensors=False), then .save_pretrained('{path}')."
+        )
+    present = sorted(p.name for p in path.iterdir())
+    raise ModelError(
+        f"{path} has no model weights: model.safetensors is missing (the directory holds {present}). Pass the "
+        f"directory a finished run wrote (`after-hf finetune`: OUTPUT_DIR/model; `after-hf tapt`: its output dir); "
+        f"a run stopped before saving has none, so run it again (tapt continues with --resume)."
+    )
 
 
 def load_config(source: str, **overrides) -> Wav2Vec2Config:
@@ -92,6 +123,7 @@ def load_pretraining_model(source: str, **config_overrides) -> Wav2Vec2ForPreTra
     config = load_config(source, **config_overrides)
     if is_named(source):
         return Wav2Vec2ForPreTraining(config)
+    check_weights(source)
     return Wav2Vec2ForPreTraining.from_pretrained(
         source, config=config, use_safetensors=True, trust_remote_code=False
     )
@@ -109,6 +141,8 @@ def load_classifier(source: str, label_names: list[str], **config_overrides):
     if is_named(source):
         config = load_config(source, **kwargs)
         return AutoModelForAudioClassification.from_config(config)
+    load_config(source)  # a directory without config.json is named before anything else
+    check_weights(source)
     return AutoModelForAudioClassification.from_pretrained(
         source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True, **kwargs
     )

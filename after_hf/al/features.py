@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..data.audio import load_audio
 from ..inference import length_batches
 from ..io import atomic_write_json
-from ..models import is_named, load_config, uses_attention_mask
+from ..models import check_weights, is_named, load_config, uses_attention_mask
 
 
 def backbone_fingerprint(source: str, init_seed: int = 0) -> str:
@@ -45,6 +45,8 @@ def load_backbone(source: str, init_seed: int = 0):
     if is_named(source):
         torch.manual_seed(init_seed)
         return AutoModel.from_config(load_config(source))
+    load_config(source)  # names a directory without config.json
+    check_weights(source)  # names a directory without (safetensors) weights
     return AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
 
 

@@ -4,6 +4,10 @@ Round 0 picks a seed set with a cold-start strategy on the backbone's embeddings
 scores the unlabelled pool with the model of the previous round and asks the query strategy for the
 next batch; the oracle answers (dataset labels in simulation, a person through the Space's Annotate
 tab); the model is retrained (from the TAPT checkpoint each round, as AFTER does) and evaluated.
+
+Every phase is saved in ``state.json`` before the next starts, so a run killed at any point continues with
+``--resume`` exactly as if it had not stopped. ``crash_point`` calls mark where tests/test_reliability.py kills
+the process (test-only: they do nothing unless ``AFTER_HF_CRASH_AT`` is set, see ``after_hf.io.crash_point``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import numpy as np
 
 from ..config import parse_args, to_dict
 from ..data.manifest import label_names as manifest_label_names
-from ..data.manifest import load_manifest
-from ..io import atomic_write_json
+from ..data.manifest import ManifestError, load_manifest
+from ..io import StateError, atomic_write_json, crash_point
 from . import oracle as oracle_files
 from .budget import budget_schedule
 from .head import HeadTrainingArgs
@@ -92,6 +96,7 @@ def select_round(args, state, learner, train: SplitData, index: int, target: int
     elif needs:
         learner.load(Path(args.out) / "models" / f"round_{index - 1}")
         arrays = learner.score(candidates, needs, args.mc_passes, seed=args.seed * 1000 + index)
+    crash_point("scored", index)
     score_seconds = time.perf_counter() - started
     pool = PoolView(ids=np.array(candidates, dtype=object), speakers=train.speakers[train.index(candidates)],
                     **{k: v for k, v in arrays.items() if k in needs | {"probs"} and k in ("probs", "mc_probs", "embeddings")})
@@ -134,6 +139,12 @@ def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle
                   f"Space (`make space AFTER_HF_RUN={run}`), then run the same command with --resume.")
             return False
         time.sleep(5)
+    unknown = {i: answers[i]["label"] for i in ids if answers[i]["label"] is not None and answers[i]["label"] not in labels}
+    if unknown:
+        sample_id, label = next(iter(unknown.items()))
+        raise StateError(f"{run / oracle_files.ANNOTATIONS_FILE}: {len(unknown)} answers have labels outside the label set "
+                         f"{labels}, e.g. {sample_id!r} -> {label!r}. Correct them (or delete those entries and label "
+                         f"them again in the Space), then run the same command with --resume.")
     got = {i: labels.index(answers[i]["label"]) for i in ids if answers[i]["label"] is not None}
     skipped = [i for i in ids if answers[i]["label"] is None]
     state.record_labels(rec["round"], got, skipped, time.perf_counter() - started)
@@ -146,7 +157,9 @@ def train_round(args, state, learner, rec) -> dict:
     started = time.perf_counter()
     fit_info = learner.fit(ids, [labelled[i] for i in ids], seed=args.seed * 1000 + rec["round"])
     train_seconds = time.perf_counter() - started
+    crash_point("train", rec["round"])
     learner.save(Path(args.out) / "models" / f"round_{rec['round']}")
+    crash_point("saved", rec["round"])
     t0 = time.perf_counter()
     metrics = {split: learner.evaluate(split) for split in ("validation", "test") if split in learner.splits}
     metrics["num_labelled"] = len(ids)
@@ -158,10 +171,13 @@ def train_round(args, state, learner, rec) -> dict:
 
 def run_al(args: ALArguments) -> RunState:
     config = to_dict(args)
-    state = RunState.open(args.out, config, args.resume)
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest)  # checked before the run directory is created
     labels = manifest_label_names(manifest)
     splits = SplitData.from_manifest(manifest)
+    if "train" not in splits:
+        raise ManifestError(f"manifest {args.manifest} has no 'train' rows: the active-learning pool is the train split; "
+                            f"re-run `after-hf prepare` with a train split.")
+    state = RunState.open(args.out, config, args.resume)
     train = splits["train"]
     stop_rng = np.random.default_rng([args.seed, 7919])
     stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False)) if args.stop_kappa else set()
@@ -175,7 +191,10 @@ def run_al(args: ALArguments) -> RunState:
     for index, target in enumerate(schedule):
         if state.data["stopped"]:
             break
-        rec = state.round(index) or select_round(args, state, learner, train, index, target, stop_ids)
+        rec = state.round(index)
+        if rec is None:
+            rec = select_round(args, state, learner, train, index, target, stop_ids)
+            crash_point("selected", index)
         if rec["phase"] == "selected" and not annotate_round(args, state, rec, train, labels, oracle):
             return state
         if rec["phase"] == "labelled":

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..io import atomic_write_json, read_json
+from ..io import StateError, atomic_write_json, read_json
 
 QUEUE_FILE = "queue.json"
 ANNOTATIONS_FILE = "annotations.json"
@@ -60,12 +60,21 @@ def read_queue(run_dir: str | Path) -> dict:
     path = Path(run_dir) / QUEUE_FILE
     if not path.is_file():
         return {"round": None, "items": []}
-    return read_json(path, "annotation queue")
+    return read_json(path, "annotation queue", fix=(
+        "Delete it and run the same `after-hf al ... --resume` command: the queue is rebuilt from state.json "
+        "(answers already saved in annotations.json are kept)"))
 
 
 def read_annotations(run_dir: str | Path) -> dict[str, dict]:
     path = Path(run_dir) / ANNOTATIONS_FILE
-    return read_json(path, "annotations file") if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    fix = ('Repair it by hand (an object of "<sample id>": {"label": "<name>" or null, "skipped": bool, '
+           '"time": float}); the run keeps waiting for the labels in it')
+    answers = read_json(path, "annotations file", fix=fix)
+    if not isinstance(answers, dict) or not all(isinstance(a, dict) and "label" in a for a in answers.values()):
+        raise StateError(f"annotations file {path} does not hold one {{\"label\": ...}} object per sample id. {fix}.")
+    return answers
 
 
 def save_annotation(

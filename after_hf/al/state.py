@@ -21,6 +21,47 @@ STATE_FILE, PREVIOUS_FILE, CONFIG_FILE = "state.json", "state.prev.json", "confi
 FORMAT = 1
 # Options that may change between a run and its resume without changing what the run computes.
 RESUMABLE_OPTIONS = {"resume", "out", "wait_minutes", "oracle", "budget", "progress"}
+PHASES = ("selected", "labelled", "trained")
+
+
+def check_state(data: Any, path: Path) -> None:
+    """Refuse a state file that parses but is not a consistent after-hf state (edited, wrong file, other version)."""
+    fix = (f"Restore {path.with_name(PREVIOUS_FILE)} (the state one phase earlier) over it and run again with "
+           f"--resume, or start a new run in another --out; nothing was reset.")
+
+    def bad(what: str) -> StateError:
+        return StateError(f"{path} is not a valid after-hf state file (format {FORMAT}): {what}. {fix}")
+
+    if not isinstance(data, dict):
+        raise bad(f"it holds a {type(data).__name__}, not an object")
+    missing = [k for k in ("format", "config_fingerprint", "rounds", "stopped") if k not in data]
+    if missing:
+        raise bad(f"keys {missing} are missing")
+    if data["format"] != FORMAT:
+        raise bad(f"format is {data['format']!r}")
+    if not isinstance(data["rounds"], list):
+        raise bad("'rounds' is not a list")
+    seen: set[str] = set()
+    for position, rec in enumerate(data["rounds"]):
+        if not isinstance(rec, dict) or rec.get("round") != position:
+            raise bad(f"round entry {position} is not round {position}")
+        if rec.get("phase") not in PHASES:
+            raise bad(f"round {position} has phase {rec.get('phase')!r}, not one of {PHASES}")
+        try:
+            ids = [item["id"] for item in rec["selected"]]
+            labelled, skipped = set(rec["labels"]), set(rec["skipped"])
+            values_ok = all(isinstance(v, int) and not isinstance(v, bool) for v in rec["labels"].values())
+        except (KeyError, TypeError, AttributeError):
+            raise bad(f"round {position} lacks a list of selected ids, a labels mapping or a skipped list") from None
+        if not values_ok:
+            raise bad(f"round {position} has labels that are not class indices")
+        if len(set(ids)) != len(ids) or seen & set(ids):
+            raise bad(f"round {position} selects an id twice or one already selected in an earlier round")
+        if not (labelled | skipped) <= set(ids) or labelled & skipped:
+            raise bad(f"round {position} has labels for ids it did not select, or ids both labelled and skipped")
+        if rec["phase"] != "selected" and labelled | skipped != set(ids):
+            raise bad(f"round {position} is '{rec['phase']}' but not every selected id was answered")
+        seen |= set(ids)
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:
@@ -43,10 +84,10 @@ class RunState:
                     f"{run_dir} already holds an active-learning run. Pass --resume to continue it, "
                     f"or choose another --out."
                 )
-            data = read_json(state_path, "active-learning state")
-            if not isinstance(data, dict) or data.get("format") != FORMAT or "rounds" not in data:
-                raise StateError(f"{state_path} is not an after-hf state file (format {FORMAT}); restore "
-                                 f"{run_dir / PREVIOUS_FILE} over it or start a new run in another --out.")
+            data = read_json(state_path, "active-learning state", fix=(
+                f"Copy {run_dir / PREVIOUS_FILE} (the state one phase earlier) over it and run again with --resume, "
+                f"or start a new run in another --out"))
+            check_state(data, state_path)
             if data["config_fingerprint"] != config_fingerprint(config):
                 saved = read_json(run_dir / CONFIG_FILE, "run config") if (run_dir / CONFIG_FILE).is_file() else {}
                 changed = sorted(k for k in set(saved) | set(config)
