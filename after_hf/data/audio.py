@@ -1,7 +1,9 @@
 """Decode any audio file to mono float32 at 16 kHz, or say exactly why it cannot be used.
 
 Decoding goes through torchcodec (FFmpeg), the same decoder ``datasets.Audio`` uses, so WAV of any
-bit depth, FLAC, MP3, OGG, stereo and 8-48 kHz all arrive as mono 16 kHz float32.
+bit depth, FLAC, MP3, OGG, stereo and 8-48 kHz all arrive as mono 16 kHz float32. Channels are averaged
+here rather than by FFmpeg, whose stereo->mono downmix scales each channel by 0.707 (a clip at 0.9 in
+both channels would come out at 1.27).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _decoder(path: str | Path):
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)", "Delete it or replace it with the recording.")
     try:
-        return AudioDecoder(str(path), sample_rate=SAMPLING_RATE, num_channels=1)
+        return AudioDecoder(str(path), sample_rate=SAMPLING_RATE)
     except Exception as err:  # torchcodec raises RuntimeError/ValueError for non-audio or broken headers
         raise AudioError(path, f"not decodable audio ({type(err).__name__})", "Convert it with `ffmpeg -i FILE -ar 16000 -ac 1 out.wav`.") from err
 
@@ -51,8 +53,12 @@ def load_audio(
             begin = float(start or 0.0)
             samples = decoder.get_samples_played_in_range(begin, None if seconds is None else begin + seconds)
     except Exception as err:
-        raise AudioError(path, f"decoding failed ({type(err).__name__}: {err})", "The file is truncated or corrupt: re-export it.") from err
-    wave = samples.data.numpy().reshape(-1).astype(np.float32, copy=False)
+        if "No audio frames" in str(err):  # torchcodec's words for a stream without samples (or a window past the end)
+            where = "zero audio frames" if start is None and seconds is None else f"no audio in the window from {start or 0.0:.2f} s"
+            raise AudioError(path, where, "The file has a header but no samples: re-export it.") from err
+        raise AudioError(path, f"decoding failed ({type(err).__name__}: {str(err)[:200]})", "The file is truncated or corrupt: re-export it.") from err
+    data = samples.data.numpy()  # (channels, frames)
+    wave = (data[0] if data.shape[0] == 1 else data.mean(axis=0)).astype(np.float32, copy=False)
     if check:
         check_waveform(wave, path, min_seconds)
     return wave

@@ -5,7 +5,8 @@
 
 Every file is accounted for: kept (per label x corpus), dropped (emotion outside the label set, per raw code),
 excluded by design (e.g. RAVDESS song, hidden files), not fitting the corpus layout, or bad audio (with the
-reason). The table is printed and saved, with the options and timings, in ``<out>/prepare_report.json``.
+reason: undecodable, empty, zero frames, NaN, shorter than --min_seconds, digital silence, or a second file
+with the same id); per corpus, seen = kept + dropped + excluded + bad. The table is printed and saved, with the options and timings, in ``<out>/prepare_report.json``.
 Several corpora make one merged pool (AFTER's noisy pool: with ``--protocol loso`` the corpora without
 sessions all go to train, IEMOCAP gives validation and test).
 """
@@ -110,9 +111,12 @@ def _check_audio(paths: list[str], min_seconds: float, workers: int) -> tuple[di
 
     def one(path: str):
         try:
-            return path, load_audio(path, min_seconds=min_seconds).size / SAMPLING_RATE, None
+            wave = load_audio(path, min_seconds=min_seconds)
         except AudioError as err:
             return path, None, err.reason
+        if not wave.any():  # digital silence: nothing to hear, whatever the label says
+            return path, None, "silent (every sample is 0)"
+        return path, wave.size / SAMPLING_RATE, None
 
     durations, bad = {}, {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -132,11 +136,19 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
 
     rows, bad, excluded = [], [], []
     dropped: dict[str, Counter] = defaultdict(Counter)
+    owner: dict[str, str] = {}  # id -> the path that took it (x.wav and x.flac would share one)
     for name, path in corpora.items():
         for item in _read(name, path, args):
             if isinstance(item, Skipped):
-                (excluded if item.kind == "excluded" else bad).append({"corpus": name, "path": item.path, "reason": item.reason})
+                entry = {"corpus": name, "path": item.path, "reason": item.reason}
+                if item.kind == "missing":
+                    entry["missing"] = True  # a label without its file: reported, not counted as a file seen
+                (excluded if item.kind == "excluded" else bad).append(entry)
                 continue
+            if item.id in owner:
+                bad.append({"corpus": name, "path": item.path, "reason": f"same sample id {item.id} as {owner[item.id]} (keep one of the two)"})
+                continue
+            owner[item.id] = item.path
             try:
                 target = label_map.target(item.corpus, item.emotion_raw)
             except LabelError as err:
@@ -197,8 +209,18 @@ def _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes,
         entry["speakers"].add(r["speaker"])
         entry["labels"][r["label"]] += 1
         entry["hours"] += r["duration"] / 3600
+    accounting = {c: {"seen": 0, "kept": 0, "dropped": sum(dropped.get(c, {}).values()), "excluded": 0, "bad": 0, "missing": 0} for c in corpora}
+    for r in rows:
+        accounting[r["corpus"]]["kept"] += 1
+    for e in excluded:
+        accounting[e["corpus"]]["excluded"] += 1
+    for b in bad:
+        accounting[b["corpus"]]["missing" if b.get("missing") else "bad"] += 1
+    for a in accounting.values():
+        a["seen"] = a["kept"] + a["dropped"] + a["excluded"] + a["bad"]
     return {
         "corpora": corpora,
+        "files": accounting,
         "options": {f.name: getattr(args, f.name) for f in fields(args)},
         "protocol": protocol,
         "label_names": names,
@@ -230,6 +252,9 @@ def format_report(report: dict) -> str:
     for label, per in report["kept"].items():
         lines.append(f"{label:<{width}}" + "".join(f"{per[c]:>{col}}" for c in corpora) + f"{sum(per.values()):>{col}}")
     lines.append(f"{'total':<{width}}" + "".join(f"{sum(p[c] for p in report['kept'].values()):>{col}}" for c in corpora) + f"{report['kept_total']:>{col}}")
+    for corpus, a in report["files"].items():
+        missing = f" ({a['missing']} labelled files missing)" if a["missing"] else ""
+        lines.append(f"files ({corpus}): {a['seen']} seen = {a['kept']} kept + {a['dropped']} dropped + {a['excluded']} excluded + {a['bad']} bad{missing}")
     label_set = report["options"]["label_set"]
     for corpus, counts in report["dropped"].items():
         lines.append(f"dropped ({corpus}, not in label set {label_set}): " + ", ".join(f"{raw} {n}" for raw, n in counts.items()))

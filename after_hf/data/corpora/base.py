@@ -27,7 +27,8 @@ class Utterance:
 class Skipped:
     path: str
     reason: str
-    kind: str = "unparsed"  # "unparsed": does not fit the layout; "excluded": left out by design (e.g. song)
+    kind: str = "unparsed"  # "unparsed": does not fit the layout; "excluded": left out by design (e.g. song);
+    # "missing": a label entry whose audio file is absent (reported as bad, but not a file seen)
 
 
 def sample_id(corpus: str, root: Path, path: Path) -> str:

@@ -61,6 +61,6 @@ def read(root: str | Path, corpus: str = NAME) -> Iterator[Utterance | Skipped]:
         found = True
         yield Utterance(uid, str(path), label, f"{corpus}/{speaker or uid.split('/', 1)[1]}", corpus, session)
     for rel in sorted(set(meta or ()) - seen):
-        yield Skipped(str(root / rel), "listed in metadata.csv but the file is missing")
+        yield Skipped(str(root / rel), "listed in metadata.csv but the file is missing", "missing")
     if not found:
         raise CorpusError(f"{root} holds no labelled audio: expected <label>/x.wav folders or a metadata.csv (file_name,label[,speaker]).")

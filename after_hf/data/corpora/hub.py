@@ -78,7 +78,7 @@ def read(
             elif original and Path(original).is_file():
                 path = str(Path(original).resolve())
             else:
-                yield Skipped(original or uid, "row has neither audio bytes nor an existing audio file path")
+                yield Skipped(original or uid, "row has neither audio bytes nor an existing audio file path", "missing")
                 continue
             label = row[label_column]
             if isinstance(label_feature, ClassLabel):

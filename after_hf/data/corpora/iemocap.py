@@ -43,7 +43,9 @@ def labels(session: Path) -> Iterator[tuple[str, str]]:
 
 
 def read(root: str | Path) -> Iterator[Utterance | Skipped]:
-    root = strip_to(root, "IEMOCAP_full_release")
+    root = strip_to(root)
+    if not any(root.glob("Session*")) and (root / "IEMOCAP_full_release").is_dir():  # the folder the archive unpacks to
+        root = root / "IEMOCAP_full_release"
     for session in _sessions(root):
         wav_root = session / "sentences" / "wav"
         files = {}
@@ -59,7 +61,7 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
             path = files.get(utt)
             if path is None:
                 expected = wav_root / utt.rsplit("_", 1)[0] / f"{utt}.wav"
-                yield Skipped(str(expected), "labelled in EmoEvaluation but the wav file is missing")
+                yield Skipped(str(expected), "labelled in EmoEvaluation but the wav file is missing", "missing")
             elif not m:
                 yield Skipped(str(path), f"utterance id {utt} does not end in _F### or _M###")
             else:
