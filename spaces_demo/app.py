@@ -1,7 +1,7 @@
 """Speech emotion recognition Space (after-hf): classify a recording, and label what an active-learning run asks for.
 
     python app.py --model DIR_OR_HUB_ID [--run_dir RUN] [--max_seconds 30] [--server_port 7860]
-    AFTER_HF_MODEL=runs/demo/final_model AFTER_HF_RUN=runs/demo python spaces_demo/app.py     # = `make space`
+    AFTER_HF_MODEL=runs/demo/final/model AFTER_HF_RUN=runs/demo/al/RUN python spaces_demo/app.py   # ~ `make space`
 
 Classify tab: upload a file or record from the microphone; any format FFmpeg decodes, any rate, any number of
 channels, is converted to mono float32 16 kHz. Clips longer than ``--window_seconds`` are classified in consecutive
@@ -261,6 +261,9 @@ class SpaceApp:
         if total == 0:
             view["status"] = (f"The queue of {self.run_dir} is empty: run `after-hf al --oracle human --out "
                               f"{self.run_dir}` to have the loop ask for labels.")
+            nested = sorted(str(q.parent) for q in self.run_dir.glob("*/*/queue.json"))[:5]
+            if nested:  # e.g. an experiment directory whose AL runs live in al/<run>
+                view["status"] += " Runs below it that have a queue: " + ", ".join(f"`{n}`" for n in nested) + "."
             return view
         if not todo:
             view["status"] = (f"All {total} items of round {queue['round']} are answered. Resume the loop with "
@@ -319,7 +322,7 @@ def build_ui(app: SpaceApp) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech",
-                                        elem_id="classify-audio")
+                                        buttons=[], elem_id="classify-audio")
                     gr.Markdown(f"Up to {app.args.max_seconds:g} s of speech, any format and sampling rate (converted "
                                 f"to mono 16 kHz). Clips longer than {app.args.window_seconds:g} s are classified in "
                                 f"windows whose probabilities are averaged.")
@@ -339,7 +342,8 @@ def build_ui(app: SpaceApp) -> gr.Blocks:
             status = gr.Markdown(elem_id="annotate-status")
             with gr.Row():
                 with gr.Column():
-                    player = gr.Audio(label="Queued sample", interactive=False, type="numpy", elem_id="annotate-audio")
+                    player = gr.Audio(label="Queued sample", interactive=False, type="numpy", buttons=[],
+                                      elem_id="annotate-audio")
                     details = gr.Markdown(elem_id="annotate-details")
                 guess = gr.Label(num_top_classes=len(app.labels), label="Model's guess", elem_id="annotate-guess")
             with gr.Row():
@@ -360,10 +364,15 @@ def resolve_args(argv: list[str] | None = None) -> AppArguments:
     args.model = args.model or os.environ.get("AFTER_HF_MODEL") or DEFAULT_MODEL
     args.run_dir = args.run_dir or os.environ.get("AFTER_HF_RUN") or None
     if not args.model:
-        raise SystemExit("No model: pass --model DIR_OR_HUB_ID or set AFTER_HF_MODEL (e.g. runs/demo/final_model "
+        raise SystemExit("No model: pass --model DIR_OR_HUB_ID or set AFTER_HF_MODEL (e.g. runs/demo/final/model "
                          "after `make demo`).")
     if args.model and not Path(args.model).is_absolute() and (HERE / args.model).is_dir() and not Path(args.model).exists():
         args.model = str(HERE / args.model)  # a model folder bundled next to app.py by `after-hf push-space`
+    looks_local = Path(args.model).is_absolute() or args.model.startswith((".", "~")) or args.model.count("/") > 1
+    if looks_local and not Path(args.model).expanduser().is_dir():  # a Hub id is "name" or "org/name"
+        raise SystemExit(f"Model directory {args.model} does not exist. Train the demo classifier first with "
+                         f"`make demo` (it writes runs/demo/final/model), or pass --model / set AFTER_HF_MODEL to a "
+                         f"saved classifier directory or a Hub id.")
     if args.run_dir and not Path(args.run_dir).is_dir():
         raise SystemExit(f"--run_dir {args.run_dir} is not a directory: pass an `after-hf al --oracle human` output "
                          f"directory, or leave it out to disable the Annotate tab.")
@@ -388,7 +397,12 @@ def launch(app: SpaceApp, demo: gr.Blocks, **kwargs):
 
 def main(argv: list[str] | None = None) -> None:
     args = resolve_args(argv)
-    app = SpaceApp(args)
+    try:
+        app = SpaceApp(args)
+    except (OSError, ValueError) as err:  # not a classifier folder, no safetensors, a Hub id while offline
+        raise SystemExit(f"Cannot load the classifier {args.model}: {err}\nThe Space needs a folder written by "
+                         f"`after-hf finetune` / `make demo` (model.safetensors + config.json), or a Hub id with "
+                         f"HF_HUB_OFFLINE=0.") from err
     launch(app, build_ui(app))
 
 

@@ -177,3 +177,45 @@ def test_model_and_run_dir_come_from_args_or_environment(A, model_dir, run_dir, 
         A.resolve_args([])
     with pytest.raises(SystemExit, match="not a directory"):
         A.resolve_args(["--model", str(model_dir), "--run_dir", str(run_dir / "nope")])
+
+
+def test_make_space_without_a_trained_model_says_what_to_do(A, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `make space` passes relative paths: runs/demo/...
+    monkeypatch.setenv("AFTER_HF_MODEL", "runs/demo/final/model")
+    monkeypatch.setenv("AFTER_HF_RUN", "runs/demo")
+    with pytest.raises(SystemExit, match=r"runs/demo/final/model does not exist.*`make demo`"):
+        A.main([])
+    monkeypatch.delenv("AFTER_HF_RUN")
+    (tmp_path / "not_a_model").mkdir()
+    with pytest.raises(SystemExit, match=r"(?s)Cannot load the classifier .*not_a_model.*model\.safetensors"):
+        A.main(["--model", str(tmp_path / "not_a_model")])
+
+
+def test_model_loads_without_remote_code_and_only_from_safetensors(A, model_dir, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    evil = tmp_path / "evil"
+    shutil.copytree(model_dir, evil)
+    config = json.loads((evil / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "payload.Config", "AutoModelForAudioClassification": "payload.Model"}
+    (evil / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "payload_ran"
+    (evil / "payload.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                     "from transformers import Wav2Vec2Config as Config\n"
+                                     "from transformers import Wav2Vec2ForSequenceClassification as Model\n")
+    classifier = A.EmotionClassifier(str(evil))
+    assert not marker.exists() and type(classifier.model).__module__.startswith("transformers.")
+    torch.save(load_file(evil / "model.safetensors"), evil / "pytorch_model.bin")  # pickle: never unpickled
+    (evil / "model.safetensors").unlink()
+    with pytest.raises(OSError, match="safetensors"):
+        A.EmotionClassifier(str(evil))
+
+
+def test_experiment_dir_points_to_the_runs_that_have_a_queue(A, model_dir, tmp_path):
+    oracle.write_queue(tmp_path / "al" / "entropy__s0", 1, [])
+    oracle.write_queue(tmp_path / "al" / "random__s0", 1, [{"id": "x", "path": str(EXAMPLES[0])}])
+    status = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(tmp_path))).next_item()["status"]
+    assert "is empty" in status and f"`{tmp_path / 'al' / 'random__s0'}`" in status
