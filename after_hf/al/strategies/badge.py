@@ -7,10 +7,13 @@ Gradient embedding of the last linear layer W [C, D] under the model's own hypot
     g_x = ∂ℓ_CE(x, ŷ)/∂W = (p − onehot(ŷ)) ⊗ h_x        (row block c = (p_c − 1[c = ŷ]) · h_x)
 
 Checked: d(−log softmax(Wh)_ŷ)/dW_c = (p_c − 1[c = ŷ]) h, so ||g_x|| = ||p − e_ŷ|| · ||h_x|| shrinks to 0
-as the model grows confident — the uncertainty half of BADGE. (The sign is irrelevant to distances;
-the authors' code stores −g.) One popular library scaled every block by −p_c instead: its
-``scale[argmax] = ...`` indexed rows rather than (row, predicted class), so the one-hot term was lost
-and confident items got the *largest* norms. ``tests/test_strategies.py`` pins the correct scaling.
+as the model grows confident — the uncertainty half of BADGE. No extra factor (the authors' code
+stores −g; the sign is irrelevant to distances). small-text (webis-de/small-text,
+``BADGE.get_badge_embeddings``, as stored at commits 00633b7 and dd58929; later releases not checked)
+gets it wrong: ``scale = -proba; scale[proba_argmax] = -proba[proba_argmax]`` indexes *rows* by the
+predicted classes, so the one-hot term is lost, every block is −p_c·h, ||g|| = ||p||·||h|| and the most
+confident items get the *largest* norms (its k-means++ call also gets ||g|| as ``x_squared_norms``).
+``tests/test_strategies.py`` pins the correct scaling against autograd.
 
 k-means++ seeding (Arthur & Vassilvitskii 2007) in gradient space, D² sampling, first centre the item
 with the largest gradient norm (as in the authors' reference code). The C·D-dimensional vectors are
@@ -54,6 +57,7 @@ class BADGE(Strategy):
     def _select(self, pool, labelled, k, rng):
         residual, hidden = gradient_factors(pool.probs, pool.embeddings)
         sq_norms = np.einsum("nc,nc->n", residual, residual) * np.einsum("nd,nd->n", hidden, hidden)
+        hidden = hidden.astype(np.float32)  # each step streams [N, D]: halve the memory traffic
         first = int(np.argmax(sq_norms))
         chosen = [first]
         nearest_sq = gradient_sq_distances(residual, hidden, sq_norms, first)

@@ -8,9 +8,9 @@ from sklearn.metrics import pairwise_distances_argmin_min
 from .base import Strategy
 
 
-def squared_distances_to(points: np.ndarray, sq_norms: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """||points − centre||² for every row, via ||a||² + ||b||² − 2a·b (clipped at 0)."""
-    return np.maximum(sq_norms + centre @ centre - 2.0 * (points @ centre), 0.0)
+def squared_distances_to(points: np.ndarray, sq_norms: np.ndarray, index: int) -> np.ndarray:
+    """||points − points[index]||² for every row, via ||a||² + ||b||² − 2a·b (clipped at 0)."""
+    return np.maximum(sq_norms + sq_norms[index] - 2.0 * (points @ points[index]), 0.0)
 
 
 class CoreSet(Strategy):
@@ -25,24 +25,27 @@ class CoreSet(Strategy):
     needs = frozenset({"embeddings"})
 
     def _select(self, pool, labelled, k, rng):
-        points = pool.embeddings
-        sq_norms = np.einsum("nd,nd->n", points, points)
+        # float32 halves the memory each step streams over [N, D]; centring first keeps the
+        # ||a||² + ||b||² − 2a·b cancellation small (distances do not change under a shift)
+        centred = pool.embeddings - pool.embeddings.mean(axis=0)
+        sq_norms = np.einsum("nd,nd->n", centred, centred)
+        points = centred.astype(np.float32)
         chosen = []
         if len(labelled):
             if labelled.embeddings is None:
                 raise ValueError("coreset needs labelled.embeddings (the labelled items are the first centres); "
                                  "have the scorer embed the labelled set too")
-            _, nearest = pairwise_distances_argmin_min(points, labelled.embeddings)
+            _, nearest = pairwise_distances_argmin_min(pool.embeddings, labelled.embeddings)
             nearest_sq = nearest ** 2
         else:
             first = int(rng.integers(len(pool)))
             chosen.append(first)
-            nearest_sq = squared_distances_to(points, sq_norms, points[first])
+            nearest_sq = squared_distances_to(points, sq_norms, first)
         nearest_sq = nearest_sq.copy()
         nearest_sq[chosen] = -np.inf
         while len(chosen) < k:
             far = int(np.argmax(nearest_sq))
             chosen.append(far)
-            nearest_sq = np.minimum(nearest_sq, squared_distances_to(points, sq_norms, points[far]))
+            nearest_sq = np.minimum(nearest_sq, squared_distances_to(points, sq_norms, far))
             nearest_sq[far] = -np.inf
         return np.array(chosen)
