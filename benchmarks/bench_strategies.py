@@ -64,18 +64,17 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     parser.add_argument("--only", nargs="*", help=f"strategy names (cold starts as cold:NAME); also {sorted(VARIANTS)}")
     args = parser.parse_args(argv)
 
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)  # effective only if numpy is not imported yet
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    with threadpool_limits(args.threads):  # BLAS and OpenMP (k-means) pools; restored afterwards
+        return _run(args)
+
+
+def _run(args) -> dict[str, dict[str, float]]:
     import numpy as np
 
     from after_hf.al.strategies import LabelledView, get_cold_start, get_strategy
-
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(args.threads)
-    except ImportError:
-        pass
 
     names = args.only or [*DEFAULT_STRATEGIES, *(f"cold:{c}" for c in DEFAULT_COLD_STARTS)]
     pool, labelled = make_inputs(args.n, args.classes, args.mc, args.dim, args.labelled, args.seed)

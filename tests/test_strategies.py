@@ -1,17 +1,22 @@
 """Query strategies: the interface contract, properties every strategy keeps, and known answers."""
 
 import dataclasses
+import importlib.util
+import inspect
+from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from after_hf.al.strategies import (
-    STRATEGIES, WRAPPERS, LabelledView, PoolView, QueryStrategy, get_strategy,
+    COLD_STARTS, PENDING, STRATEGIES, WRAPPERS, ClassBalanced, KMeansColdStart, LabelledView, PoolView,
+    QueryStrategy, ScoreStrategy, SpeakerDiverse, StochasticBatch, Strategy, get_cold_start, get_strategy,
 )
 from after_hf.al.strategies.badge import (
     gradient_factors, gradient_sq_distances, materialise_gradient_embeddings,
 )
-from after_hf.al.strategies.bayesian import bald_scores
+from after_hf.al.strategies.bayesian import _conditional_entropy, bald_scores
 from after_hf.al.strategies.uncertainty import entropy
 from after_hf.al.strategies.wrappers import balanced_quota
 
@@ -330,7 +335,6 @@ def test_speaker_wrapper_cap_grows_when_speakers_are_imbalanced():
 # ---------------------------------------------------------------- BatchBALD: float32 steps, lazy greedy
 
 def test_batchbald_float32_conditional_entropy_matches_float64_reference():
-    from after_hf.al.strategies.bayesian import _conditional_entropy
     rng = np.random.default_rng(0)
     num_mc, n, num_configs = 20, 300, 400
     mc = rng.dirichlet(np.full(C, 0.3), size=(num_mc, n))
@@ -362,7 +366,6 @@ def _pairwise(points):
 
 
 def test_coreset_equals_float64_greedy_k_centre_and_is_within_twice_the_optimum():
-    from itertools import combinations
     rng = np.random.default_rng(4)
     points = rng.normal(size=(14, 3)) * 5.0 + 100.0  # far from the origin: cancellation-prone
     pool = PoolView(ids=[f"p{i}" for i in range(12)], embeddings=points[:12])
@@ -428,7 +431,7 @@ def test_badge_prefers_uncertain_items_and_the_wrong_scaling_would_not():
 
 # ---------------------------------------------------------------- stochastic batch acquisition
 
-class _FixedScores(__import__("after_hf.al.strategies", fromlist=["ScoreStrategy"]).ScoreStrategy):
+class _FixedScores(ScoreStrategy):
     name, needs = "fixed", frozenset()
 
     def __init__(self, values):
@@ -444,7 +447,6 @@ class _FixedScores(__import__("after_hf.al.strategies", fromlist=["ScoreStrategy
     ("softrank", 1.0, np.array([1 / 4, 1 / 3, 1 / 2, 1]) / (25 / 12)),  # ∝ rank^−β, rank 1 = score 4
 ])
 def test_stochastic_acquisition_samples_with_the_stated_probabilities(mode, beta, expected):
-    from after_hf.al.strategies import StochasticBatch
     strategy = StochasticBatch(_FixedScores([1.0, 2.0, 3.0, 4.0]), mode=mode, beta=beta)
     pool, rng, draws = PoolView(ids=["a", "b", "c", "d"]), np.random.default_rng(0), 4000
     firsts = [strategy.select(pool, LabelledView.empty(), 1, rng)[0] for _ in range(draws)]
@@ -454,7 +456,7 @@ def test_stochastic_acquisition_samples_with_the_stated_probabilities(mode, beta
 
 # ---------------------------------------------------------------- labels never reach a strategy
 
-class _Spy(__import__("after_hf.al.strategies", fromlist=["Strategy"]).Strategy):
+class _Spy(Strategy):
     """Records what a wrapper hands its inner strategy; picks the first k items."""
     name, needs = "spy", frozenset({"embeddings"})
 
@@ -468,7 +470,6 @@ class _Spy(__import__("after_hf.al.strategies", fromlist=["Strategy"]).Strategy)
 
 @pytest.mark.parametrize("wrapper", ["class_balanced", "speaker_diverse"])
 def test_wrappers_hand_inner_strategies_no_label_of_any_pool_item(wrapper):
-    from after_hf.al.strategies import PENDING, ClassBalanced, SpeakerDiverse
     pool, labelled = make_pool(n=40), make_labelled()
     spy = _Spy()
     outer = ClassBalanced(spy) if wrapper == "class_balanced" else SpeakerDiverse(spy, max_per_speaker=2)
@@ -489,7 +490,6 @@ def test_class_balance_groups_the_pool_by_predicted_class_only():
     strategy = get_strategy("class_balanced:entropy")
     assert list(strategy.select(pool, make_labelled(), 6, np.random.default_rng(0))) == \
         list(strategy.select(again, make_labelled(), 6, np.random.default_rng(0)))
-    import inspect
     assert "labels" not in inspect.signature(PoolView.__init__).parameters
 
 
@@ -505,7 +505,6 @@ def _blobs(sizes, seed=0, spread=0.3):
 
 @pytest.mark.parametrize("name", ["random", "kmeans", "typiclust"])
 def test_cold_starts_return_k_distinct_ids_reproducibly(name):
-    from after_hf.al.strategies import COLD_STARTS, get_cold_start
     assert name in COLD_STARTS
     pool, _, _ = _blobs([15, 15, 10])
     first, again = (get_cold_start(name).select(pool, LabelledView.empty(), 6, np.random.default_rng(3))
@@ -514,7 +513,6 @@ def test_cold_starts_return_k_distinct_ids_reproducibly(name):
 
 
 def test_kmeans_cold_start_takes_the_items_nearest_each_centroid_spread_over_clusters():
-    from after_hf.al.strategies import get_cold_start
     pool, blob, _ = _blobs([40, 25, 15])
     picked = get_cold_start("kmeans", num_clusters=3).select(pool, LabelledView.empty(), 5, np.random.default_rng(0))
     groups = [i.split("_")[0] for i in picked]
@@ -528,7 +526,6 @@ def test_kmeans_cold_start_takes_the_items_nearest_each_centroid_spread_over_clu
 
 
 def test_kmeans_cold_start_chooses_the_number_of_clusters_by_silhouette():
-    from after_hf.al.strategies import KMeansColdStart
     pool, _, _ = _blobs([30, 30, 30, 30], spread=0.5)
     strategy = KMeansColdStart(num_clusters="silhouette", silhouette_range=(2, 7))
     assert strategy.choose_num_clusters(pool.embeddings, seed=0) == 4
@@ -537,7 +534,6 @@ def test_kmeans_cold_start_chooses_the_number_of_clusters_by_silhouette():
 
 
 def test_typiclust_picks_typical_items_from_uncovered_clusters():
-    from after_hf.al.strategies import get_cold_start
     pool, blob, centres = _blobs([30, 30, 30], spread=1.0)
     picked = get_cold_start("typiclust", num_neighbours=10).select(pool, LabelledView.empty(), 3, np.random.default_rng(0))
     assert sorted(i.split("_")[0] for i in picked) == ["b0", "b1", "b2"]
@@ -549,3 +545,15 @@ def test_typiclust_picks_typical_items_from_uncovered_clusters():
     # blobs 0 and 1 already hold a labelled item: the next pick comes from blob 2
     rest = get_cold_start("typiclust").select(pool, covered, 1, np.random.default_rng(0))
     assert rest[0].startswith("b2")
+
+
+def test_select_time_benchmark_runs_and_reports_every_requested_strategy(capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_strategies.py"
+    spec = importlib.util.spec_from_file_location("bench_strategies", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    names = ["batchbald", "batchbald_full_greedy", "class_balanced:badge", "cold:typiclust"]
+    results = bench.main(["--n", "150", "--dim", "8", "--mc", "4", "--k", "5", "--labelled", "10", "--only", *names])
+    assert list(results) == names
+    assert all(r["wall_s"] >= 0 and r["cpu_s"] >= 0 for r in results.values())
+    assert len([line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]) == len(names)
