@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import parse_args, to_dict
+from ..config import check_recipe, load_recipe, parse_args, to_dict
 from ..data.manifest import label_names as manifest_label_names
 from ..data.manifest import ManifestError, load_manifest
 from ..io import StateError, atomic_write_json, crash_point
+from ..models import check_weights, is_named, load_config
 from . import oracle as oracle_files
 from .budget import budget_schedule
 from .head import HeadTrainingArgs
@@ -177,12 +178,21 @@ def run_al(args: ALArguments) -> RunState:
     if "train" not in splits:
         raise ManifestError(f"manifest {args.manifest} has no 'train' rows: the active-learning pool is the train split; "
                             f"re-run `after-hf prepare` with a train split.")
-    state = RunState.open(args.out, config, args.resume)
     train = splits["train"]
     stop_rng = np.random.default_rng([args.seed, 7919])
     stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False)) if args.stop_kappa else set()
     pool_size = len(train) - len(stop_ids)
     schedule = budget_schedule(pool_size, args.seed_size, args.step_size, args.budget)
+    get_cold_start(args.cold_start), get_strategy(args.strategy)  # a misspelt name fails now, not after round 0
+    if not is_named(args.backbone):  # a backbone directory without config / weights is named now too
+        load_config(args.backbone)
+        check_weights(args.backbone)
+    if args.mode == "full" and args.finetune_config:  # the fine-tuning recipe of every round, checked up front
+        from ..train import FinetuneArguments
+
+        check_recipe(load_recipe(args.finetune_config, "finetune"), [FinetuneArguments], f"recipe {args.finetune_config}")
+    # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up).
+    state = RunState.open(args.out, config, args.resume)
     learner = make_learner(args, splits, labels)
     oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())))
     stopper = StabilisingPredictions(args.stop_kappa, args.stop_patience) if args.stop_kappa else None
