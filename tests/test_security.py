@@ -98,7 +98,7 @@ def test_sources_load_no_pickles_and_no_remote_code():
         violations += v
         checked += c
     assert not violations, "unsafe loading:\n" + "\n".join(violations)
-    assert checked >= 5  # the model loaders (models.py, features.py, spaces_demo/app.py) and np.load were checked
+    assert checked >= 4  # the model loaders (models.py, features.py, spaces_demo/app.py) and np.load were checked
 
 
 BAD = {
