@@ -359,6 +359,18 @@ def test_lazy_greedy_batchbald_equals_full_greedy():
     assert len(lazy & full) >= 18
 
 
+def test_batchbald_max_candidates_restricts_the_batch_to_the_top_bald_items():
+    split = np.arange(16) % 2
+    items = [_split_by_mc_samples(split, 0.97), _split_by_mc_samples(split, 0.97),  # twins, top BALD
+             _split_by_mc_samples(2 + (np.arange(16) >= 8), 0.90)] + [_split_by_mc_samples(split * 0, 0.97)] * 3
+    pool = PoolView(ids=["a", "a_twin", "b", "f0", "f1", "f2"], mc_probs=np.stack(items, axis=1))
+    rng = np.random.default_rng
+    unrestricted = set(get_strategy("batchbald").select(pool, LabelledView.empty(), 2, rng(0)))
+    assert "b" in unrestricted and len(unrestricted & {"a", "a_twin"}) == 1
+    restricted = get_strategy("batchbald", max_candidates=2).select(pool, LabelledView.empty(), 2, rng(0))
+    assert set(restricted) == {"a", "a_twin"}  # only the top-2 BALD items were candidates
+
+
 # ---------------------------------------------------------------- CoreSet
 
 def _pairwise(points):
