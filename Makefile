@@ -47,11 +47,12 @@ bench: setup  ## benchmarks: each prints one line of ratios (ours vs a named bas
 	$(PY) benchmarks/run_all.py
 
 space: setup  ## serve spaces_demo/ on the demo model (http://127.0.0.1:7860)
-	AFTER_HF_MODEL=$(DEMO_DIR)/final_model AFTER_HF_RUN=$(DEMO_DIR) $(PY) spaces_demo/app.py
+	AFTER_HF_MODEL=$(DEMO_DIR)/final/model AFTER_HF_RUN=$(DEMO_DIR) $(PY) spaces_demo/app.py
 
-reproduce-paper: setup  ## AFTER's grid on real corpora (needs IEMOCAP=PATH, the Hub and a GPU); add DRY_RUN=1 to only resolve it
+reproduce-paper: setup  ## AFTER's grid on real corpora (needs IEMOCAP=PATH, the Hub and a GPU); add DRY_RUN=1 to only print the plan
 	@[ -n "$(IEMOCAP)" ] || { echo "usage: make reproduce-paper IEMOCAP=/path/to/IEMOCAP_full_release [MERGED='cremad=PATH ravdess=PATH ...'] [DRY_RUN=1]"; exit 2; }
-	$(VENV)/bin/after-hf experiment --config recipes/paper/iemocap_grid.yaml --iemocap $(IEMOCAP) $(if $(MERGED),--merged $(MERGED)) $(if $(DRY_RUN),--dry_run) --out runs/paper
+	HF_HUB_OFFLINE=$(if $(DRY_RUN),1,0) HF_DATASETS_OFFLINE=$(if $(DRY_RUN),1,0) $(VENV)/bin/after-hf experiment --config recipes/paper/iemocap_grid.yaml \
+	  --corpus iemocap=$(IEMOCAP) $(MERGED) $(if $(DRY_RUN),--dry_run) --out runs/paper
 
 clean:  ## remove run outputs (keeps .venv)
 	rm -rf runs .pytest_cache

@@ -29,7 +29,7 @@ class ExperimentArguments:
     tapt_config: str = field(default="", metadata={"help": "YAML recipe for `after-hf tapt` ('' = no TAPT: the backbone is used as it is)."})
     backbone: str = field(default="small", metadata={"help": "Starting backbone: named config, local dir or Hub id (TAPT starts from it)."})
     mode: str = field(default="head_only", metadata={"help": "AL learner: head_only (cached features + small head) or full (re-fine-tune the classifier)."})
-    finetune_config: str = field(default="", metadata={"help": "full mode: YAML recipe of fine-tuning options."})
+    finetune_config: str = field(default="", metadata={"help": "YAML recipe (`finetune:` section) for full-mode AL rounds, the final model and the fine-tuning references."})
     strategies: list[str] = field(default_factory=lambda: ["entropy", "random"], metadata={"help": "Query strategies to compare."})
     cold_starts: list[str] = field(default_factory=lambda: ["kmeans"], metadata={"help": "Cold starts to compare."})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds (each setting runs once per seed)."})
@@ -39,6 +39,8 @@ class ExperimentArguments:
     mc_passes: int = field(default=20, metadata={"help": "MC-dropout passes for BALD-type strategies."})
     baseline: bool = field(default=True, metadata={"help": "Also train on 100% of the pool's labels (the baseline of every ratio)."})
     ablation_no_tapt: bool = field(default=True, metadata={"help": "Also run the full-data baseline and the first strategy without TAPT."})
+    final_model: bool = field(default=True, metadata={"help": "Fine-tune the deployable classifier from the TAPT checkpoint on the labels the first strategy's first-seed run collected (OUT/final/model: `make space`, `after-hf push`)."})
+    finetune_references: bool = field(default=False, metadata={"help": "Also fine-tune the whole classifier on 100% of the labels, from TAPT and without TAPT (the supervised reference and the TAPT ablation)."})
     dry_run: bool = field(default=False, metadata={"help": "Print every resolved stage, config, fold and budget; train nothing."})
 
 
@@ -74,6 +76,33 @@ def plan(args: ExperimentArguments) -> list[dict]:
     return runs
 
 
+def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
+    """Whole-classifier fine-tuning: the deployable model on the AL labels, and optionally the 100%-label references."""
+    from .al.state import RunState
+    from .finetune_stage import finetune_stage
+
+    out = Path(args.out)
+    tapt_dir = str(out / "tapt") if args.tapt_config else args.backbone
+    manifest, seed = runs[0].manifest, args.seeds[0]
+    stages = []
+    if args.final_model:
+        source = runs[0]  # first strategy x first cold start, first seed
+        labelled = RunState.read(source.out).labels()
+        stages.append(("final", tapt_dir, labelled, f"{len(labelled)} labels chosen by {Path(source.out).name}"))
+    if args.finetune_references:
+        stages.append(("finetune_all", tapt_dir, None, "100% of the labels, from TAPT"))
+        if args.tapt_config:
+            stages.append(("finetune_all_no_tapt", args.backbone, None, "100% of the labels, without TAPT"))
+    for name, backbone, labelled, what in stages:
+        print(f"\n[fine-tune] {name}: whole classifier from {backbone}, {what}")
+        t0 = time.perf_counter()
+        summary = finetune_stage(out / "finetune" / name if name != "final" else out / "final", backbone, manifest,
+                                 args.finetune_config, seed, labelled)
+        timings[f"finetune_{name}" if name != "final" else "final_model"] = time.perf_counter() - t0
+        test = summary.get("test", {})
+        print(f"[fine-tune] {name}: test UA {test.get('ua', float('nan')):.3f}  WA {test.get('wa', float('nan')):.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([ExperimentArguments], argv, prog="after-hf experiment", description=__doc__, section="experiment")
     out = Path(args.out)
@@ -86,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
                   f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
                   f"--seed_size {run.seed_size:g} --step_size {run.step_size:g} --budget {run.budget:g}")
+        if args.final_model:
+            print(f"  finetune --model {runs[0].backbone} on the labels of {runs[0].out} -> {out / 'final' / 'model'}")
+        if args.finetune_references:
+            print(f"  finetune --model {runs[0].backbone} on 100% of the labels -> {out / 'finetune' / 'finetune_all'}")
         print(f"{len(runs)} AL runs; nothing was trained (--dry_run).")
         return 0
     timings: dict[str, float] = {}
@@ -112,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if not (out / "tapt" / "model.safetensors").is_file():
             first_manifest = runs[0].manifest
-            tapt_main(["--config", args.tapt_config, "--manifest", first_manifest, "--output_dir", str(out / "tapt"), "--resume"])
+            tapt_main(["--config", args.tapt_config, "--model_name_or_path", args.backbone, "--manifest", first_manifest,
+                       "--output_dir", str(out / "tapt"), "--resume"])
         timings["tapt"] = time.perf_counter() - t0
     from .al.loop import run_al
 
@@ -121,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         run_al(run)
         timings[Path(run.out).name] = time.perf_counter() - t0
+    finetune_stages(args, runs, timings)
     from .report import build_report
 
     report = build_report(out)
     timings["total"] = time.perf_counter() - started
     atomic_write_json(out / "timings.json", timings)
     print(f"\nReport: {report}\nLearning curves: {out / 'learning_curves.png'}\nTAPT model: {out / 'tapt'}\n"
-          f"Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME --dry_run OUT`.")
+          + (f"Deployable model: {out / 'final' / 'model'}\n" if args.final_model else "")
+          + f"Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME --dry_run OUT`.")
     return 0
 
 

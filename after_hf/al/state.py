@@ -102,6 +102,16 @@ class RunState:
         state.save()
         return state
 
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunState":
+        """Open a finished or running run read-only (no config check): for reports and later stages."""
+        state_path = Path(run_dir) / STATE_FILE
+        if not state_path.is_file():
+            raise StateError(f"{run_dir} holds no active-learning run ({STATE_FILE} missing): run `after-hf al --out {run_dir}` first.")
+        data = read_json(state_path, "active-learning state")
+        check_state(data, state_path)
+        return cls(Path(run_dir), data)
+
     def save(self) -> None:
         path = self.dir / STATE_FILE
         if path.exists():
