@@ -116,6 +116,21 @@ def test_windowed_decoding_and_min_seconds(corpus):
         load_audio(root / "angry" / "LOUD.WAV", start=5.0, seconds=1.0)
 
 
+def test_libsndfile_fast_path_gives_ffmpegs_samples(corpus, tmp_path):
+    from after_hf.data.audio import _read_ffmpeg
+
+    root, _ = corpus
+    loud = sine(440, 0.5, SR, amp=0.9)
+    sf.write(tmp_path / "stereo16k.wav", np.stack([loud, loud], 1), SR, subtype="PCM_24")
+    for path in (root / "angry" / "LOUD.WAV", root / "angry" / "dup.flac", tmp_path / "stereo16k.wav"):
+        ffmpeg = _read_ffmpeg(path, None, None).mean(axis=1)
+        assert np.array_equal(load_audio(path), ffmpeg)
+        for start, seconds in ((0.0, 0.2), (0.0123, 0.1111), (0.17, 5.0), (0.05, None)):
+            window = _read_ffmpeg(path, start, seconds).mean(axis=1)
+            assert np.array_equal(load_audio(path, start=start, seconds=seconds, check=False), window), (path, start)
+    assert np.abs(load_audio(tmp_path / "stereo16k.wav")).max() == pytest.approx(0.9, abs=1e-3)  # averaged, not 1.27
+
+
 def test_prepare_reports_every_bad_file_with_its_reason(prepared, corpus):
     ds, report = prepared
     root, files = corpus
@@ -191,7 +206,11 @@ def test_manifest_errors_name_the_problem(tmp_path):
     with pytest.raises(ManifestError, match="label 'glad' is not in the label set"):
         build_manifest([{**rows[0], "label": "glad"}])
     out = save_manifest(ds, tmp_path / "manifest")
-    assert len(load_manifest(out)) == 3
+    loaded = load_manifest(out)
+    assert loaded.features == ds.features and loaded.column_names == ds.column_names
+    # the manifest points at the audio, it does not copy it (save_to_disk embeds Audio files unless told otherwise)
+    assert [a["bytes"] for a in loaded.data.column("audio").to_pylist()] == [None] * 3
+    assert sum(f.stat().st_size for f in out.rglob("*")) < sum(Path(r["path"]).stat().st_size for r in rows)
     Path(rows[1]["path"]).unlink()
     with pytest.raises(ManifestError, match=r"1 audio files are missing, e\.g\. .*u1\.wav"):
         load_manifest(out)

@@ -4,6 +4,10 @@ Columns (see MANIFEST_COLUMNS): ``id`` is the immutable sample id (``<corpus>/<p
 corpus root, without extension>``) that active-learning state is keyed by; ``audio`` is an
 ``Audio(sampling_rate=16000)`` column holding the path (decoded lazily); ``path`` is the same path
 as a plain string; ``label`` is a ``ClassLabel`` of the target label set.
+
+On disk the ``audio`` column is stored as the path string: ``save_to_disk`` would otherwise copy every
+audio file into the manifest (datasets embeds local files of Audio columns), a second copy of the corpus.
+``load_manifest`` casts it back to ``Audio``.
 """
 
 from __future__ import annotations
@@ -71,7 +75,10 @@ def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LA
                 columns[c].append(int(label))
             else:
                 columns[c].append(row[c])
-    ds = Dataset.from_dict(columns, features=manifest_features(label_names))
+    features = manifest_features(label_names)
+    # paths go in as strings and become Audio by an Arrow cast: Audio.encode_example would import torchcodec (~5 s)
+    ds = Dataset.from_dict(columns, features=Features({**features, "audio": Value("string")}))
+    ds = ds.cast_column("audio", features["audio"])
     check_manifest(ds, where="new manifest", check_files=False)
     return ds
 
@@ -112,6 +119,9 @@ def save_manifest(ds: Dataset, out_dir: str | Path) -> Path:
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
+    if isinstance(ds.features.get("audio"), Audio):  # paths, not embedded audio bytes (see the module docstring)
+        order = ds.column_names
+        ds = ds.remove_columns("audio").add_column("audio", list(ds["path"]), feature=Value("string")).select_columns(order)
     ds.save_to_disk(str(tmp))
     replace_dir(tmp, out_dir)
     return out_dir
@@ -126,6 +136,8 @@ def load_manifest(path: str | Path, split: str | None = None, check_files: bool 
             f"`after-hf prepare --corpus NAME=PATH --out {path}`."
         )
     ds = load_from_disk(str(path))
+    if "audio" in ds.column_names and not isinstance(ds.features["audio"], Audio):
+        ds = ds.cast_column("audio", Audio(sampling_rate=SAMPLING_RATE, num_channels=1))
     check_manifest(ds, where=f"manifest {path}", check_files=check_files)
     if split is not None:
         if split not in SPLITS:
