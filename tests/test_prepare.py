@@ -504,3 +504,13 @@ def test_savee_nested_layout(tones, tmp_path):
             put(tones[16000], tmp_path / "AudioData" / spk / f"{name}.wav")
     got = sorted((u.speaker, u.emotion_raw) for u in READERS["savee"](tmp_path) if isinstance(u, Utterance))
     assert got == [(f"savee/{s}", c) for s in ("DC", "KL") for c in ("a", "sa", "su")]
+
+
+def test_emovdb_other_layouts(tones, tmp_path):
+    for rel in ("bea/Amused/amused_1-15_0001.wav", "josh/anger_1-28_0002.wav", "sam/sleepiness_1-28_0003.wav",
+                "sam/notes_0001.wav", "anger_1-28_0009.wav"):
+        put(tones[16000], tmp_path / rel)
+    items = list(READERS["emovdb"](tmp_path))
+    got = sorted((u.speaker, u.emotion_raw) for u in items if isinstance(u, Utterance))
+    assert got == [("emovdb/bea", "amused"), ("emovdb/josh", "angry"), ("emovdb/sam", "sleepy")]
+    assert sorted(Path(s.path).name for s in items if not isinstance(s, Utterance)) == ["anger_1-28_0009.wav", "notes_0001.wav"]

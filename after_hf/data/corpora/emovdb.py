@@ -1,6 +1,7 @@
 """EmoV-DB: one folder per speaker x emotion, ``<speaker>_<emotion>/<emotion>_<a>-<b>_<nnnn>.wav``
 (speakers bea, jenie, josh, sam; emotions amused, angry, disgusted, neutral, sleepy). Nested
-``<speaker>/<emotion>/`` folders are read too."""
+``<speaker>/<emotion>/`` folders are read too, and so are the release's own file names in a speaker folder
+(``bea/anger_1-28_0001.wav``: the emotion is the name's first word)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,22 @@ from .base import CorpusError, Skipped, Utterance, audio_files, sample_id, strip
 
 NAME = "emovdb"
 EMOTIONS = set(CORPUS_EMOTIONS[NAME])
+ALIASES = {"anger": "angry", "disgust": "disgusted", "sleepiness": "sleepy", "amusement": "amused"}  # file-name words
 
 
-def _speaker_emotion(path: Path) -> tuple[str, str] | None:
+def _emotion(word: str) -> str | None:
+    word = ALIASES.get(word.lower(), word.lower())
+    return word if word in EMOTIONS else None
+
+
+def _speaker_emotion(path: Path, root: Path) -> tuple[str, str] | None:
     parent = path.parent.name.lower()
-    if "_" in parent:
-        speaker, emotion = parent.split("_", 1)
-        if emotion in EMOTIONS:
-            return speaker, emotion
-    if parent in EMOTIONS:
-        return path.parent.parent.name.lower(), parent
+    if "_" in parent and _emotion(parent.split("_", 1)[1]):
+        return parent.split("_", 1)[0], _emotion(parent.split("_", 1)[1])
+    if _emotion(parent):
+        return path.parent.parent.name.lower(), _emotion(parent)
+    if _emotion(path.stem.split("_", 1)[0]) and path.parent != root:  # a speaker folder holding the release's names
+        return parent, _emotion(path.stem.split("_", 1)[0])
     return None
 
 
@@ -32,7 +39,7 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
         if isinstance(path, Skipped):
             yield path
             continue
-        se = _speaker_emotion(path)
+        se = _speaker_emotion(path, root)
         if se is None:
             yield Skipped(str(path), f"folder '{path.parent.name}' is not <speaker>_<emotion> with emotion in {sorted(EMOTIONS)}")
             continue
