@@ -14,8 +14,9 @@ plus Skip; every answer is saved atomically into ``RUN/annotations.json`` (``aft
 loop reads when it is resumed.
 
 Safety: the model loads with safetensors only and no remote code; uploads are bounded by ``--max_file_size`` and
-``--max_seconds``; the browser can fetch only Gradio's own upload/cache files and the example clips (queued audio is
-decoded here and sent as audio data, never served from its path); no share links, analytics off.
+``--max_seconds``; the browser can fetch only Gradio's own upload/cache files (the example clips are copied there,
+queued audio is decoded here and sent as audio data, never served from its path; ``allowed_paths`` is empty and the
+model and run folders are blocked); no share links, analytics off.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def numpy_to_mono_16k(sample_rate: int, data: np.ndarray, max_seconds: float) ->
     seconds = data.shape[0] / sample_rate
     if seconds > max_seconds:
         raise InputError(f"The clip is {seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. "
-                         f"Trim it (e.g. `ffmpeg -i in.wav -t {max_seconds:g} out.wav`) and try again.")
+                         f"Trim it (e.g. ffmpeg -i in.wav -t {max_seconds:g} out.wav) and try again.")
     wave = _to_float(data)
     if wave.ndim == 2:
         wave = wave.mean(axis=1)
@@ -111,7 +112,7 @@ def file_to_mono_16k(path: str | Path, max_seconds: float) -> np.ndarray:
                          f"Upload a WAV, FLAC, MP3 or OGG recording of speech.") from err
     if seconds > max_seconds:
         raise InputError(f"The clip is {seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. "
-                         f"Trim it (e.g. `ffmpeg -i in.wav -t {max_seconds:g} out.wav`) and try again.")
+                         f"Trim it (e.g. ffmpeg -i in.wav -t {max_seconds:g} out.wav) and try again.")
     try:
         return load_audio(path, check=False)
     except AudioError as err:
@@ -309,7 +310,7 @@ def build_ui(app: SpaceApp) -> gr.Blocks:
         try:
             return app.classify(audio)
         except InputError as err:
-            raise gr.Error(str(err), title="Cannot classify this audio") from err
+            raise gr.Error(str(err), print_exception=False) from err  # a toast; 6.31 titles it "Error"
 
     def show(view: dict):
         has_item = view["id"] is not None
@@ -382,13 +383,17 @@ def resolve_args(argv: list[str] | None = None) -> AppArguments:
 
 
 def launch(app: SpaceApp, demo: gr.Blocks, **kwargs):
-    """Launch with the app's bounds: upload size, file access, no share link, no server-side rendering."""
+    """Launch with the app's bounds: upload size, file access, no share link, no server-side rendering.
+
+    The browser can fetch only files in Gradio's upload/cache folders (uploads, and the example clips and queued audio,
+    which Gradio copies there); ``allowed_paths`` stays empty and the model and run folders are blocked outright.
+    """
     blocked = [str(app.run_dir.resolve())] if app.run_dir else []
     if Path(app.args.model).is_dir():
         blocked.append(str(Path(app.args.model).resolve()))
     return demo.launch(
         server_name=app.args.server_name, server_port=app.args.server_port, share=False,
-        max_file_size=app.args.max_file_size, allowed_paths=[str(EXAMPLES_DIR)], blocked_paths=blocked,
+        max_file_size=app.args.max_file_size, allowed_paths=[], blocked_paths=blocked,
         ssr_mode=False, footer_links=["gradio"], theme=gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                                                     font_mono=["ui-monospace", "monospace"]),
         **kwargs,
