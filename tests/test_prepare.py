@@ -247,8 +247,9 @@ def test_merged_counts_per_corpus_and_label(merged):
     assert report["kept_total"] == len(ds) == sum(sum(k.values()) for k in KEPT.values())
     assert report["dropped"] == DROPPED
     # hap and exc both became happy; nothing else did
-    happy_raw = {r for r, y, c in zip(ds["emotion_raw"], ds["label"], ds["corpus"]) if c == "iemocap" and names[y] == "happy"}
-    assert happy_raw == {"hap", "exc"}
+    happy_raw = Counter(r for r, y, c in zip(ds["emotion_raw"], ds["label"], ds["corpus"]) if c == "iemocap" and names[y] == "happy")
+    assert happy_raw == {"hap": 5, "exc": 10} and report["kept_raw"]["iemocap"]["happy"] == happy_raw
+    assert report["kept_raw"]["ravdess"] == {"neutral": {"01": 4}, "happy": {"03": 8}, "sad": {"04": 8}, "angry": {"05": 8}}
     assert len(set(ds["id"])) == len(ds) and all(i.split("/", 1)[0] in KEPT for i in ds["id"])
     assert all(os.path.isfile(p) for p in ds["path"]) and all(d == pytest.approx(0.3, abs=0.01) for d in ds["duration"])
 
@@ -313,6 +314,7 @@ def test_cli_prepare_prints_table(corpora, tmp_path, capsys):
     val_line = next(ln for ln in lines if ln.startswith("validation "))
     assert f"{IEMOCAP_SESSION_COUNTS[4]} utt" in val_line and " 2 speakers" in val_line  # the whole next session
     assert any("dropped (iemocap" in ln and "fru 5" in ln and "xxx 5" in ln for ln in lines)
+    assert "merged (iemocap): happy = exc 10 + hap 5" in lines
     ds = load_manifest(out)
     assert {s for s, sp in zip(ds["session"], ds["split"]) if sp == "validation"} == {"Session4"}
 

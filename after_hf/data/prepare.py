@@ -200,8 +200,11 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
 
 def _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes, read_seconds, check_seconds, n_checked) -> dict:
     kept = {label: {c: 0 for c in corpora} for label in names}
+    kept_raw: dict[str, dict[str, dict[str, int]]] = {c: {} for c in corpora}  # corpus -> label -> raw code -> n
     for r in rows:
         kept[r["label"]][r["corpus"]] += 1
+        per = kept_raw[r["corpus"]].setdefault(r["label"], {})
+        per[r["emotion_raw"]] = per.get(r["emotion_raw"], 0) + 1
     splits = {s: {"utterances": 0, "speakers": set(), "labels": Counter(), "hours": 0.0} for s in SPLITS}
     for r in rows:
         entry = splits[r["split"]]
@@ -226,6 +229,7 @@ def _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes,
         "label_names": names,
         "kept": kept,
         "kept_total": len(rows),
+        "kept_raw": kept_raw,
         "dropped": {c: dict(sorted(cnt.items())) for c, cnt in sorted(dropped.items())},
         "excluded": excluded,
         "bad": sorted(bad, key=lambda b: b["path"]),
@@ -255,6 +259,10 @@ def format_report(report: dict) -> str:
     for corpus, a in report["files"].items():
         missing = f" ({a['missing']} labelled files missing)" if a["missing"] else ""
         lines.append(f"files ({corpus}): {a['seen']} seen = {a['kept']} kept + {a['dropped']} dropped + {a['excluded']} excluded + {a['bad']} bad{missing}")
+    for corpus, per_label in report["kept_raw"].items():
+        merged = [f"{label} = " + " + ".join(f"{raw} {n}" for raw, n in sorted(raws.items())) for label, raws in per_label.items() if len(raws) > 1]
+        if merged:  # e.g. IEMOCAP happy = exc + hap
+            lines.append(f"merged ({corpus}): " + "; ".join(merged))
     label_set = report["options"]["label_set"]
     for corpus, counts in report["dropped"].items():
         lines.append(f"dropped ({corpus}, not in label set {label_set}): " + ", ".join(f"{raw} {n}" for raw, n in counts.items()))
