@@ -6,11 +6,17 @@ The attention mask goes into the encoder only for layer-norm feature encoders (l
 ones (wav2vec2-base and our named configs) were trained without it. Either way the pooling is a *masked*
 mean over the real frames, so padding never leaks into the utterance vector (the transformers head would
 average the padded frames too when it gets no mask). Training uses the same ``pooled_forward``.
+
+Speed: everything runs under ``torch.inference_mode``; on CUDA the forward runs under bf16 autocast (CPU
+stays float32); audio is decoded batch by batch from the paths (the pool is never held in memory). When
+launched with several processes (``accelerate launch --num_processes N``), each process scores its share
+of the length batches and the results are gathered, so every process returns the whole pool's arrays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +27,27 @@ from tqdm.auto import tqdm
 from . import SAMPLING_RATE
 from .data.audio import duration_seconds, load_audio
 from .models import uses_attention_mask
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA (when the card supports it); a no-op context on CPU and elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def process_group():
+    """accelerate's ``PartialState`` when this process was launched as one of several, else None.
+
+    Single-process runs never touch accelerate (and behave exactly as before); ``WORLD_SIZE`` is set by
+    ``accelerate launch`` / ``torchrun`` for multi-process runs.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only machines: gloo, one process per core
+    return state if state.num_processes > 1 else None
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -129,12 +156,19 @@ def predict(
     was_training = model.training
     model.eval()
     out = {"logits": None, "embeddings": None, "mc_probs": None}
-    bar = tqdm(total=n, desc="predict", unit="utt", disable=not progress or n == 0)
+    batches = length_batches(durations, batch_seconds)
+    group = process_group()
+    if group is not None:  # this process's share of the batches (contiguous, about equal padded seconds each)
+        with group.split_between_processes(batches) as mine:
+            batches = list(mine)
+        seed = seed + 1_000_003 * group.process_index  # distinct MC-dropout streams per process
+    show = progress and n > 0 and (group is None or group.is_main_process)
+    bar = tqdm(total=sum(len(b) for b in batches), desc="predict", unit="utt", disable=not show)
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        with torch.inference_mode(), torch.random.fork_rng(devices=rng_devices):
+        with torch.inference_mode(), torch.random.fork_rng(devices=rng_devices), autocast_for(device):
             torch.manual_seed(seed)
-            for batch in length_batches(durations, batch_seconds):
+            for batch in batches:
                 waves = [load_audio(sources[i]) if isinstance(sources[i], str) else sources[i] for i in batch]
                 inputs = feature_extractor(
                     waves, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
@@ -152,6 +186,8 @@ def predict(
     finally:
         bar.close()
         model.train(was_training)
+    if group is not None:
+        out = _gather(out, batches, n)
     if n == 0:
         raise ValueError("predict: nothing to predict (empty input).")
     result = {"logits": out["logits"], "probs": _softmax(out["logits"])}
@@ -160,6 +196,21 @@ def predict(
     if mc_dropout_passes > 0:
         result["mc_probs"] = out["mc_probs"]
     return result
+
+
+def _gather(out: dict, batches: list[np.ndarray], n: int) -> dict:
+    """Every process's rows, assembled on every process (``accelerate.utils.gather_object``)."""
+    from accelerate.utils import gather_object
+
+    rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+    mine = {key: None if value is None else (value[:, rows] if key == "mc_probs" else value[rows])
+            for key, value in out.items()}
+    merged = {"logits": None, "embeddings": None, "mc_probs": None}
+    for their_rows, theirs in gather_object([(rows, mine)]):
+        for key, value in theirs.items():
+            if value is not None and len(their_rows):
+                _store(merged, key, their_rows, value, n, axis=1 if key == "mc_probs" else 0)
+    return merged
 
 
 def _store(out: dict, key: str, rows: np.ndarray, values: np.ndarray, n: int, axis: int = 0) -> None:

@@ -4,12 +4,20 @@ For each utterance we keep the time-mean of every hidden layer (``[L+1, H]``, SU
 can learn its own layer weighting. The cache is keyed by the backbone's fingerprint (its weights), then
 by sample id; it grows in shards written atomically, so a killed run loses at most the shard in flight,
 and it is shared by every round, strategy, seed and MC-dropout pass that uses the same backbone.
+
+Encoding streams the audio from the manifest's paths in length-sorted batches of at most
+``batch_seconds`` of padded audio (the attention mask goes in for layer-norm encoders), under
+``torch.inference_mode`` and, on CUDA, bf16 autocast. A shard holds at most ``shard_size`` utterances,
+so memory stays bounded whatever the pool size. Launched with several processes (``accelerate launch``),
+the processes split the missing batches between them, each writes its own shards, and all of them then
+read every shard. ``ENCODER_STATS`` counts encoder forward calls and utterances in this process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -18,9 +26,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.audio import load_audio
-from ..inference import length_batches
+from ..inference import autocast_for, length_batches, process_group
 from ..io import atomic_write_json
 from ..models import check_weights, is_named, load_config, uses_attention_mask
+
+
+ENCODER_STATS = {"forward_calls": 0, "utterances": 0}  # this process's encoder work (tests and benchmarks read it)
 
 
 def backbone_fingerprint(source: str, init_seed: int = 0) -> str:
@@ -52,79 +63,142 @@ def load_backbone(source: str, init_seed: int = 0):
 
 @torch.inference_mode()
 def encode_layers(model, waves: list[np.ndarray], use_mask: bool) -> np.ndarray:
-    """Time-mean of every hidden layer for a batch of waveforms -> ``[B, L+1, H]`` float32."""
+    """Time-mean of every hidden layer for a batch of waveforms -> ``[B, L+1, H]`` float32.
+
+    Each waveform is normalised over its own samples, zero-padded to the longest; the mean runs over each
+    utterance's real frames only. The batch goes to the model's device (bf16 autocast on CUDA).
+    """
+    device = next(model.parameters()).device
     lengths = torch.tensor([w.size for w in waves])
     batch = torch.zeros(len(waves), int(lengths.max()))
     for row, w in enumerate(waves):
         w = (w - w.mean()) / (w.std() + 1e-7)  # the feature extractor's per-utterance normalisation
         batch[row, : w.size] = torch.from_numpy(w)
     sample_mask = (torch.arange(batch.shape[1])[None] < lengths[:, None]).long()
-    out = model(batch, attention_mask=sample_mask if use_mask else None, output_hidden_states=True)
-    frames = model._get_feat_extract_output_lengths(lengths)
-    hidden = torch.stack(out.hidden_states, dim=1)  # [B, L+1, T, H]
-    frame_mask = (torch.arange(hidden.shape[2])[None] < frames[:, None]).to(hidden.dtype)  # [B, T]
-    pooled = (hidden * frame_mask[:, None, :, None]).sum(2) / frame_mask.sum(1)[:, None, None]
-    return pooled.float().numpy()
+    with autocast_for(device):
+        out = model(batch.to(device), attention_mask=sample_mask.to(device) if use_mask else None,
+                    output_hidden_states=True)
+    ENCODER_STATS["forward_calls"] += 1
+    ENCODER_STATS["utterances"] += len(waves)
+    frames = model._get_feat_extract_output_lengths(lengths).to(device)
+    num_frames = out.hidden_states[0].shape[1]
+    frame_mask = (torch.arange(num_frames, device=device)[None] < frames[:, None]).float()  # [B, T]
+    counts = frame_mask.sum(1, keepdim=True)
+    # one layer at a time: never materialise [B, L+1, T, H]
+    pooled = torch.stack([torch.bmm(frame_mask[:, None, :], h.float()).squeeze(1) / counts for h in out.hidden_states], 1)
+    return pooled.cpu().numpy()
 
 
 class FeatureCache:
     """``cache.get(ids, paths, durations)`` -> ``[N, L+1, H]``; computes only the ids it has not seen."""
 
-    def __init__(self, cache_root: str | Path, backbone_source: str, init_seed: int = 0, batch_seconds: float = 60.0):
+    def __init__(self, cache_root: str | Path, backbone_source: str, init_seed: int = 0, batch_seconds: float = 60.0,
+                 shard_size: int = 1024, device: str | torch.device | None = None):
         self.source, self.init_seed, self.batch_seconds = backbone_source, init_seed, batch_seconds
+        self.shard_size = max(1, int(shard_size))
+        self.device = torch.device(device) if device is not None else None  # None: the process's GPU if any, else CPU
         self.dir = Path(cache_root) / backbone_fingerprint(backbone_source, init_seed)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._model = None
         self._rows: dict[str, tuple[int, int]] = {}  # id -> (shard, row)
         self._shards: list[np.ndarray] = []
-        self.encoded_this_session = 0  # encoder passes made by this object (the benchmark counts them)
+        self._loaded: set[str] = set()  # shard file names already indexed
+        self.encoded_this_session = 0  # utterances encoded by this object (the benchmark counts them)
         self._load_index()
 
     def _load_index(self) -> None:
+        """Index every complete shard not yet indexed (a shard without its id list, or a mismatched one, is skipped)."""
         for shard_path in sorted(self.dir.glob("shard_*.npy")):
+            if shard_path.name in self._loaded:
+                continue
             ids_path = shard_path.with_suffix(".ids.json")
             if not ids_path.is_file():  # a shard without its id list was never completed: ignore it
                 continue
-            ids = json.loads(ids_path.read_text())
-            shard = np.load(shard_path, mmap_mode="r")
+            try:
+                ids = json.loads(ids_path.read_text())
+                shard = np.load(shard_path, mmap_mode="r")
+            except (ValueError, OSError):  # unreadable leftovers of a killed writer
+                continue
             if len(ids) != shard.shape[0]:
                 continue
-            index = len(self._shards)
-            self._shards.append(shard)
-            for row, sample_id in enumerate(ids):
-                self._rows[sample_id] = (index, row)
+            self._add_shard(shard_path.name, shard, ids)
+
+    def _add_shard(self, name: str, shard: np.ndarray, ids: list[str]) -> None:
+        index = len(self._shards)
+        self._shards.append(shard)
+        self._loaded.add(name)
+        for row, sample_id in enumerate(ids):
+            self._rows[sample_id] = (index, row)
 
     def __contains__(self, sample_id: str) -> bool:
         return sample_id in self._rows
 
-    def _encoder(self):
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _encoder(self, group=None):
         if self._model is None:
-            self._model = load_backbone(self.source, self.init_seed).eval()
+            device = self.device
+            if device is None:
+                device = group.device if group is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            self._model = load_backbone(self.source, self.init_seed).to(device).eval()
         return self._model
 
-    def _compute(self, ids: list[str], paths: list[str], durations: list[float]) -> None:
-        model = self._encoder()
-        use_mask = uses_attention_mask(model.config)
-        out: list[np.ndarray | None] = [None] * len(ids)
-        batches = length_batches(durations, self.batch_seconds)
-        for batch in tqdm(batches, desc="encoding pool (cached once)", unit="batch", leave=False):
-            waves = [load_audio(paths[i]) for i in batch]
-            for i, feats in zip(batch, encode_layers(model, waves, use_mask)):
-                out[i] = feats
-        array = np.stack(out).astype(np.float32)
-        shard = self.dir / f"shard_{len(self._shards):05d}.npy"
+    def _write_shard(self, ids: list[str], array: np.ndarray) -> None:
+        """shard_<n>-<token>.npy then its id list; a reader only trusts a shard whose id list exists and matches."""
+        shard = self.dir / f"shard_{len(self._shards):05d}-{uuid.uuid4().hex[:8]}.npy"
         tmp = shard.with_name(f".{shard.name}.tmp.npy")
         np.save(tmp, array)
         tmp.replace(shard)
         atomic_write_json(shard.with_suffix(".ids.json"), ids)
-        index = len(self._shards)
-        self._shards.append(np.load(shard, mmap_mode="r"))
-        for row, sample_id in enumerate(ids):
-            self._rows[sample_id] = (index, row)
-        self.encoded_this_session += len(ids)
+        self._add_shard(shard.name, np.load(shard, mmap_mode="r"), ids)
+
+    def _compute(self, ids: list[str], paths: list[str], durations: list[float], group=None) -> None:
+        batches = length_batches(durations, self.batch_seconds)
+        if group is not None:  # this process's share of the batches
+            with group.split_between_processes(batches) as mine:
+                batches = list(mine)
+        if not batches:
+            return
+        model = self._encoder(group)
+        use_mask = uses_attention_mask(model.config)
+        show = group is None or group.is_main_process
+        bar = tqdm(total=sum(len(b) for b in batches), desc="encoding pool (cached once)", unit="utt", leave=False,
+                   disable=not show)
+        pending_ids: list[str] = []
+        pending: list[np.ndarray] = []
+        for number, batch in enumerate(batches):
+            waves = [load_audio(paths[i]) for i in batch]
+            pending.extend(encode_layers(model, waves, use_mask))
+            pending_ids.extend(ids[i] for i in batch)
+            bar.update(len(batch))
+            if len(pending_ids) >= self.shard_size or number == len(batches) - 1:
+                self._write_shard(pending_ids, np.stack(pending).astype(np.float32))
+                self.encoded_this_session += len(pending_ids)
+                pending_ids, pending = [], []
+        bar.close()
 
     def get(self, ids: Sequence[str], paths: Sequence[str], durations: Sequence[float]) -> np.ndarray:
+        group = process_group()
+        if group is not None:  # every process sees the same shards before deciding what is missing
+            group.wait_for_everyone()
+            self._load_index()
         missing = [i for i, s in enumerate(ids) if s not in self._rows]
         if missing:
-            self._compute([ids[i] for i in missing], [paths[i] for i in missing], [float(durations[i]) for i in missing])
-        return np.stack([self._shards[s][r] for s, r in (self._rows[i] for i in ids)])
+            self._compute([ids[i] for i in missing], [paths[i] for i in missing],
+                          [float(durations[i]) for i in missing], group)
+        if group is not None:
+            group.wait_for_everyone()
+            self._load_index()  # the shards the other processes wrote
+            late = [i for i, s in enumerate(ids) if s not in self._rows]
+            if late:  # should not happen; computed here rather than failing
+                self._compute([ids[i] for i in late], [paths[i] for i in late], [float(durations[i]) for i in late])
+        where = np.array([self._rows[i] for i in ids], dtype=np.int64).reshape(-1, 2)
+        if not len(where):
+            raise ValueError("FeatureCache.get: no ids given.")
+        first = self._shards[where[0, 0]]
+        out = np.empty((len(ids), *first.shape[1:]), dtype=np.float32)
+        for shard in np.unique(where[:, 0]):
+            rows = np.flatnonzero(where[:, 0] == shard)
+            out[rows] = self._shards[shard][where[rows, 1]]
+        return out
