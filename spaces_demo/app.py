@@ -335,7 +335,7 @@ def build_ui(app: SpaceApp) -> gr.Blocks:
             examples = sorted(EXAMPLES_DIR.glob("*.ogg")) + sorted(EXAMPLES_DIR.glob("*.wav"))
             if examples:
                 gr.Examples([[str(p)] for p in examples], inputs=[audio_in], label="Examples (synthetic speech)",
-                            example_labels=[p.stem for p in examples])
+                            example_labels=[p.stem for p in examples], elem_id="classify-examples")
             audio_in.change(classify_ui, inputs=audio_in, outputs=outputs, api_name="classify")
 
         with gr.Tab("Annotate", id="annotate"):

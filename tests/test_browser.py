@@ -40,8 +40,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(url, model_dir, run_dir, screenshot_dir) of the app running in a subprocess."""
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} not found: run `make setup` (it installs the apt chromium package).")
     root = tmp_path_factory.mktemp("browser")
     model_dir = save_tiny_classifier(root / "model")
     run_dir = root / "run"
@@ -84,6 +82,8 @@ def served(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found: run `make setup` (it installs the apt chromium package).")
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
@@ -125,7 +125,7 @@ def test_upload_an_example_shows_the_models_label(page, served):
 
 def test_example_button_classifies_the_clip(page, served):
     example, expected = _most_decided_example(served[1])
-    page.locator("button", has_text=example.stem).last.click()  # gr.Examples' button, after the label buttons
+    page.locator("#classify-examples button", has_text=example.stem).click()
     page.wait_for_selector(LABEL_VALUE, timeout=60_000)
     assert page.locator(LABEL_VALUE).inner_text().strip() == expected
     seconds = len(load_audio(example)) / 16000
