@@ -1,6 +1,6 @@
 """`after-hf push`: a model card with model-index results, then ``create_repo`` + ``upload_folder``.
 
-    after-hf push --model runs/demo/final_model --repo_id USER/NAME [--private] [--dry_run OUT]
+    after-hf push --model runs/demo/final/model --repo_id USER/NAME [--private] [--dry_run OUT]
 
 The folder that is uploaded is built first (the model directory's safe files + a generated README.md);
 ``--dry_run OUT`` writes exactly that folder to OUT and makes no network call. A real push needs

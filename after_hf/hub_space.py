@@ -1,7 +1,7 @@
 """`after-hf push-space`: publish ``spaces_demo/`` as a Gradio Space serving a model.
 
     after-hf push-space --model USER/MODEL --repo_id USER/SPACE [--private] [--dry_run OUT]
-    after-hf push-space --model runs/demo/final_model --repo_id USER/SPACE --dry_run OUT   # bundles the model
+    after-hf push-space --model runs/demo/final/model --repo_id USER/SPACE --dry_run OUT   # bundles the model
 
 The Space folder is built first and is self-contained:
 
