@@ -34,6 +34,16 @@ def test_budgets_are_exact_and_nothing_is_asked_twice(synth_manifest, tmp_path):
     assert all(0.0 <= r["metrics"]["test"]["ua"] <= 1.0 for r in state["rounds"])
 
 
+@pytest.mark.parametrize("strategy", ["random", "coreset", "bald"])
+def test_score_less_and_set_based_strategies_run_past_the_seed_round(synth_manifest, tmp_path, strategy):
+    """random returns no per-item scores, CoreSet only a set: selections are stored with score None, nothing crashes."""
+    run_al(_args(synth_manifest, tmp_path / "run", tmp_path / "cache", strategy=strategy, budget=18, mc_passes=4))
+    rounds, state = _selected(tmp_path / "run")
+    assert [len(r) for r in rounds] == [10, 8]
+    scores = [s["score"] for s in state["rounds"][1]["selected"]]
+    assert all(x is None for x in scores) if strategy != "bald" else all(isinstance(x, float) for x in scores)
+
+
 def test_resume_after_a_crash_equals_an_uninterrupted_run(synth_manifest, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     run_al(_args(synth_manifest, tmp_path / "straight", cache, strategy="margin"))

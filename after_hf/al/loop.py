@@ -72,11 +72,16 @@ def make_learner(args: ALArguments, splits: dict[str, SplitData], labels: list[s
 
 
 def _selection_scores(strategy, pool: PoolView) -> np.ndarray | None:
+    """Per-item scores to store beside each selection, or None for set-based strategies (random, CoreSet...)."""
     scorer = getattr(strategy, "scores", None)
     try:
-        return None if scorer is None else np.asarray(scorer(pool), dtype=np.float64)
+        scores = None if scorer is None else scorer(pool)
     except (TypeError, ValueError, NotImplementedError):
         return None
+    if scores is None:
+        return None
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores if scores.shape == (len(pool),) else None
 
 
 def select_round(args, state, learner, train: SplitData, index: int, target: int, stop_ids: set[str]) -> dict:
@@ -102,7 +107,12 @@ def select_round(args, state, learner, train: SplitData, index: int, target: int
     pool = PoolView(ids=np.array(candidates, dtype=object), speakers=train.speakers[train.index(candidates)],
                     **{k: v for k, v in arrays.items() if k in needs | {"probs"} and k in ("probs", "mc_probs", "embeddings")})
     lab_ids = list(labelled)
+    lab_embeddings = None
+    if "embeddings" in needs and lab_ids:  # CoreSet / TypiClust: the labelled items are the first centres
+        lab_embeddings = (learner.embed(lab_ids) if index == 0 else
+                          learner.score(lab_ids, frozenset({"embeddings"}), 0, seed=args.seed * 1000 + index)["embeddings"])
     lab_view = LabelledView(ids=np.array(lab_ids, dtype=object), labels=np.array([labelled[i] for i in lab_ids], dtype=np.int64),
+                            embeddings=lab_embeddings,
                             speakers=train.speakers[train.index(lab_ids)] if lab_ids else None)
     t0 = time.perf_counter()
     chosen = [str(i) for i in strategy.select(pool, lab_view, k, rng)]
