@@ -79,6 +79,7 @@ def plan(args: ExperimentArguments) -> list[dict]:
 def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
     """Whole-classifier fine-tuning: the deployable model on the AL labels, and optionally the 100%-label references."""
     from .al.state import RunState
+    from .data.manifest import load_manifest
     from .finetune_stage import finetune_stage
 
     out = Path(args.out)
@@ -89,6 +90,12 @@ def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> Non
         source = runs[0]  # first strategy x first cold start, first seed
         labelled = RunState.read(source.out).labels()
         stages.append(("final", tapt_dir, labelled, f"{len(labelled)} labels chosen by {Path(source.out).name}"))
+    pool = len(load_manifest(manifest, split="train"))
+    base = {"base_model": args.backbone, "language": "en",
+            "tapt": {"data": f"training-split audio of {manifest}", "recipe": args.tapt_config} if args.tapt_config else None,
+            "training_data": {"name": ("generated espeak-ng corpus (after-hf synth)" if args.synth_utterances else
+                                       " + ".join(c.split("=", 1)[0] for c in args.corpus)) + f", {args.protocol} protocol",
+                              "type": "after-hf-synth" if args.synth_utterances else "+".join(c.split("=", 1)[0] for c in args.corpus)}}
     if args.finetune_references:
         stages.append(("finetune_all", tapt_dir, None, "100% of the labels, from TAPT"))
         if args.tapt_config:
@@ -96,8 +103,11 @@ def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> Non
     for name, backbone, labelled, what in stages:
         print(f"\n[fine-tune] {name}: whole classifier from {backbone}, {what}")
         t0 = time.perf_counter()
+        provenance = {**base, "tapt": base["tapt"] if backbone == tapt_dir else None, "active_learning": None if labelled is None else
+                      {"strategy": runs[0].strategy, "cold_start": runs[0].cold_start, "labelled": len(labelled),
+                       "pool": pool, "run_dir": runs[0].out}}
         summary = finetune_stage(out / "finetune" / name if name != "final" else out / "final", backbone, manifest,
-                                 args.finetune_config, seed, labelled)
+                                 args.finetune_config, seed, labelled, provenance)
         timings[f"finetune_{name}" if name != "final" else "final_model"] = time.perf_counter() - t0
         test = summary.get("test", {})
         print(f"[fine-tune] {name}: test UA {test.get('ua', float('nan')):.3f}  WA {test.get('wa', float('nan')):.3f}")

@@ -22,7 +22,7 @@ RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set by the experiment, 
 
 
 def finetune_stage(out_dir: str | Path, backbone: str, manifest: str, recipe: str, seed: int,
-                   labelled: dict[str, int] | None = None) -> dict:
+                   labelled: dict[str, int] | None = None, provenance: dict | None = None) -> dict:
     """Fine-tune ``backbone`` on the manifest's train split (or only ``labelled`` id -> label), score the test split."""
     from .evaluate import evaluate_dataset, write_report
     from .train import FinetuneArguments, finetune
@@ -54,5 +54,7 @@ def finetune_stage(out_dir: str | Path, backbone: str, manifest: str, recipe: st
         scores, rows = evaluate_dataset(result.model, result.feature_extractor, test, names, args.eval_batch_seconds)
         write_report(scores, result.model_dir / f"eval_{args.test_split}", title=f"{args.test_split}: {result.model_dir}", rows=rows)
         summary["test"] = scores
+    if provenance:  # read by `after-hf push` for the model card (base model, TAPT, AL strategy, % of labels)
+        atomic_write_json(result.model_dir / "after_hf_provenance.json", provenance)
     atomic_write_json(metrics_path, summary)
     return summary

@@ -1,0 +1,68 @@
+"""`after-hf experiment` end to end on the shared generated corpus with the tiny backbone: prepare -> TAPT ->
+AL grid + baselines -> the deployable model fine-tuned on the AL labels -> report -> push --dry_run."""
+
+import json
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from after_hf.cli import main as cli
+
+
+def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_path, capsys):
+    tapt = tmp_path / "tapt.yaml"
+    tapt.write_text(yaml.safe_dump({"tapt": {"max_steps": 6, "warmup_steps": 2, "batch_seconds": 20, "save_steps": 3,
+                                             "learning_rate": 5e-4, "use_cpu": True}}))
+    finetune = tmp_path / "finetune.yaml"
+    finetune.write_text(yaml.safe_dump({"finetune": {"num_train_epochs": 1, "per_device_train_batch_size": 8,
+                                                     "learning_rate": 1e-3, "mask_feature_length": 4,
+                                                     "freeze_feature_encoder": False}}))
+    out = tmp_path / "exp"
+    argv = ["experiment", "--out", str(out), "--corpus", f"cremad={synth_corpus}", "--backbone", "tiny",
+            "--tapt_config", str(tapt), "--finetune_config", str(finetune), "--strategies", "entropy", "random",
+            "--cold_starts", "kmeans", "--seeds", "0", "--seed_size", "10", "--step_size", "10", "--budget", "30",
+            "--mc_passes", "2"]
+    assert cli(argv) == 0
+
+    runs = sorted(p.name for p in (out / "al").iterdir())
+    assert runs == ["entropy-kmeans-no_tapt__s0", "entropy-kmeans__s0", "full_data__s0", "full_data_no_tapt__s0",
+                    "random-kmeans__s0"]
+    entropy = json.loads((out / "al" / "entropy-kmeans__s0" / "summary.json").read_text())["rounds"]
+    assert [r["num_labelled"] for r in entropy] == [10, 20, 30]
+    full = json.loads((out / "al" / "full_data__s0" / "summary.json").read_text())["rounds"]
+    train_size = full[-1]["num_labelled"]
+    assert full[-1]["fraction_labelled"] == 1.0 and train_size > 30  # the baseline sees every pool label
+
+    # the TAPT model is what the AL runs and the final model start from
+    assert (out / "tapt" / "model.safetensors").is_file()
+    assert json.loads((out / "al" / "entropy-kmeans__s0" / "config.json").read_text())["backbone"] == str(out / "tapt")
+
+    # the deployable model was fine-tuned on exactly the labels the first run collected
+    final = out / "final" / "model"
+    metrics = json.loads((final / "metrics.json").read_text())
+    assert metrics["num_labels"] == 30 and 0.0 <= metrics["test"]["ua"] <= 1.0
+    provenance = json.loads((final / "after_hf_provenance.json").read_text())
+    assert provenance["active_learning"]["labelled"] == 30 and provenance["active_learning"]["pool"] == train_size
+
+    report = (out / "results.md").read_text()
+    for setting in ("entropy-kmeans", "random-kmeans", "full_data", "entropy-kmeans-no_tapt"):
+        assert f"| {setting} |" in report
+    assert (out / "learning_curves.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "Deployable model:" in printed and "Report:" in printed
+
+    # a rerun finds every stage done: nothing is retrained, nothing changes
+    state_before = (out / "al" / "entropy-kmeans__s0" / "state.json").read_text()
+    weights_before = (final / "model.safetensors").read_bytes()
+    assert cli(argv) == 0
+    assert (out / "al" / "entropy-kmeans__s0" / "state.json").read_text() == state_before
+    assert (final / "model.safetensors").read_bytes() == weights_before
+
+    # the model card of the deployable model renders the AL provenance and the test metrics
+    assert cli(["push", "--model", str(final), "--repo_id", "someone/after-hf-demo", "--dry_run", str(tmp_path / "push")]) == 0
+    card = ModelCard.load(tmp_path / "push" / "README.md")
+    shown = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert shown[("test", "unweighted_accuracy")] == pytest.approx(metrics["test"]["ua"], abs=1e-4)
+    assert "entropy" in card.text and "30.0% of the available training labels" in card.text
+    assert "cremad" in card.data.to_dict()["model-index"][0]["results"][0]["dataset"]["name"]
