@@ -145,6 +145,26 @@ def make_masks(model, lengths: torch.Tensor, num_samples: int, args: TaptArgumen
     return mask, negatives, int(frames.sum())
 
 
+@torch.no_grad()
+def contrastive_stats(outputs, mask: torch.Tensor, negatives: torch.Tensor) -> tuple[float, float]:
+    """(masked frames whose true target scores above every distractor, sum of chance-level losses).
+
+    The loss of a model that scores all candidates alike is log(1 + distractors that differ from the
+    target): distractors equal to the target are excluded by the model, so this level falls when the
+    codebook concentrates. The loss alone can thus fall without learning; accuracy cannot.
+    """
+    q = outputs.projected_quantized_states.float()
+    c = outputs.projected_states.float()[mask]
+    target = q[mask]
+    distractors = q.reshape(-1, q.shape[-1])[negatives[mask]]  # (masked, K, D)
+    same = (distractors == target[:, None]).all(-1)
+    positive = torch.cosine_similarity(c, target, dim=-1)
+    negative = torch.cosine_similarity(c[:, None], distractors, dim=-1).masked_fill(same, float("-inf"))
+    correct = (positive > negative.max(-1).values).sum()
+    chance = torch.log1p((~same).sum(-1).float()).sum()
+    return float(correct), float(chance)
+
+
 # ----------------------------------------------------------------------------------------------
 # monitoring
 # ----------------------------------------------------------------------------------------------
@@ -456,7 +476,7 @@ def run_tapt(args: TaptArguments) -> Path:
         scale = accelerator.num_processes / total_masked.clamp(min=1.0)
         temperature = gumbel_temperature(step, args)
         unwrapped.set_gumbel_temperature(temperature)
-        sums = torch.zeros(7, dtype=torch.float64, device=accelerator.device)
+        sums = torch.zeros(9, dtype=torch.float64, device=accelerator.device)
         for k, (batch, mask, negatives, real_frames) in enumerate(micro):
             torch.manual_seed(batch_seed(args.seed, batch["batch"]))  # dropout and Gumbel noise of this batch
             inputs = {
@@ -470,9 +490,10 @@ def run_tapt(args: TaptArguments) -> Path:
             with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                 outputs = model(**inputs)
                 accelerator.backward(outputs.loss * scale)
+            correct, chance = contrastive_stats(outputs, inputs["mask_time_indices"], inputs["sampled_negative_indices"])
             sums += torch.tensor([
                 outputs.loss.item(), outputs.contrastive_loss.item(), outputs.diversity_loss.item(),
-                outputs.codevector_perplexity.item(), 1.0, real_frames, float(batch["lengths"].sum()),
+                outputs.codevector_perplexity.item(), 1.0, real_frames, float(batch["lengths"].sum()), correct, chance,
             ], dtype=torch.float64, device=accelerator.device)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm if args.max_grad_norm > 0 else float("inf"))
         lr = scheduler.get_last_lr()[0]
@@ -489,6 +510,8 @@ def run_tapt(args: TaptArguments) -> Path:
             "step": step,
             "loss": float(sums[0]) / masked,
             "contrastive_loss": float(sums[1]) / masked,
+            "chance_loss": float(sums[8]) / masked,  # what scoring all candidates alike would give
+            "contrastive_accuracy": float(sums[7]) / masked,  # target above every distractor (chance ~ 1 / (K + 1))
             "diversity_loss": float(sums[2]) / masked,
             "codevector_perplexity": float(sums[3] / sums[4]),
             "masked_frames_pct": 100.0 * masked / float(sums[5]),
@@ -507,7 +530,7 @@ def run_tapt(args: TaptArguments) -> Path:
         if args.report_to == "tensorboard":
             accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=step)
         progress.update(1)
-        progress.set_postfix(loss=f"{record['loss']:.3f}", ppl=f"{record['codevector_perplexity']:.1f}", lr=f"{lr:.1e}")
+        progress.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['contrastive_accuracy']:.2f}", ppl=f"{record['codevector_perplexity']:.1f}", lr=f"{lr:.1e}")
 
         # 4. checkpoints every save_steps and at the end
         if step % args.save_steps == 0 or step == max_steps:
