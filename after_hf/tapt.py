@@ -371,6 +371,9 @@ def run_tapt(args: TaptArguments) -> Path:
         log_with="tensorboard" if args.report_to == "tensorboard" else None,
         project_dir=str(output_dir),
     )
+    if accelerator.distributed_type == "DEEPSPEED" and args.gradient_accumulation_steps > 1:
+        # accelerate's DeepSpeed backward() steps the engine after every micro-batch outside accelerator.accumulate()
+        raise ValueError("under DeepSpeed use --gradient_accumulation_steps 1 (more processes or a larger batch_seconds instead).")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
     resume_from = prepare_output_dir(args, accelerator.is_main_process)
