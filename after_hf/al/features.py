@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.audio import load_audio
-from ..inference import autocast_for, length_batches, process_group
+from ..inference import autocast_for, length_batches, process_group, release_memory
 from ..io import atomic_write_json
 from ..models import check_weights, is_named, load_config, uses_attention_mask
 
@@ -164,13 +164,15 @@ class FeatureCache:
         use_mask = uses_attention_mask(model.config)
         show = group is None or group.is_main_process
         bar = tqdm(total=sum(len(b) for b in batches), desc="encoding pool (cached once)", unit="utt", leave=False,
-                   disable=not show)
+                   disable=None if show else True)  # None: shown on a terminal, not in logs
         pending_ids: list[str] = []
         pending: list[np.ndarray] = []
         for number, batch in enumerate(batches):
             waves = [load_audio(paths[i]) for i in batch]
             pending.extend(encode_layers(model, waves, use_mask))
             pending_ids.extend(ids[i] for i in batch)
+            del waves
+            release_memory()
             bar.update(len(batch))
             if len(pending_ids) >= self.shard_size or number == len(batches) - 1:
                 self._write_shard(pending_ids, np.stack(pending).astype(np.float32))
