@@ -170,12 +170,27 @@ def test_two_cpu_processes_save_what_one_process_with_two_accumulation_steps_sav
 
 
 @pytest.mark.parametrize("norm", ["group", "layer"])
-def test_group_norm_and_layer_norm_encoders_train_and_save(synth_manifest, tmp_path, norm, caplog):
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
+def test_group_norm_and_layer_norm_encoders_train_and_save(synth_manifest, tmp_path, norm, caplog, monkeypatch):
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForPreTraining
 
+    masks = []
+    forward = Wav2Vec2ForPreTraining.forward
+
+    def spy(self, *args, **kwargs):
+        masks.append(kwargs.get("attention_mask"))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Wav2Vec2ForPreTraining, "forward", spy)
     overrides = ["--config_overrides", "feat_extract_norm=layer,do_stable_layer_norm=true"] if norm == "layer" else []
     with caplog.at_level("INFO", logger="after_hf.tapt"):
         out = run(synth_manifest, tmp_path / norm, "--max_steps", 3, "--save_steps", 1000, *overrides)
+    assert len(masks) == 3
+    if norm == "layer":  # a mask of each utterance's real samples: ones then zeros, the longest row all ones
+        for m in masks:
+            assert m is not None and bool(m[:, 0].all()) and bool((m[:, 1:] <= m[:, :-1]).all())
+            assert int(m.sum(1).max()) == m.shape[1]
+    else:
+        assert all(m is None for m in masks)
     records = log(out)
     assert len(records) == 3 and all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in records)
     config = Wav2Vec2Config.from_pretrained(out)
@@ -183,7 +198,7 @@ def test_group_norm_and_layer_norm_encoders_train_and_save(synth_manifest, tmp_p
     # layer norm takes the attention mask; group norm (wav2vec2-base) is fed zero padding only
     assert Wav2Vec2FeatureExtractor.from_pretrained(out).return_attention_mask == (norm == "layer")
     expected = "attention mask" if norm == "layer" else "zero padding, no attention mask"
-    assert any(expected in r.getMessage() and r.getMessage().endswith(expected) for r in caplog.records)
+    assert any(r.getMessage().endswith(", " + expected) for r in caplog.records)
 
 
 def test_collapse_detector_flags_each_signature_once_and_ignores_a_healthy_run():
