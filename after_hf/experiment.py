@@ -48,14 +48,25 @@ def _run_name(strategy: str, cold: str, tag: str, seed: int) -> str:
     return f"{strategy.replace(':', '+')}-{cold}{tag}__s{seed}"
 
 
+def folds_of(args: ExperimentArguments) -> list[int | None]:
+    return list(args.folds) if args.protocol == "loso" else [None]
+
+
+def tapt_dir_of(args: ExperimentArguments, fold: int | None) -> str:
+    """TAPT output for a fold: each LOSO fold pre-trains on its own training audio (its test session never seen)."""
+    if not args.tapt_config:
+        return args.backbone
+    return str(Path(args.out) / (f"tapt_fold{fold}" if fold else "tapt"))
+
+
 def plan(args: ExperimentArguments) -> list[dict]:
     """Every AL run of the grid as resolved `after-hf al` options."""
     from .al.loop import ALArguments
 
     out = Path(args.out)
-    tapt_dir = str(out / "tapt") if args.tapt_config else args.backbone
     runs = []
-    for fold in (args.folds if args.protocol == "loso" else [None]):
+    for fold in folds_of(args):
+        tapt_dir = tapt_dir_of(args, fold)
         manifest = str(out / (f"manifest_fold{fold}" if fold else "manifest"))
         prefix = f"fold{fold}/" if fold else ""
         common = dict(manifest=manifest, mode=args.mode, finetune_config=args.finetune_config,
@@ -83,7 +94,7 @@ def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> Non
     from .finetune_stage import finetune_stage
 
     out = Path(args.out)
-    tapt_dir = str(out / "tapt") if args.tapt_config else args.backbone
+    tapt_dir = tapt_dir_of(args, folds_of(args)[0])  # the deployable model and references: first fold
     manifest, seed = runs[0].manifest, args.seeds[0]
     stages = []
     if args.final_model:
@@ -121,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"experiment {out}: corpus={'synth:%d' % args.synth_utterances if args.synth_utterances else args.corpus}, "
               f"protocol={args.protocol}, folds={args.folds if args.protocol == 'loso' else '-'}, "
               f"TAPT={args.tapt_config or 'none'} from {args.backbone}")
+        for fold in folds_of(args):
+            if args.tapt_config:
+                print(f"  tapt --config {args.tapt_config} --model_name_or_path {args.backbone} "
+                      f"--output_dir {tapt_dir_of(args, fold)}" + (f" (fold {fold}: its training sessions only)" if fold else ""))
         for run in runs:
             print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
                   f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         timings["synth"] = time.perf_counter() - started
     from .data.prepare import prepare
 
-    for fold in (args.folds if args.protocol == "loso" else [None]):
+    for fold in folds_of(args):
         manifest = out / (f"manifest_fold{fold}" if fold else "manifest")
         if not (manifest / "dataset_info.json").is_file():
             t0 = time.perf_counter()
@@ -152,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.tapt_config:
         from .tapt import main as tapt_main
 
-        t0 = time.perf_counter()
-        if not (out / "tapt" / "model.safetensors").is_file():
-            first_manifest = runs[0].manifest
-            tapt_main(["--config", args.tapt_config, "--model_name_or_path", args.backbone, "--manifest", first_manifest,
-                       "--output_dir", str(out / "tapt"), "--resume"])
-        timings["tapt"] = time.perf_counter() - t0
+        for fold in folds_of(args):
+            tapt_dir = Path(tapt_dir_of(args, fold))
+            manifest = out / (f"manifest_fold{fold}" if fold else "manifest")
+            t0 = time.perf_counter()
+            if not (tapt_dir / "model.safetensors").is_file():
+                tapt_main(["--config", args.tapt_config, "--model_name_or_path", args.backbone, "--manifest", str(manifest),
+                           "--output_dir", str(tapt_dir), "--resume"])
+            timings[tapt_dir.name] = time.perf_counter() - t0
     from .al.loop import run_al
 
     for i, run in enumerate(runs, 1):

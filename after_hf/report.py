@@ -26,9 +26,10 @@ class ReportArguments:
 
 
 def _runs(experiment: Path) -> dict[str, list[dict]]:
-    """Group runs by setting (strategy + cold start + backbone tag), one entry per seed."""
+    """Group runs by setting (strategy + cold start + backbone tag), one entry per seed and fold."""
     groups: dict[str, list[dict]] = defaultdict(list)
-    for summary_path in sorted((experiment / "al").glob("*/summary.json")):
+    # al/<run>/ or, for LOSO folds, al/fold<N>/<run>/: a setting pools its seeds (and folds)
+    for summary_path in sorted((experiment / "al").rglob("summary.json")):
         run = summary_path.parent
         config = json.loads((run / "config.json").read_text())
         summary = json.loads(summary_path.read_text())
