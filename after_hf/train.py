@@ -1,7 +1,7 @@
 """Fine-tune a wav2vec2-style audio classifier (full or LoRA) on a manifest; keep the best validation-UA model.
 
     after-hf finetune --config recipes/demo/finetune.yaml
-    accelerate launch -m after_hf.train --config recipes/paper/iemocap_fold1.yaml   # DDP / bf16 on GPUs
+    accelerate launch -m after_hf.train --config recipes/paper/finetune_iemocap_folds.yaml   # DDP / bf16 on GPUs
 
 The loop, checkpointing, DDP and mixed precision are transformers' ``Trainer``. What is ours:
 random crops of at most ``max_train_seconds`` re-drawn every epoch (full-length utterances in evaluation);
