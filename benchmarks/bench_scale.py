@@ -103,7 +103,7 @@ def worker(args) -> None:
         seconds = time.perf_counter() - t0
     Path(json_out).write_text(json.dumps({
         "rows": len(ds), "shape": list(shape), "seconds": seconds, "rss_start_mib": C.mib(rss.start),
-        "peak_rss_mib": C.mib(rss.peak), "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": C.mib(rss.peak), "rss_end_mib": C.mib(rss.process.memory_info().rss), "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "audio_seconds": float(sum(ds["duration"])),
     }))
 
@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
         row = json.loads(json_out.read_text())
         rows.append(row)
         C.log(f"{size:>6} utterances: {row['seconds']:.1f} s ({size / row['seconds']:.1f} utt/s), "
-              f"peak RSS {row['peak_rss_mib']:.0f} MiB (start {row['rss_start_mib']:.0f} MiB)")
+              f"peak RSS {row['peak_rss_mib']:.0f} MiB (start {row['rss_start_mib']:.0f}, end {row['rss_end_mib']:.0f} MiB)")
     sizes = [r["rows"] for r in rows]
     t_slope, t_icpt, t_r2 = fit_line(sizes, [r["seconds"] for r in rows])
     m_slope, m_icpt, m_r2 = fit_line(sizes, [r["peak_rss_mib"] for r in rows])
@@ -159,6 +159,7 @@ def main(argv=None) -> dict:
     metrics = {"sizes": sizes, "seconds": [round(r["seconds"], 2) for r in rows],
                "peak_rss_mib": [round(r["peak_rss_mib"], 1) for r in rows],
                "rss_start_mib": [round(r["rss_start_mib"], 1) for r in rows],
+               "rss_end_mib": [round(r["rss_end_mib"], 1) for r in rows],
                "ru_maxrss_mib": [round(r["ru_maxrss_mib"], 1) for r in rows],
                "seconds_per_1000_utt": round(t_slope * 1000, 3), "time_r2": round(t_r2, 4),
                "per_utterance_time_drift": round(drift, 3), "linear": linear,
