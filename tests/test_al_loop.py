@@ -86,3 +86,32 @@ def test_human_oracle_waits_then_resumes_with_the_answers(synth_manifest, tmp_pa
     assert rec["phase"] == "trained"
     assert rec["skipped"] == [queue["items"][0]["id"]]
     assert len(rec["labels"]) == 9 and all(rec["labels"][it["id"]] == n % 4 for n, it in enumerate(queue["items"]) if n)
+
+
+def test_warm_start_continues_from_the_previous_rounds_head(synth_manifest, tmp_path, monkeypatch):
+    """--warm_start: round r's training starts from the head saved in round r-1 (AFTER's default retrains from scratch)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from after_hf.al.head import HeadClassifier
+
+    starts, real_fit = [], HeadClassifier.fit
+
+    def spy(self, *a, warm_start=False, **kw):
+        starts.append((warm_start, {k: v.clone() for k, v in self.model.state_dict().items()} if warm_start else None))
+        return real_fit(self, *a, warm_start=warm_start, **kw)
+
+    monkeypatch.setattr(HeadClassifier, "fit", spy)
+    run = tmp_path / "warm"
+    run_al(_args(synth_manifest, run, tmp_path / "cache", strategy="random", budget=26, head_epochs=3, warm_start=True))
+    assert [w for w, _ in starts] == [False, True, True]
+    for r in (1, 2):
+        saved = load_file(str(run / "models" / f"round_{r - 1}" / "head.safetensors"))
+        for name, value in starts[r][1].items():
+            assert torch.equal(value, saved[f"head.{name}"]), (r, name)
+    final = load_file(str(run / "models" / "round_2" / "head.safetensors"))
+    assert not torch.equal(final["head.out.weight"], starts[2][1]["out.weight"])  # and then it trained further
+
+    starts.clear()
+    run_al(_args(synth_manifest, tmp_path / "cold", tmp_path / "cache", strategy="random", budget=26, head_epochs=3))
+    assert [w for w, _ in starts] == [False, False, False]

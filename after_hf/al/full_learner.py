@@ -37,9 +37,10 @@ class FullLearner:
         feats = self.cache.get(list(train.ids), train.paths, train.durations)[train.index(ids)]
         return ((feats - feats.mean(0)) / (feats.std(0) + 1e-5)).mean(1)
 
-    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int) -> dict:
+    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None) -> dict:
+        """Fine-tune from the backbone (AFTER: the TAPT checkpoint every round) or from a saved round (warm start)."""
         train = self.splits["train"]
-        args = FinetuneArguments(**{**self.options, "model": self.backbone, "seed": seed})
+        args = FinetuneArguments(**{**self.options, "model": str(init_from or self.backbone), "seed": seed})
         val = self.splits.get("validation")
         work = self.models_dir / "training"
         result = finetune(args, train.ds.select(train.index(ids)), val.ds if val is not None else None,

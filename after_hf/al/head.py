@@ -55,11 +55,13 @@ class HeadClassifier:
     def _norm(self, feats: np.ndarray) -> torch.Tensor:
         return (torch.from_numpy(np.asarray(feats, dtype=np.float32)) - self.mean) / self.std
 
-    def fit(self, feats, labels, seed: int, val_feats=None, val_labels=None, ua_fn=None) -> dict:
+    def fit(self, feats, labels, seed: int, val_feats=None, val_labels=None, ua_fn=None, warm_start: bool = False) -> dict:
+        """Train on ``feats`` [N, L, H]; ``warm_start`` continues from the current head instead of a fresh one."""
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         num_layers, hidden = feats.shape[1], feats.shape[2]
-        self.model = LayerWeightedHead(num_layers, hidden, self.num_labels, self.args.proj_size, self.args.dropout)
+        if not (warm_start and self.model is not None):
+            self.model = LayerWeightedHead(num_layers, hidden, self.num_labels, self.args.proj_size, self.args.dropout)
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.args.learning_rate, weight_decay=self.args.weight_decay)
         x, y = self._norm(feats), torch.as_tensor(labels, dtype=torch.long)
         loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(np.asarray(labels), self.num_labels)))

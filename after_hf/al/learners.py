@@ -1,7 +1,7 @@
 """What the loop trains each round. ``HeadLearner``: a head on cached frozen-encoder features (cheap mode).
 ``FullLearner`` (in ``full_learner.py``): the whole wav2vec2 classifier re-fine-tuned from the TAPT checkpoint.
 
-Both answer the same four calls: ``fit(ids, labels, seed)``, ``score(ids, needs, mc_passes, seed)``,
+Both answer the same four calls: ``fit(ids, labels, seed, init_from=None)``, ``score(ids, needs, mc_passes, seed)``,
 ``evaluate(split)``, ``save(dir)`` / ``load(dir)``; and ``embed(ids)`` gives the backbone's pooled
 embeddings for cold starts.
 """
@@ -72,12 +72,15 @@ class HeadLearner:
         feats = (self.features["train"][self.splits["train"].index(ids)] - self.head.mean.numpy()) / self.head.std.numpy()
         return feats.mean(1)
 
-    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int) -> dict:
+    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None) -> dict:
+        """A fresh head, or (``init_from``: a saved round) that round's head trained further (warm start)."""
+        if init_from is not None:
+            self.load(init_from)
         val = self.splits.get("validation")
         return self.head.fit(
             self.features["train"][self.splits["train"].index(ids)], np.asarray(labels), seed,
             val_feats=self.features["validation"] if val is not None else None,
-            val_labels=val.labels if val is not None else None, ua_fn=self._ua,
+            val_labels=val.labels if val is not None else None, ua_fn=self._ua, warm_start=init_from is not None,
         )
 
     def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict[str, np.ndarray]:

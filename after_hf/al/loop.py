@@ -58,6 +58,7 @@ class ALArguments:
     head_epochs: int = field(default=60, metadata={"help": "head_only: epochs per round."})
     head_learning_rate: float = field(default=2e-3, metadata={"help": "head_only: AdamW learning rate."})
     head_dropout: float = field(default=0.3, metadata={"help": "head_only: dropout of the head (MC-dropout source)."})
+    warm_start: bool = field(default=False, metadata={"help": "Start each round from the previous round's model instead of retraining from the backbone (AFTER retrains from the TAPT checkpoint every round)."})
     finetune_config: str = field(default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
     resume: bool = field(default=False, metadata={"help": "Continue the run in --out after a crash or after labels arrived."})
 
@@ -166,7 +167,9 @@ def train_round(args, state, learner, rec) -> dict:
     labelled = state.labels(rec["round"])
     ids = sorted(labelled)
     started = time.perf_counter()
-    fit_info = learner.fit(ids, [labelled[i] for i in ids], seed=args.seed * 1000 + rec["round"])
+    previous = Path(args.out) / "models" / f"round_{rec['round'] - 1}"
+    init_from = previous if args.warm_start and rec["round"] > 0 else None
+    fit_info = learner.fit(ids, [labelled[i] for i in ids], seed=args.seed * 1000 + rec["round"], init_from=init_from)
     train_seconds = time.perf_counter() - started
     crash_point("train", rec["round"])
     learner.save(Path(args.out) / "models" / f"round_{rec['round']}")
