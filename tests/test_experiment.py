@@ -66,3 +66,20 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     assert shown[("test", "unweighted_accuracy")] == pytest.approx(metrics["test"]["ua"], abs=1e-4)
     assert "entropy" in card.text and "30.0% of the available training labels" in card.text
     assert "cremad" in card.data.to_dict()["model-index"][0]["results"][0]["dataset"]["name"]
+
+
+def test_paper_grid_dry_run_resolves_every_fold_and_trains_nothing(tmp_path, capsys):
+    """`make reproduce-paper DRY_RUN=1`: every fold, TAPT per fold, budget and run printed; nothing written."""
+    out = tmp_path / "paper"
+    assert cli(["experiment", "--config", "recipes/paper/iemocap_grid.yaml", "--corpus", "iemocap=/data/IEMOCAP_full_release",
+                "cremad=/data/CREMA-D", "--out", str(out), "--dry_run"]) == 0
+    printed = capsys.readouterr().out
+    recipe = yaml.safe_load(open("recipes/paper/iemocap_grid.yaml"))["experiment"]
+    folds, seeds = recipe["folds"], recipe["seeds"]
+    per_fold = len(recipe["strategies"]) * len(recipe["cold_starts"]) + 1 + 2  # + no-TAPT ablation + 2 baselines
+    assert f"{len(folds) * len(seeds) * per_fold} AL runs; nothing was trained" in printed
+    for fold in folds:
+        assert f"--output_dir {out}/tapt_fold{fold} (fold {fold}: its training sessions only)" in printed
+        assert f"--manifest {out}/manifest_fold{fold} --backbone {out}/tapt_fold{fold} --mode full" in printed
+    assert "--seed_size 0.05 --step_size 0.05 --budget 0.2" in printed
+    assert not out.exists()
