@@ -39,7 +39,7 @@ class ExperimentArguments:
     mc_passes: int = field(default=20, metadata={"help": "MC-dropout passes for BALD-type strategies."})
     baseline: bool = field(default=True, metadata={"help": "Also train on 100% of the pool's labels (the baseline of every ratio)."})
     ablation_no_tapt: bool = field(default=True, metadata={"help": "Also run the full-data baseline and the first strategy without TAPT."})
-    final_model: bool = field(default=True, metadata={"help": "Fine-tune the deployable classifier from the TAPT checkpoint on the labels the first strategy's first-seed run collected (OUT/final/model: `make space`, `after-hf push`)."})
+    final_model: str = field(default="head", metadata={"help": "The deployable classifier (OUT/final/model: `make space`, `after-hf push`), trained on the labels the first strategy's first-seed run collected: head (frozen TAPT encoder + a linear layer-weighted head, exported as Wav2Vec2ForSequenceClassification; seconds), full (fine-tune the whole classifier with --finetune_config) or none.", "choices": ["head", "full", "none"]})
     finetune_references: bool = field(default=False, metadata={"help": "Also fine-tune the whole classifier on 100% of the labels, from TAPT and without TAPT (the supervised reference and the TAPT ablation)."})
     dry_run: bool = field(default=False, metadata={"help": "Print every resolved stage, config, fold and budget; train nothing."})
 
@@ -91,13 +91,13 @@ def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> Non
     """Whole-classifier fine-tuning: the deployable model on the AL labels, and optionally the 100%-label references."""
     from .al.state import RunState
     from .data.manifest import load_manifest
-    from .finetune_stage import finetune_stage
+    from .finetune_stage import finetune_stage, head_stage
 
     out = Path(args.out)
     tapt_dir = tapt_dir_of(args, folds_of(args)[0])  # the deployable model and references: first fold
     manifest, seed = runs[0].manifest, args.seeds[0]
     stages = []
-    if args.final_model:
+    if args.final_model != "none":
         source = runs[0]  # first strategy x first cold start, first seed
         labelled = RunState.read(source.out).labels()
         stages.append(("final", tapt_dir, labelled, f"{len(labelled)} labels chosen by {Path(source.out).name}"))
@@ -112,13 +112,18 @@ def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> Non
         if args.tapt_config:
             stages.append(("finetune_all_no_tapt", args.backbone, None, "100% of the labels, without TAPT"))
     for name, backbone, labelled, what in stages:
-        print(f"\n[fine-tune] {name}: whole classifier from {backbone}, {what}")
+        as_head = name == "final" and args.final_model == "head"
+        kind = "frozen encoder + linear head" if as_head else "whole classifier"
+        print(f"\n[fine-tune] {name}: {kind} from {backbone}, {what}")
         t0 = time.perf_counter()
         provenance = {**base, "tapt": base["tapt"] if backbone == tapt_dir else None, "active_learning": None if labelled is None else
                       {"strategy": runs[0].strategy, "cold_start": runs[0].cold_start, "labelled": len(labelled),
-                       "pool": pool, "run_dir": runs[0].out}}
-        summary = finetune_stage(out / "finetune" / name if name != "final" else out / "final", backbone, manifest,
-                                 args.finetune_config, seed, labelled, provenance)
+                       "pool": pool, "run_dir": runs[0].out}, "head_only": as_head}
+        if as_head:
+            summary = head_stage(out / "final", backbone, manifest, runs[0].cache_dir, seed, labelled, provenance)
+        else:
+            summary = finetune_stage(out / "finetune" / name if name != "final" else out / "final", backbone, manifest,
+                                     args.finetune_config, seed, labelled, provenance)
         timings[f"finetune_{name}" if name != "final" else "final_model"] = time.perf_counter() - t0
         test = summary.get("test", {})
         print(f"[fine-tune] {name}: test UA {test.get('ua', float('nan')):.3f}  WA {test.get('wa', float('nan')):.3f}")
@@ -140,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
                   f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
                   f"--seed_size {run.seed_size:g} --step_size {run.step_size:g} --budget {run.budget:g}")
-        if args.final_model:
-            print(f"  finetune --model {runs[0].backbone} on the labels of {runs[0].out} -> {out / 'final' / 'model'}")
+        if args.final_model != "none":
+            print(f"  final model ({args.final_model}) from {runs[0].backbone} on the labels of {runs[0].out} -> {out / 'final' / 'model'}")
         if args.finetune_references:
             print(f"  finetune --model {runs[0].backbone} on 100% of the labels -> {out / 'finetune' / 'finetune_all'}")
         print(f"{len(runs)} AL runs; nothing was trained (--dry_run).")
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["total"] = time.perf_counter() - started
     atomic_write_json(out / "timings.json", timings)
     print(f"\nReport: {report}\nLearning curves: {out / 'learning_curves.png'}\nTAPT model: {out / 'tapt'}\n"
-          + (f"Deployable model: {out / 'final' / 'model'}\n" if args.final_model else "")
+          + (f"Deployable model: {out / 'final' / 'model'}\n" if args.final_model != "none" else "")
           + f"Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME --dry_run OUT`.")
     return 0
 

@@ -1,8 +1,9 @@
-"""Supervised fine-tuning stages of `after-hf experiment`: the deployable model and the full-label references.
+"""Supervised stages of `after-hf experiment`: the deployable model and the full-label references.
 
-* ``final``: the whole wav2vec2 classifier fine-tuned from the TAPT checkpoint on the labels an AL run
-  collected (the oracle's answers, so a person's labels in human mode) -- the model `make space` serves
-  and `after-hf push` uploads.
+* ``final``: a classifier trained on the labels an AL run collected (the oracle's answers, so a person's
+  labels in human mode) -- the model `make space` serves and `after-hf push` uploads. Either the whole
+  wav2vec2 classifier fine-tuned from the TAPT checkpoint (``finetune_stage``), or the frozen TAPT encoder
+  with a linear layer-weighted head exported into the same model class (``head_stage``, seconds).
 * ``finetune_all`` / ``finetune_all_no_tapt``: the same recipe on 100% of the training labels, from the
   TAPT checkpoint and from the untouched backbone: the supervised reference and the TAPT ablation.
 Each writes ``<dir>/model`` (save_pretrained) with ``metrics.json`` and a test report; a finished stage is skipped.
@@ -19,6 +20,40 @@ from .data.manifest import load_manifest
 from .io import atomic_write_json
 
 RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set by the experiment, not by the recipe
+
+
+def _finish(model_dir: Path, summary: dict, provenance: dict | None) -> dict:
+    if provenance:  # read by `after-hf push` for the model card (base model, TAPT, AL strategy, % of labels)
+        atomic_write_json(model_dir / "after_hf_provenance.json", provenance)
+    atomic_write_json(model_dir / "metrics.json", summary)
+    return summary
+
+
+def head_stage(out_dir: str | Path, backbone: str, manifest: str, cache_dir: str | Path, seed: int,
+               labelled: dict[str, int], provenance: dict | None = None) -> dict:
+    """Frozen ``backbone`` + a linear layer-weighted head trained on ``labelled`` (cached features), exported."""
+    from .al.export import export_linear_head, train_linear_head
+    from .al.head import HeadTrainingArgs
+    from .al.learners import HeadLearner, SplitData
+    from .evaluate import evaluate_dataset, load_model_for_eval, write_report
+
+    model_dir = Path(out_dir) / "model"
+    if (model_dir / "metrics.json").is_file():
+        return json.loads((model_dir / "metrics.json").read_text())
+    ds = load_manifest(manifest)
+    names = manifest_label_names(ds)
+    learner = HeadLearner(backbone, SplitData.from_manifest(ds), names, cache_dir, HeadTrainingArgs(), init_seed=seed)
+    ids = sorted(labelled)
+    head = train_linear_head(learner, ids, [labelled[i] for i in ids], seed)
+    export_linear_head(head, backbone, names, model_dir, init_seed=seed)
+    model, feature_extractor, _ = load_model_for_eval(str(model_dir))
+    summary = {"backbone": backbone, "kind": "frozen encoder + linear layer-weighted head", "num_labels": len(ids),
+               "validation": learner.evaluate_head(head, "validation") if "validation" in learner.splits else {}}
+    test = load_manifest(manifest, split="test")
+    scores, rows = evaluate_dataset(model, feature_extractor, test, names)
+    write_report(scores, model_dir / "eval_test", title=f"test: {model_dir}", rows=rows)
+    summary["test"] = scores
+    return _finish(model_dir, summary, provenance)
 
 
 def finetune_stage(out_dir: str | Path, backbone: str, manifest: str, recipe: str, seed: int,
@@ -54,7 +89,4 @@ def finetune_stage(out_dir: str | Path, backbone: str, manifest: str, recipe: st
         scores, rows = evaluate_dataset(result.model, result.feature_extractor, test, names, args.eval_batch_seconds)
         write_report(scores, result.model_dir / f"eval_{args.test_split}", title=f"{args.test_split}: {result.model_dir}", rows=rows)
         summary["test"] = scores
-    if provenance:  # read by `after-hf push` for the model card (base model, TAPT, AL strategy, % of labels)
-        atomic_write_json(result.model_dir / "after_hf_provenance.json", provenance)
-    atomic_write_json(metrics_path, summary)
-    return summary
+    return _finish(result.model_dir, summary, provenance)

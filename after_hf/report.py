@@ -134,8 +134,28 @@ def results_markdown(results: dict, experiment: Path) -> str:
                      f"{res['seconds_mean']:.1f} ± {res['seconds_std']:.1f} | {ratio_t} | {ratio_ua} |")
     if base:
         lines += ["", f"Baseline: `{BASELINE_PREFIX}` = the same learner trained once on 100% of the training pool's labels."]
+    lines += _supervised_section(experiment)
     lines += ["", "![learning curves](learning_curves.png)", ""]
     return "\n".join(lines)
+
+
+def _supervised_section(experiment: Path) -> list[str]:
+    """The deployable model (final/) and the 100%-label fine-tuning references (finetune/*/), when present."""
+    found = [("deployable model (final)", experiment / "final" / "model" / "metrics.json")]
+    found += [(p.parent.parent.name, p) for p in sorted((experiment / "finetune").glob("*/model/metrics.json"))]
+    rows = []
+    for name, path in found:
+        if path.is_file():
+            m = json.loads(path.read_text())
+            test = m.get("test", {})
+            kind = m.get("kind", "whole classifier fine-tuned")
+            rows.append(f"| {name} | {kind} | {Path(m.get('backbone', '?')).name} | {m.get('num_labels', '?')} | "
+                        f"{test.get('ua', float('nan')):.3f} | {test.get('wa', float('nan')):.3f} | "
+                        f"{test.get('macro_f1', float('nan')):.3f} |")
+    if not rows:
+        return []
+    return ["", "## Deployable model and whole-model fine-tuning references (test split)", "",
+            "| model | kind | backbone | labels | UA | WA | macro-F1 |", "|---|---|---|---|---|---|---|", *rows]
 
 
 def build_report(experiment: str | Path) -> Path:

@@ -22,7 +22,7 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     argv = ["experiment", "--out", str(out), "--corpus", f"cremad={synth_corpus}", "--backbone", "tiny",
             "--tapt_config", str(tapt), "--finetune_config", str(finetune), "--strategies", "entropy", "random",
             "--cold_starts", "kmeans", "--seeds", "0", "--seed_size", "10", "--step_size", "10", "--budget", "30",
-            "--mc_passes", "2"]
+            "--mc_passes", "2", "--finetune_references"]
     assert cli(argv) == 0
 
     runs = sorted(p.name for p in (out / "al").iterdir())
@@ -45,9 +45,17 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     provenance = json.loads((final / "after_hf_provenance.json").read_text())
     assert provenance["active_learning"]["labelled"] == 30 and provenance["active_learning"]["pool"] == train_size
 
+    assert provenance["head_only"] and json.loads((final / "config.json").read_text())["use_weighted_layer_sum"]
+    # the 100%-label references: whole-classifier fine-tuning from TAPT and from the untouched backbone
+    for name, backbone in [("finetune_all", str(out / "tapt")), ("finetune_all_no_tapt", "tiny")]:
+        reference = json.loads((out / "finetune" / name / "model" / "metrics.json").read_text())
+        assert reference["num_labels"] == train_size and reference["backbone"] == backbone
+
     report = (out / "results.md").read_text()
     for setting in ("entropy-kmeans", "random-kmeans", "full_data", "entropy-kmeans-no_tapt"):
         assert f"| {setting} |" in report
+    assert "| deployable model (final) | frozen encoder + linear layer-weighted head | tapt | 30 |" in report
+    assert "| finetune_all_no_tapt | whole classifier fine-tuned | tiny |" in report
     assert (out / "learning_curves.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "Deployable model:" in printed and "Report:" in printed

@@ -18,8 +18,10 @@ from ..train import class_weights
 
 
 class LayerWeightedHead(nn.Module):
-    def __init__(self, num_layers: int, hidden_size: int, num_labels: int, proj_size: int = 128, dropout: float = 0.3):
+    def __init__(self, num_layers: int, hidden_size: int, num_labels: int, proj_size: int = 128, dropout: float = 0.3,
+                 linear: bool = False):
         super().__init__()
+        self.linear = linear  # no ReLU: then the head equals wav2vec2's own (weighted layer sum -> projector -> classifier)
         self.layer_logits = nn.Parameter(torch.zeros(num_layers))
         self.proj = nn.Linear(hidden_size, proj_size)
         self.dropout = nn.Dropout(dropout)
@@ -28,7 +30,7 @@ class LayerWeightedHead(nn.Module):
     def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``feats`` [B, L, H] -> (logits [B, C], penultimate embedding [B, P] = the input of the last layer)."""
         pooled = (torch.softmax(self.layer_logits, 0)[None, :, None] * feats).sum(1)
-        embedding = torch.relu(self.proj(pooled))
+        embedding = self.proj(pooled) if self.linear else torch.relu(self.proj(pooled))
         return self.out(self.dropout(embedding)), embedding
 
 
@@ -41,6 +43,7 @@ class HeadTrainingArgs:
     proj_size: int = 128
     dropout: float = 0.3
     eval_every: int = 5  # epochs between validation checks (best-UA checkpoint is kept)
+    linear: bool = False  # a linear head (exportable into Wav2Vec2ForSequenceClassification, see al/export.py)
 
 
 class HeadClassifier:
@@ -61,7 +64,8 @@ class HeadClassifier:
         gen = torch.Generator().manual_seed(seed)
         num_layers, hidden = feats.shape[1], feats.shape[2]
         if not (warm_start and self.model is not None):
-            self.model = LayerWeightedHead(num_layers, hidden, self.num_labels, self.args.proj_size, self.args.dropout)
+            self.model = LayerWeightedHead(num_layers, hidden, self.num_labels, self.args.proj_size, self.args.dropout,
+                                           self.args.linear)
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.args.learning_rate, weight_decay=self.args.weight_decay)
         x, y = self._norm(feats), torch.as_tensor(labels, dtype=torch.long)
         loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(np.asarray(labels), self.num_labels)))

@@ -88,9 +88,11 @@ class HeadLearner:
         return self.head.predict(feats, mc_passes=mc_passes if "mc_probs" in needs else 0, seed=seed)
 
     def evaluate(self, split: str) -> dict:
-        data = self.splits[split]
-        pred = self.head.predict(self.features[split])["probs"].argmax(1)
-        return ser_metrics(data.labels, pred, self.label_names)
+        return self.evaluate_head(self.head, split)
+
+    def evaluate_head(self, head: HeadClassifier, split: str) -> dict:
+        pred = head.predict(self.features[split])["probs"].argmax(1)
+        return ser_metrics(self.splits[split].labels, pred, self.label_names)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
