@@ -43,6 +43,11 @@ def test_state_round_trip_and_resume(tmp_path):
     assert again.rounds[0]["phase"] == "labelled"
     with pytest.raises(StateError, match="changed: \\['seed'\\]"):
         RunState.open(tmp_path, {**config, "seed": 1}, resume=True)
+    # an option added in a later version resumes an older run at its default value, and only then
+    newer = {**config, "warm_start": False}
+    assert RunState.open(tmp_path, newer, resume=True, defaults={"warm_start": False}).labels() == {"c/a": 1, "c/b": 0}
+    with pytest.raises(StateError, match="changed: \\['warm_start'\\]"):
+        RunState.open(tmp_path, {**config, "warm_start": True}, resume=True, defaults={"warm_start": False})
 
 
 def test_state_never_repeats_an_id_or_accepts_foreign_labels(tmp_path):

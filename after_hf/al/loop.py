@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +205,8 @@ def run_al(args: ALArguments) -> RunState:
 
         check_recipe(load_recipe(args.finetune_config, "finetune"), [FinetuneArguments], f"recipe {args.finetune_config}")
     # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up).
-    state = RunState.open(args.out, config, args.resume)
+    defaults = {f.name: f.default for f in fields(ALArguments) if f.default is not MISSING}
+    state = RunState.open(args.out, config, args.resume, defaults)
     learner = make_learner(args, splits, labels)
     oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())))
     stopper = StabilisingPredictions(args.stop_kappa, args.stop_patience) if args.stop_kappa else None

@@ -75,7 +75,10 @@ class RunState:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, run_dir: str | Path, config: dict[str, Any], resume: bool) -> "RunState":
+    def open(cls, run_dir: str | Path, config: dict[str, Any], resume: bool,
+             defaults: dict[str, Any] | None = None) -> "RunState":
+        """Start a run, or resume one made with the same options. ``defaults``: options added to after-hf after
+        the run started are accepted at their default value (a run from an older version still resumes)."""
         run_dir = Path(run_dir)
         state_path = run_dir / STATE_FILE
         if state_path.exists():
@@ -90,8 +93,12 @@ class RunState:
             check_state(data, state_path)
             if data["config_fingerprint"] != config_fingerprint(config):
                 saved = read_json(run_dir / CONFIG_FILE, "run config") if (run_dir / CONFIG_FILE).is_file() else {}
+                defaults = defaults or {}
                 changed = sorted(k for k in set(saved) | set(config)
-                                 if k not in RESUMABLE_OPTIONS and saved.get(k) != config.get(k))
+                                 if k not in RESUMABLE_OPTIONS and saved.get(k) != config.get(k)
+                                 and not (k not in saved and k in defaults and config.get(k) == defaults[k]))
+                if saved and not changed:
+                    return cls(run_dir, data)
                 raise StateError(f"--resume with a different configuration than {run_dir} was started with "
                                  f"(changed: {changed}). Use the original options, or another --out.")
             return cls(run_dir, data)
