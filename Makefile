@@ -34,7 +34,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-test: setup  ## the whole test suite (offline, ~10 min on 2 cores)
+test: setup  ## the whole test suite (offline; ~2 min on 2 quiet cores)
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests
 
 test-fast: setup  ## the tests not marked slow
