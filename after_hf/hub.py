@@ -186,6 +186,14 @@ def _label_fraction(provenance: dict, training: dict) -> tuple[float | None, str
     return 1.0, f"supervised fine-tuning on all labels of the training split{counted} (no active learning)."
 
 
+def _training_sentence(provenance: dict) -> str:
+    if provenance.get("head_only"):
+        return ("Training: the whole encoder frozen (head-only active learning); a softmax-weighted sum of its layers, "
+                "a linear projector, mean pooling over time and a linear classifier trained on the labelled utterances "
+                "(wav2vec2's `use_weighted_layer_sum` head).")
+    return "Fine-tuning: CNN feature encoder frozen, masked mean pooling and a linear head, class-weighted cross-entropy."
+
+
 def _tapt_sentence(provenance: dict) -> str:
     tapt = provenance.get("tapt")
     if not tapt:
@@ -293,7 +301,7 @@ utterances.
 - Backbone: {base_md}.
 - {_tapt_sentence(provenance)}
 - Labels: {method}
-- Fine-tuning: CNN feature encoder frozen, masked mean pooling and a linear head, class-weighted cross-entropy.{hyper_md}
+- {_training_sentence(provenance)}{hyper_md}
 
 ## How to use
 

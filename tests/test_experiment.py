@@ -73,6 +73,7 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     shown = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert shown[("test", "unweighted_accuracy")] == pytest.approx(metrics["test"]["ua"], abs=1e-4)
     assert "entropy" in card.text and "30.0% of the available training labels" in card.text
+    assert "whole encoder frozen (head-only active learning)" in card.text  # says how the deployable model was made
     assert "cremad" in card.data.to_dict()["model-index"][0]["results"][0]["dataset"]["name"]
 
 
