@@ -88,43 +88,44 @@ def plan(args: ExperimentArguments) -> list[dict]:
 
 
 def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
-    """Whole-classifier fine-tuning: the deployable model on the AL labels, and optionally the 100%-label references."""
+    """Supervised stages: the deployable model on the AL labels, and optionally the 100%-label references."""
     from .al.state import RunState
     from .data.manifest import load_manifest
     from .finetune_stage import finetune_stage, head_stage
 
     out = Path(args.out)
     tapt_dir = tapt_dir_of(args, folds_of(args)[0])  # the deployable model and references: first fold
-    manifest, seed = runs[0].manifest, args.seeds[0]
-    stages = []
+    manifest, seed, source = runs[0].manifest, args.seeds[0], runs[0]  # first strategy x cold start, first seed
+    stages = []  # (timing name, output dir, backbone, labelled ids -> label or None = all, description)
     if args.final_model != "none":
-        source = runs[0]  # first strategy x first cold start, first seed
         labelled = RunState.read(source.out).labels()
-        stages.append(("final", tapt_dir, labelled, f"{len(labelled)} labels chosen by {Path(source.out).name}"))
-    pool = len(load_manifest(manifest, split="train"))
-    base = {"base_model": args.backbone, "language": "en",
-            "tapt": {"data": f"training-split audio of {manifest}", "recipe": args.tapt_config} if args.tapt_config else None,
-            "training_data": {"name": ("generated espeak-ng corpus (after-hf synth)" if args.synth_utterances else
-                                       " + ".join(c.split("=", 1)[0] for c in args.corpus)) + f", {args.protocol} protocol",
-                              "type": "after-hf-synth" if args.synth_utterances else "+".join(c.split("=", 1)[0] for c in args.corpus)}}
+        stages.append(("final_model", out / "final", tapt_dir, labelled, f"{len(labelled)} labels chosen by {Path(source.out).name}"))
     if args.finetune_references:
-        stages.append(("finetune_all", tapt_dir, None, "100% of the labels, from TAPT"))
+        stages.append(("finetune_all", out / "finetune" / "finetune_all", tapt_dir, None, "100% of the labels, from TAPT"))
         if args.tapt_config:
-            stages.append(("finetune_all_no_tapt", args.backbone, None, "100% of the labels, without TAPT"))
-    for name, backbone, labelled, what in stages:
-        as_head = name == "final" and args.final_model == "head"
-        kind = "frozen encoder + linear head" if as_head else "whole classifier"
-        print(f"\n[fine-tune] {name}: {kind} from {backbone}, {what}")
+            stages.append(("finetune_all_no_tapt", out / "finetune" / "finetune_all_no_tapt", args.backbone, None,
+                           "100% of the labels, without TAPT"))
+    corpora = "+".join(c.split("=", 1)[0] for c in args.corpus)
+    base = {"base_model": args.backbone, "language": "en",
+            "training_data": {"name": ("generated espeak-ng corpus (after-hf synth)" if args.synth_utterances else
+                                       corpora.replace("+", " + ")) + f", {args.protocol} protocol",
+                              "type": "after-hf-synth" if args.synth_utterances else corpora}}
+    pool = len(load_manifest(manifest, split="train"))
+    for name, stage_dir, backbone, labelled, what in stages:
+        as_head = name == "final_model" and args.final_model == "head"
+        print(f"\n[fine-tune] {name}: {'frozen encoder + linear head' if as_head else 'whole classifier'} from {backbone}, {what}")
         t0 = time.perf_counter()
-        provenance = {**base, "tapt": base["tapt"] if backbone == tapt_dir else None, "active_learning": None if labelled is None else
-                      {"strategy": runs[0].strategy, "cold_start": runs[0].cold_start, "labelled": len(labelled),
-                       "pool": pool, "run_dir": runs[0].out}, "head_only": as_head}
+        provenance = {**base, "head_only": as_head,
+                      "tapt": {"data": f"training-split audio of {manifest}", "recipe": args.tapt_config}
+                      if args.tapt_config and backbone == tapt_dir else None,
+                      "active_learning": None if labelled is None else
+                      {"strategy": source.strategy, "cold_start": source.cold_start, "labelled": len(labelled),
+                       "pool": pool, "run_dir": source.out}}
         if as_head:
-            summary = head_stage(out / "final", backbone, manifest, runs[0].cache_dir, seed, labelled, provenance)
+            summary = head_stage(stage_dir, backbone, manifest, source.cache_dir, seed, labelled, provenance)
         else:
-            summary = finetune_stage(out / "finetune" / name if name != "final" else out / "final", backbone, manifest,
-                                     args.finetune_config, seed, labelled, provenance)
-        timings[f"finetune_{name}" if name != "final" else "final_model"] = time.perf_counter() - t0
+            summary = finetune_stage(stage_dir, backbone, manifest, args.finetune_config, seed, labelled, provenance)
+        timings[name] = time.perf_counter() - t0
         test = summary.get("test", {})
         print(f"[fine-tune] {name}: test UA {test.get('ua', float('nan')):.3f}  WA {test.get('wa', float('nan')):.3f}")
 
