@@ -20,6 +20,18 @@ SYNTH_VOICES = 8
 SYNTH_SEED = 0
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one intra-op thread is faster, and far faster when the 2 cores are shared (no spin-waiting).
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory):
     from after_hf.data.synth import synthesize

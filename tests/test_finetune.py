@@ -18,13 +18,7 @@ FAST = dict(model="tiny", per_device_train_batch_size=8, learning_rate=3e-3, max
             mask_feature_length=16, logging_steps=1, early_stopping_patience=0, seed=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models: one intra-op thread is faster, and far faster when the 2 cores are shared (no spin-waiting)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,7 @@ FAST = ["--model_name_or_path", "tiny", "--batch_seconds", "8", "--max_seconds",
         "--learning_rate", "3e-3", "--warmup_steps", "2", "--seed", "0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(manifest, out, *flags) -> Path:
