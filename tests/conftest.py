@@ -5,6 +5,7 @@ Session-scoped, so the whole suite synthesises the corpus once (espeak-ng, a few
     synth_manifest  Path of its manifest (save_to_disk dir): speaker-independent train/validation/test,
                     4-class neutral/happy/angry/sad; load with after_hf.data.manifest.load_manifest
     tiny_manifest   Path of a 24-row manifest (2 utterances per label per split) cut from synth_manifest
+    tiny_model_dir  Path of an untrained tiny classifier (high / low) saved like a fine-tuned model
 """
 
 import os
@@ -30,6 +31,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """An untrained tiny classifier (classes high / low) saved as `after-hf finetune` saves one. Read-only."""
+    import torch
+
+    from after_hf.models import feature_extractor_for, load_classifier
+
+    torch.manual_seed(0)
+    model = load_classifier("tiny", ["high", "low"])
+    out = tmp_path_factory.mktemp("model") / "model"
+    model.save_pretrained(out)
+    feature_extractor_for(model.config).save_pretrained(out)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from datasets import concatenate_datasets
 from after_hf.cli import main as cli
 from after_hf.config import ConfigError, parse_args
 from after_hf.data.manifest import ManifestError, build_manifest, load_manifest, save_manifest
-from after_hf.models import ModelError, feature_extractor_for, load_classifier, load_config
+from after_hf.models import ModelError, load_config
 from after_hf.train import FinetuneArguments
 from tones import TONE_LABELS, make_tone_manifest
 
@@ -136,25 +136,14 @@ MANIFEST_ERRORS = {"duplicated ids": r"duplicated sample ids \['tones/.*'\]; ids
                    "no train split": "no 'train' rows"}
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny classifier saved as `after-hf finetune` saves one, classes high / low."""
-    torch.manual_seed(0)
-    model = load_classifier("tiny", ["high", "low"])
-    out = tmp_path_factory.mktemp("model") / "model"
-    model.save_pretrained(out)
-    feature_extractor_for(model.config).save_pretrained(out)
-    return out
-
-
 @pytest.mark.parametrize("command", ["al", "finetune", "evaluate"])
 @pytest.mark.parametrize("problem", list(MANIFEST_ERRORS))
-def test_bad_manifest_is_refused_before_any_work(tones, model_dir, tmp_path, command, problem):
+def test_bad_manifest_is_refused_before_any_work(tones, tiny_model_dir, tmp_path, command, problem):
     manifest, _ = _broken_manifest(tones, tmp_path, problem)
     out = tmp_path / "out"
     argv = {"al": ["al", "--manifest", str(manifest), "--out", str(out), "--backbone", "tiny", "--cache_dir", str(tmp_path / "cache")],
             "finetune": ["finetune", "--model", "tiny", "--manifest", str(manifest), "--output_dir", str(out)],
-            "evaluate": ["evaluate", "--model", str(model_dir), "--manifest", str(manifest), "--split", "train", "--out", str(out)]}
+            "evaluate": ["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "train", "--out", str(out)]}
     with pytest.raises(ManifestError, match=MANIFEST_ERRORS[problem] if problem != "no train split" else "no 'train'"):
         cli(argv[command])
     assert not out.exists()  # no run directory, no half-trained model, no report
@@ -177,23 +166,23 @@ def test_al_bad_options_leave_no_run_directory_and_the_fixed_command_runs(tones,
     assert cli([*base, "--budget", "8"]) == 0  # the corrected command, without --resume
 
 
-def test_evaluate_names_labels_the_model_does_not_know(tones, model_dir, tmp_path):
+def test_evaluate_names_labels_the_model_does_not_know(tones, tiny_model_dir, tmp_path):
     ds = load_manifest(tones, "test")
     rows = [{**{k: ds[i][k] for k in ("id", "path", "emotion_raw", "speaker", "corpus", "session", "duration", "split")},
              "label": TONE_LABELS[ds[i]["label"]]} for i in range(len(ds))]
     rows[0]["label"] = rows[0]["emotion_raw"] = "mid"
     manifest = save_manifest(build_manifest(rows, [*TONE_LABELS, "mid"]), tmp_path / "manifest")
     with pytest.raises(ValueError, match=r"manifest labels \['mid'\] are not classes of the model \['high', 'low'\]"):
-        cli(["evaluate", "--model", str(model_dir), "--manifest", str(manifest), "--out", str(tmp_path / "eval")])
+        cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--out", str(tmp_path / "eval")])
     assert not (tmp_path / "eval").exists()
 
 
 # -- model directories ---------------------------------------------------------------------------------------------
 
-def test_evaluate_names_what_is_missing_from_a_model_directory(tones, model_dir, tmp_path):
+def test_evaluate_names_what_is_missing_from_a_model_directory(tones, tiny_model_dir, tmp_path):
     run = ["evaluate", "--manifest", str(tones), "--out", str(tmp_path / "eval"), "--model"]
     no_weights = tmp_path / "no_weights"  # e.g. a fine-tuning run killed before it saved
-    shutil.copytree(model_dir, no_weights)
+    shutil.copytree(tiny_model_dir, no_weights)
     (no_weights / "model.safetensors").unlink()
     with pytest.raises(ModelError) as err:
         cli([*run, str(no_weights)])

@@ -25,19 +25,8 @@ def manifest(tmp_path_factory):
                               extra=[("test", "high", 12.0)])
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """An (untrained) tiny classifier saved as `after-hf finetune` saves one; labels in the reverse order."""
-    torch.manual_seed(0)
-    model = load_classifier("tiny", ["high", "low"])
-    out = tmp_path_factory.mktemp("model") / "model"
-    model.save_pretrained(out)
-    feature_extractor_for(model.config).save_pretrained(out)
-    return out
-
-
-def test_evaluate_cli_writes_json_png_and_table(manifest, model_dir, tmp_path, capsys):
-    assert cli(["evaluate", "--model", str(model_dir), "--manifest", str(manifest), "--split", "test", "--out", str(tmp_path)]) == 0
+def test_evaluate_cli_writes_json_png_and_table(manifest, tiny_model_dir, tmp_path, capsys):
+    assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "test", "--out", str(tmp_path)]) == 0
     table = capsys.readouterr().out
     assert "UA" in table and "WA" in table and "macro-F1" in table and "high" in table
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -60,8 +49,8 @@ def test_evaluate_refuses_a_named_config(manifest):
         cli(["evaluate", "--model", "tiny", "--manifest", str(manifest)])
 
 
-def test_predict_scores_full_length_utterances(manifest, model_dir):
-    model = load_classifier(str(model_dir), ["high", "low"]).eval()
+def test_predict_scores_full_length_utterances(manifest, tiny_model_dir):
+    model = load_classifier(str(tiny_model_dir), ["high", "low"]).eval()
     fe = feature_extractor_for(model.config)
     ds = load_manifest(manifest, "test")
     long_path = ds.filter(lambda d: d > 11, input_columns="duration")["path"][0]
@@ -86,8 +75,8 @@ def _short(manifest):
     return load_manifest(manifest, "test").filter(lambda d: d < 5, input_columns="duration")
 
 
-def test_predict_keeps_input_order(manifest, model_dir):
-    model = load_classifier(str(model_dir), ["high", "low"]).eval()
+def test_predict_keeps_input_order(manifest, tiny_model_dir):
+    model = load_classifier(str(tiny_model_dir), ["high", "low"]).eval()
     fe = feature_extractor_for(model.config)
     ds = _short(manifest)
     one_by_one = predict(model, fe, ds, batch_seconds=0.0, progress=False)  # every utterance alone: no padding
@@ -124,8 +113,8 @@ def test_length_batches_respect_the_padded_budget():
     assert [durations[b[0]] for b in batches] == sorted((durations[b[0]] for b in batches), reverse=True)
 
 
-def test_mc_dropout_samples_vary_and_are_seeded(manifest, model_dir):
-    model = load_classifier(str(model_dir), ["high", "low"], hidden_dropout=0.3).eval()
+def test_mc_dropout_samples_vary_and_are_seeded(manifest, tiny_model_dir):
+    model = load_classifier(str(tiny_model_dir), ["high", "low"], hidden_dropout=0.3).eval()
     fe = feature_extractor_for(model.config)
     ds = _short(manifest)
     out = predict(model, fe, ds, mc_dropout_passes=4, seed=1, progress=False)
