@@ -35,7 +35,7 @@ def head_stage(out_dir: str | Path, backbone: str, manifest: str, cache_dir: str
     from .al.export import export_linear_head, train_linear_head
     from .al.head import HeadTrainingArgs
     from .al.learners import HeadLearner, SplitData
-    from .evaluate import evaluate_dataset, load_model_for_eval, write_report
+    from .evaluation import evaluate_dataset, load_model_for_eval, write_report
 
     model_dir = Path(out_dir) / "model"
     if (model_dir / "metrics.json").is_file():
@@ -59,8 +59,8 @@ def head_stage(out_dir: str | Path, backbone: str, manifest: str, cache_dir: str
 def finetune_stage(out_dir: str | Path, backbone: str, manifest: str, recipe: str, seed: int,
                    labelled: dict[str, int] | None = None, provenance: dict | None = None) -> dict:
     """Fine-tune ``backbone`` on the manifest's train split (or only ``labelled`` id -> label), score the test split."""
-    from .evaluate import evaluate_dataset, write_report
-    from .train import FinetuneArguments, finetune
+    from .evaluation import evaluate_dataset, write_report
+    from .finetune import FinetuneArguments, finetune
 
     out_dir = Path(out_dir)
     metrics_path = out_dir / "model" / "metrics.json"

@@ -17,7 +17,7 @@ from after_hf.cli import main as cli
 from after_hf.config import ConfigError, parse_args
 from after_hf.data.manifest import ManifestError, build_manifest, load_manifest, save_manifest
 from after_hf.models import ModelError, load_config
-from after_hf.train import FinetuneArguments
+from after_hf.finetune import FinetuneArguments
 from tones import TONE_LABELS, make_tone_manifest
 
 

@@ -11,7 +11,7 @@ from after_hf.al.learners import HeadLearner, SplitData
 from after_hf.al.head import HeadTrainingArgs
 from after_hf.data.audio import load_audio
 from after_hf.data.manifest import label_names, load_manifest
-from after_hf.evaluate import load_model_for_eval
+from after_hf.evaluation import load_model_for_eval
 from after_hf.inference import predict
 
 

@@ -174,7 +174,7 @@ def pickle_only_dir(tmp_path_factory):
 
 def _loaders(model_dir):
     from after_hf.al.features import load_backbone
-    from after_hf.evaluate import load_model_for_eval
+    from after_hf.evaluation import load_model_for_eval
     from after_hf.models import load_classifier, load_pretraining_model
 
     return {

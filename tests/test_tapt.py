@@ -234,7 +234,7 @@ def test_demo_recipe_matches_the_demo_backbone_and_parses():
 
 
 def test_paper_recipes_parse():
-    from after_hf.train import FinetuneArguments
+    from after_hf.finetune import FinetuneArguments
 
     (t,) = parse_args([tapt.TaptArguments], ["--config", str(ROOT / "recipes/paper/tapt_wav2vec2_base.yaml"),
                                              "--manifest", "m", "--output_dir", "o"], section="tapt")

@@ -1,5 +1,5 @@
 """Full mode: every round re-fine-tunes the whole wav2vec2 classifier from the backbone (the TAPT
-checkpoint), as AFTER does, through ``after_hf.train.finetune``; pool scoring uses ``after_hf.inference.predict``.
+checkpoint), as AFTER does, through ``after_hf.finetune.finetune``; pool scoring uses ``after_hf.inference.predict``.
 MC dropout here re-runs the whole encoder T times (the stock head has no dropout of its own)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import load_recipe, check_recipe
 from ..models import load_classifier, load_feature_extractor
-from ..train import FinetuneArguments, finetune
+from ..finetune import FinetuneArguments, finetune
 from ..inference import predict
 from .features import FeatureCache
 from .learners import SplitData, ser_metrics

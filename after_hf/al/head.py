@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..train import class_weights
+from ..finetune import class_weights
 
 
 class LayerWeightedHead(nn.Module):

@@ -201,7 +201,7 @@ def run_al(args: ALArguments) -> RunState:
         load_config(args.backbone)
         check_weights(args.backbone)
     if args.mode == "full" and args.finetune_config:  # the fine-tuning recipe of every round, checked up front
-        from ..train import FinetuneArguments
+        from ..finetune import FinetuneArguments
 
         check_recipe(load_recipe(args.finetune_config, "finetune"), [FinetuneArguments], f"recipe {args.finetune_config}")
     # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up).

@@ -1,7 +1,7 @@
 """Fine-tune a wav2vec2-style audio classifier (full or LoRA) on a manifest; keep the best validation-UA model.
 
     after-hf finetune --config recipes/demo/finetune.yaml
-    accelerate launch -m after_hf.train --config recipes/paper/finetune_iemocap_folds.yaml   # DDP / bf16 on GPUs
+    accelerate launch -m after_hf.finetune --config recipes/paper/finetune_iemocap_folds.yaml   # DDP / bf16 on GPUs
 
 The loop, checkpointing, DDP and mixed precision are transformers' ``Trainer``. What is ours:
 random crops of at most ``max_train_seconds`` re-drawn every epoch (full-length utterances in evaluation);
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validation ({args.eval_split}): UA {result.metrics['ua']:.4f}  WA {result.metrics['wa']:.4f}  "
               f"macro-F1 {result.metrics['macro_f1']:.4f}")
     if args.test_split:
-        from .evaluate import evaluate_dataset, write_report
+        from .evaluation import evaluate_dataset, write_report
 
         test_ds = load_manifest(args.manifest, split=args.test_split)
         scores, rows = evaluate_dataset(result.model, result.feature_extractor, test_ds, names, args.eval_batch_seconds)
