@@ -4,6 +4,9 @@
 
 Writes OUT/metrics.json, OUT/confusion_matrix.png and OUT/predictions.csv, and prints a per-class table.
 Utterances are scored at full length (never truncated), batched by length (``inference.predict``).
+When the split's clips have rater votes (IEMOCAP, CREMA-D with its rating files, ...), the predicted probabilities
+are also scored against the vote distribution (KL, Brier, vote accuracy: ``metrics.soft_labels``), under
+``soft_labels`` in metrics.json, and predictions.csv gets the votes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from .data.manifest import label_names as manifest_label_names
 from .data.manifest import load_manifest
 from .inference import predict
 from .io import atomic_write_json, atomic_write_text
-from .metrics import compute_ser_metrics
+from .data.ratings import has_votes, vote_matrix
+from .metrics import compute_ser_metrics, compute_soft_label_metrics
 from .models import is_named, load_classifier, load_config, load_feature_extractor
 from .plots import plot_confusion_matrix
 
@@ -79,6 +83,14 @@ def evaluate_dataset(model, feature_extractor, ds, label_names: Sequence[str], b
     scores = compute_ser_metrics(predicted, references, label_names)
     scores["num_samples"] = len(ds)
     rows = {"id": list(ds["id"]), "reference": references, "predicted": predicted, "probs": out["probs"]}
+    if has_votes(ds):
+        try:
+            votes, _ = vote_matrix(ds, label_names)
+        except ValueError as err:  # votes on a class the model lacks: the hard-label scores still stand
+            scores["soft_labels"] = {"skipped": str(err)}
+        else:
+            scores["soft_labels"] = compute_soft_label_metrics(out["probs"], votes)
+            rows["votes"] = votes
     return scores, rows
 
 
@@ -93,6 +105,14 @@ def format_table(scores: dict) -> str:
     lines.append(f"{'UA':<{width}}  {scores['ua']:7.4f}   (mean per-class recall)")
     lines.append(f"{'WA':<{width}}  {scores['wa']:7.4f}   (accuracy)")
     lines.append(f"{'macro-F1':<{width}}  {scores['macro_f1']:7.4f}")
+    soft = scores.get("soft_labels")
+    if soft and "skipped" in soft:
+        lines.append(f"vote distribution not scored: {soft['skipped']}")
+    elif soft:
+        lines.append(f"against the raters' votes ({soft['num_rated']} of {scores['num_samples']} clips rated):")
+        lines.append(f"{'KL':<{width}}  {soft['kl']:7.4f}   (KL(votes || predicted), nats; 0 = predicts the vote split)")
+        lines.append(f"{'Brier':<{width}}  {soft['brier']:7.4f}   (sum of squared differences to the vote distribution)")
+        lines.append(f"{'vote acc':<{width}}  {soft['vote_accuracy']:7.4f}   (chance a random rater chose the predicted class)")
     return "\n".join(lines)
 
 
@@ -106,9 +126,11 @@ def write_report(scores: dict, out_dir: str | Path, title: str | None = None, ro
         buf = io.StringIO()
         writer = csv.writer(buf)
         names = scores["label_names"]
-        writer.writerow(["id", "reference", "predicted", *[f"p_{n}" for n in names]])
-        for i, ref, pred, probs in zip(rows["id"], rows["reference"], rows["predicted"], rows["probs"]):
-            writer.writerow([i, names[ref], names[pred], *[f"{p:.5f}" for p in probs]])
+        votes = rows.get("votes")
+        writer.writerow(["id", "reference", "predicted", *[f"p_{n}" for n in names], *([f"votes_{n}" for n in names] if votes is not None else [])])
+        for j, (i, ref, pred, probs) in enumerate(zip(rows["id"], rows["reference"], rows["predicted"], rows["probs"])):
+            extra = [f"{v:.4f}" for v in votes[j]] if votes is not None else []
+            writer.writerow([i, names[ref], names[pred], *[f"{p:.5f}" for p in probs], *extra])
         paths["predictions"] = out_dir / "predictions.csv"
         atomic_write_text(paths["predictions"], buf.getvalue())
     return paths

@@ -49,6 +49,35 @@ IEMOCAP_SPEC = [  # (speaker gender letter, category) spoken in every session; s
 ]
 
 
+IEMOCAP_WORDS = {"neu": "Neutral", "hap": "Happiness", "exc": "Excited", "ang": "Anger", "sad": "Sadness",
+                 "fru": "Frustration", "sur": "Surprise", "oth": "Other", "dis": "Disgust", "fea": "Fear", "xxx": "Anger"}
+
+
+def iemocap_rater_lines(session: int, i: int, gender: str, cat: str) -> list[tuple[str, tuple | None]]:
+    """The C-/A- lines written under turn ``i`` and, per line, the (rater, codes, self_eval) it must become.
+
+    Two evaluators always; every even turn a third who names two categories (with a ';' inside the comment); every
+    third turn the speaker's self-evaluation; turn 1 of each dialog an 'Other:text' answer and a 'Neutral state';
+    turn 3 two more evaluators who say Neutral (a 2-2 tie unless the turn is neutral); turn 0 of session 5 a
+    category IEMOCAP does not define."""
+    word = IEMOCAP_WORDS[cat]
+    code = "ang" if cat == "xxx" else cat
+    lines = [(f"C-E1:\t{word};\t()", ("iemocap/E1", (code,), False)),
+             (f"C-E2:\t{word};\t(mildly {word.lower()})", ("iemocap/E2", (code,), False))]
+    if i % 2 == 0:
+        lines.append((f"C-E3:\t{word}; Frustration;\t(tense; ready)", ("iemocap/E3", (code, "fru"), False)))
+    if i == 1:
+        lines.append(("C-E4:\tOther:sarcastic; Neutral state;\t()", ("iemocap/E4", ("oth", "neu"), False)))
+    if i == 3:
+        lines += [(f"C-E{k}:\tNeutral;\t()", (f"iemocap/E{k}", ("neu",), False)) for k in (5, 6)]
+    if i == 0 and session == 5:
+        lines.append(("C-E6:  Neutral state; Bored;  ()", ("iemocap/E6", ("neu", "Bored"), False)))  # spaces, not tabs
+    if i % 3 == 0:
+        lines.append((f"C-{gender}1:\tSadness;\t(self)", (f"iemocap/Ses0{session}{gender}", ("sad",), True)))
+    lines += [("A-E1:\tval 3; act 2; dom  2;\t()", None), (f"A-{gender}1:\tval 2; act 3; dom  3;\t()", None)]
+    return lines
+
+
 def make_iemocap(root: Path, tone: Path) -> Path:
     """Session{n}/dialog/EmoEvaluation/<dialog>.txt + Session{n}/sentences/wav/<dialog>/<utt>.wav, one impro and
     one script dialog per session; plus the clutter of the real release (Categorical/, a ._ file)."""
@@ -61,8 +90,8 @@ def make_iemocap(root: Path, tone: Path) -> Path:
             lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
             for i, (gender, cat) in enumerate(utts):
                 utt = f"{dialog}_{gender}{i:03d}"
-                lines += [f"[{i * 3.1:.4f} - {i * 3.1 + 2.5:.4f}]\t{utt}\t{cat}\t[2.5000, 3.0000, 2.5000]",
-                          "C-E1:\tNeutral;\t()", "A-E1:\tval 3; act 2; dom  2;\t()", ""]
+                lines += [f"[{i * 3.1:.4f} - {i * 3.1 + 2.5:.4f}]\t{utt}\t{cat}\t[{2 + i % 3:.4f}, 3.0000, {n}.5000]"]
+                lines += [text for text, _ in iemocap_rater_lines(n, i, gender, cat)] + [""]
                 put(tone, session / "sentences" / "wav" / dialog / f"{utt}.wav")
             txt = session / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
             txt.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,24 @@ corpus root, without extension>``) that active-learning state is keyed by; ``aud
 ``Audio(sampling_rate=16000)`` column holding the path (decoded lazily); ``path`` is the same path
 as a plain string; ``label`` is a ``ClassLabel`` of the target label set.
 
+Rater columns (see RATING_COLUMNS and ``after_hf.data.ratings``; written by every ``build_manifest``, not
+required by ``check_manifest``, so manifests made before them still load). A writer fills only ``ratings`` (and
+``vad`` where known); ``build_manifest`` derives the rest, so a generator (e.g. simulated raters) passes rows like
+
+    {"id": ..., "label": "angry", ..., "ratings": [{"rater": "sim/r1", "labels": ["angry"]},
+                                                   {"rater": "sim/r2", "labels": ["angry", "sad"]}]}
+
+* ``ratings``: list of ``{"rater": str, "labels": [str], "raw": [str], "self_eval": bool}``, one per answer:
+  ``labels`` in the label set or ``"_other"`` (ratings.OTHER: an emotion outside the label set), several when
+  the rater named several; ``raw`` the corpus' own codes (default: ``labels``); ``rater`` an id or "" (default);
+  ``self_eval`` a speaker rating their own turn (default false; not counted unless asked).
+* derived: ``n_raters`` (int32), ``votes`` (float32 x K, K = number of labels), ``votes_other`` (float32),
+  ``vote_dist`` (float32 x K), ``vote_agreement`` (float32, null without answers), ``vote_majority`` (string, ""
+  on a tie or without answers), ``vote_top`` (list of strings). Definitions in ``after_hf.data.ratings``.
+* ``vad``: IEMOCAP's averaged [valence, activation, dominance] (1-5 scales), [] where the corpus has none.
+
+A clip without ratings has ``ratings`` [], ``n_raters`` 0, zero votes, a null agreement and no majority.
+
 On disk the ``audio`` column is stored as the path string: ``save_to_disk`` would otherwise copy every
 audio file into the manifest (datasets embeds local files of Audio columns), a second copy of the corpus.
 ``load_manifest`` casts it back to ``Audio``.
@@ -17,10 +35,11 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from datasets import Audio, ClassLabel, Dataset, Features, Value, load_from_disk
+from datasets import Audio, ClassLabel, Dataset, Features, List, Value, load_from_disk
 
 from .. import SAMPLING_RATE
 from ..io import replace_dir
+from .ratings import OTHER, RATING_COLUMNS, counted, tally
 
 DEFAULT_LABELS = ("neutral", "happy", "angry", "sad")  # AFTER / IEMOCAP 4-class
 SPLITS = ("train", "validation", "test")
@@ -47,18 +66,54 @@ def manifest_features(label_names: Sequence[str]) -> Features:
             "session": Value("string"),
             "duration": Value("float32"),
             "split": Value("string"),
+            **rating_features(len(label_names)),
         }
     )
 
 
-def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LABELS) -> Dataset:
-    """Rows (dicts with MANIFEST_COLUMNS; ``label`` as a name or an index) -> a sorted, checked Dataset.
+def rating_features(num_labels: int) -> dict:
+    return {
+        "ratings": List({"rater": Value("string"), "labels": List(Value("string")), "raw": List(Value("string")),
+                         "self_eval": Value("bool")}),
+        "n_raters": Value("int32"),
+        "votes": List(Value("float32"), length=num_labels),
+        "votes_other": Value("float32"),
+        "vote_dist": List(Value("float32"), length=num_labels),
+        "vote_agreement": Value("float32"),
+        "vote_majority": Value("string"),
+        "vote_top": List(Value("string")),
+        "vad": List(Value("float32")),
+    }
 
-    Rows are sorted by ``id`` so the manifest does not depend on directory-listing order.
+
+def _ratings(row: dict, label_names: Sequence[str]) -> list[dict]:
+    """A row's answers with defaults filled in; a label outside the label set (and not OTHER) is an error."""
+    allowed = set(label_names) | {OTHER}
+    out = []
+    for r in row.get("ratings") or ():
+        labels = [str(x) for x in r.get("labels") or ()]
+        unknown = sorted(set(labels) - allowed)
+        if unknown:
+            raise ManifestError(
+                f"row {row['id']}: rater answer {unknown} is not in the label set {list(label_names)}; map it to a label, "
+                f"or to '{OTHER}' for an emotion outside the label set."
+            )
+        raw = r.get("raw")
+        out.append({"rater": str(r.get("rater") or ""), "labels": labels, "raw": [str(x) for x in (labels if raw is None else raw)],
+                    "self_eval": bool(r.get("self_eval", False))})
+    return out
+
+
+def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LABELS, count_self_evaluations: bool = False) -> Dataset:
+    """Rows (dicts with MANIFEST_COLUMNS; ``label`` as a name or an index; optional ``ratings`` / ``vad``) -> a
+    sorted, checked Dataset with the vote columns derived (incoming derived columns are recomputed).
+
+    Rows are sorted by ``id`` so the manifest does not depend on directory-listing order. Self-evaluations count in
+    the votes only with ``count_self_evaluations``.
     """
     label_names = list(label_names)
     rows = sorted(rows, key=lambda r: r["id"])
-    columns: dict[str, list] = {c: [] for c in MANIFEST_COLUMNS}
+    columns: dict[str, list] = {c: [] for c in MANIFEST_COLUMNS + RATING_COLUMNS}
     for row in rows:
         missing = [c for c in MANIFEST_COLUMNS if c not in row and c != "audio"]
         if missing:
@@ -75,6 +130,10 @@ def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LA
                 columns[c].append(int(label))
             else:
                 columns[c].append(row[c])
+        ratings = _ratings(row, label_names)
+        derived = tally(counted(ratings, count_self_evaluations), label_names)
+        for c, value in {"ratings": ratings, **derived, "vad": [float(v) for v in row.get("vad") or ()]}.items():
+            columns[c].append(value)
     features = manifest_features(label_names)
     # paths go in as strings and become Audio by an Arrow cast: Audio.encode_example would import torchcodec (~5 s)
     ds = Dataset.from_dict(columns, features=Features({**features, "audio": Value("string")}))
@@ -93,6 +152,9 @@ def check_manifest(ds: Dataset, where: str, check_files: bool = True) -> None:
         )
     if not isinstance(ds.features["label"], ClassLabel):
         raise ManifestError(f"{where}: column 'label' must be a ClassLabel; re-create it with `after-hf prepare`.")
+    partial = [c for c in RATING_COLUMNS if c not in ds.column_names]
+    if len(partial) not in (0, len(RATING_COLUMNS)):
+        raise ManifestError(f"{where}: has some rater columns but lacks {partial}; re-create it with `after-hf prepare`.")
     ids = ds["id"]
     if len(set(ids)) != len(ids):
         seen, dups = set(), []

@@ -7,6 +7,9 @@ Every file is accounted for: kept (per label x corpus), dropped (emotion outside
 excluded by design (e.g. RAVDESS song, hidden files), not fitting the corpus layout, or bad audio (with the
 reason: undecodable, empty, zero frames, NaN, shorter than --min_seconds, digital silence, or a second file
 with the same id); per corpus, seen = kept + dropped + excluded + bad. The table is printed and saved, with the options and timings, in ``<out>/prepare_report.json``.
+Where a corpus ships per-rater labels (IEMOCAP's C- lines, CREMA-D's rating files, a metadata.csv / Hub ratings
+column) every answer goes into the manifest with the vote distribution, agreement and majority derived from it
+(``after_hf.data.ratings``), and one summary line per rated corpus is printed.
 Several corpora make one merged pool (AFTER's noisy pool: with ``--protocol loso`` the corpora without
 sessions all go to train, IEMOCAP gives validation and test).
 """
@@ -31,6 +34,7 @@ from .audio import MIN_SECONDS, AudioError, load_audio
 from .corpora import READERS, CorpusError, Skipped, Utterance
 from .labels import LabelError, LabelMap
 from .manifest import SPLITS, build_manifest, save_manifest
+from .ratings import OTHER, format_summary, summary
 from .splits import assign_splits
 
 REPORT_NAME = "prepare_report.json"
@@ -70,7 +74,9 @@ class PrepareArguments:
     hub_label_column: str = field(default="label", metadata={"help": "hub: the emotion column (ClassLabel or string)."})
     hub_speaker_column: Optional[str] = field(default=None, metadata={"help": "hub: the speaker column (without one every row is its own speaker)."})
     hub_session_column: Optional[str] = field(default=None, metadata={"help": "hub: the session column (for --protocol loso)."})
+    hub_ratings_column: Optional[str] = field(default=None, metadata={"help": "hub: a column of rater answers: 'angry;angry;neutral' / 'r1=angry;r2=sad+neutral', a list of answers, or a list of {rater, label} (default: none)."})
     hub_audio_dir: Optional[str] = field(default=None, metadata={"help": "hub: where audio stored inside the dataset is written (default: <out>_hub_audio)."})
+    count_self_evaluations: bool = field(default=False, metadata={"help": "Count speakers' ratings of their own turns (IEMOCAP C-F1/C-M1 lines) in the votes, agreement and majority. Default: kept in the ratings column, flagged self_eval, not counted (the speaker knows the intended emotion)."})
 
 
 def parse_corpora(specs: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
@@ -102,8 +108,25 @@ def _read(name: str, path: str, args: PrepareArguments) -> list[Utterance | Skip
             path, audio_dir=args.hub_audio_dir or f"{args.out.rstrip('/')}_hub_audio", split=args.hub_split,
             config=args.hub_config, audio_column=args.hub_audio_column, label_column=args.hub_label_column,
             speaker_column=args.hub_speaker_column, session_column=args.hub_session_column,
+            ratings_column=args.hub_ratings_column,
         ))
     return list(READERS[name](path))
+
+
+def _rating_targets(item: Utterance, label_map: LabelMap, unknown: dict[str, Counter]) -> list[dict]:
+    """An utterance's rater answers with each emotion mapped by the label map (OTHER where it drops it)."""
+    out = []
+    for rating in item.ratings:
+        labels = []
+        for raw in rating.emotions:
+            try:
+                target = label_map.target(item.corpus, raw)
+            except LabelError:
+                unknown[item.corpus][raw] += 1
+                target = None
+            labels.append(OTHER if target is None else target)
+        out.append({"rater": rating.rater, "labels": labels, "raw": list(rating.emotions), "self_eval": rating.self_eval})
+    return out
 
 
 def _check_audio(paths: list[str], min_seconds: float, workers: int) -> tuple[dict[str, float], dict[str, str]]:
@@ -136,6 +159,7 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
 
     rows, bad, excluded = [], [], []
     dropped: dict[str, Counter] = defaultdict(Counter)
+    unknown_answers: dict[str, Counter] = defaultdict(Counter)  # corpus -> rater category outside its vocabulary -> n
     owner: dict[str, str] = {}  # id -> the path that took it (x.wav and x.flac would share one)
     for name, path in corpora.items():
         for item in _read(name, path, args):
@@ -157,7 +181,7 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
             if target is None:
                 dropped[name][item.emotion_raw] += 1
                 continue
-            rows.append({**item.__dict__, "label": target})
+            rows.append({**item.__dict__, "label": target, "ratings": _rating_targets(item, label_map, unknown_answers)})
     read_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -188,10 +212,15 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
         if n > 1 and per_corpus_speakers[corpus] == n:
             notes.append(f"{corpus}: no speaker information, every utterance is its own speaker (split is per utterance, not speaker-independent)")
     names = label_map.label_names({r["label"] for r in rows})
-    ds = build_manifest(rows, names)
+    for r in rows:  # an answer's emotion the label set keeps but no kept clip has (possible with "native") is outside it
+        r["ratings"] = [{**a, "labels": [t if t in names else OTHER for t in a["labels"]]} for a in r["ratings"]]
+    notes += [f"{corpus}: {sum(n.values())} rater answers name categories the corpus does not define "
+              f"({dict(sorted(n.items()))}); counted as outside the label set" for corpus, n in sorted(unknown_answers.items())]
+    ds = build_manifest(rows, names, count_self_evaluations=args.count_self_evaluations)
     save_manifest(ds, args.out)
 
     report = _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes, read_seconds, check_seconds, n_checked)
+    report["ratings"] = summary(ds)
     atomic_write_json(Path(args.out) / REPORT_NAME, report)
     if verbose:
         print(format_report(report))
@@ -277,6 +306,7 @@ def format_report(report: dict) -> str:
     for split, e in report["splits"].items():
         labels = " ".join(f"{n}={c}" for n, c in e["labels"].items())
         lines.append(f"{split:<11} {e['utterances']:>6} utt {len(e['speakers']):>4} speakers {e['hours']:7.2f} h  {labels}")
+    lines += [format_summary(corpus, s, report["options"].get("count_self_evaluations", False)) for corpus, s in report.get("ratings", {}).items()]
     lines += [f"note: {n}" for n in report["notes"]]
     t = report["timing"]
     lines.append(f"audio check: {t['files_checked']} files in {t['audio_check_seconds']:.1f} s ({t['audio_check_seconds_per_1000_files']:.1f} s per 1000 files)")

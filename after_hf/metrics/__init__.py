@@ -1,4 +1,5 @@
-"""Honest SER metrics (UA, WA, macro-F1, per-class recall, confusion matrix) through a local `evaluate` module."""
+"""Honest SER metrics (UA, WA, macro-F1, per-class recall, confusion matrix) through a local `evaluate` module,
+and soft-label scores against the raters' vote distribution (``soft_labels``: KL, cross-entropy, Brier)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
+
+from .soft_labels import compute_soft_label_metrics
+
+__all__ = ["SER_METRICS_PATH", "compute_ser_metrics", "compute_soft_label_metrics", "load_ser_metrics"]
 
 SER_METRICS_PATH = str(Path(__file__).resolve().parent / "ser_metrics")  # evaluate.load(SER_METRICS_PATH)
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from . import cremad, emodb, emovdb, folder, hub, iemocap, ravdess, savee, shemo, tess
-from .base import AUDIO_EXTENSIONS, CorpusError, Skipped, Utterance
+from .base import AUDIO_EXTENSIONS, CorpusError, Rating, RatingsError, Skipped, Utterance
 
 READERS = {
     "iemocap": iemocap.read,
@@ -21,4 +21,4 @@ READERS = {
     "hub": hub.read,
 }
 
-__all__ = ["READERS", "AUDIO_EXTENSIONS", "CorpusError", "Skipped", "Utterance"]
+__all__ = ["READERS", "AUDIO_EXTENSIONS", "CorpusError", "Rating", "RatingsError", "Skipped", "Utterance"]

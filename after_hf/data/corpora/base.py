@@ -1,4 +1,9 @@
-"""What every corpus reader yields: an Utterance per usable file, a Skipped (with its reason) per other file."""
+"""What every corpus reader yields: an Utterance per usable file, a Skipped (with its reason) per other file.
+
+An Utterance may carry its raters' answers (``ratings``, one Rating per answer, in the corpus' own emotion codes)
+and dimensional averages (``vad``); ``prepare`` maps the codes to the label set and the manifest derives the vote
+columns from them (see ``after_hf.data.ratings``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,24 @@ class CorpusError(ValueError):
     """A corpus path that does not look like the corpus; the message says which folder was expected."""
 
 
+class RatingsError(CorpusError):
+    """A ratings file or column that cannot be read as rater answers; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One rater's answer about one clip.
+
+    ``emotions`` are in the corpus' own codes (IEMOCAP ``fru``, CREMA-D ``ANG``, free text for folder/hub), several
+    when the rater named several categories in one answer; ``self_eval`` marks a speaker rating their own turn
+    (IEMOCAP's C-F1 / C-M1 lines). ``rater`` is a corpus-prefixed id, or "" when the corpus gives none.
+    """
+
+    rater: str
+    emotions: tuple[str, ...]
+    self_eval: bool = False
+
+
 @dataclass(frozen=True)
 class Utterance:
     id: str  # <corpus>/<path relative to the corpus root, without extension>
@@ -21,6 +44,8 @@ class Utterance:
     speaker: str  # globally unique: prefixed with the corpus
     corpus: str
     session: str = ""  # IEMOCAP "Session1".."Session5"; empty where a corpus has no sessions
+    ratings: tuple[Rating, ...] = ()  # every rater answer the corpus ships for this clip (none: the corpus has none)
+    vad: tuple[float, ...] = ()  # IEMOCAP's averaged [valence, activation, dominance] (1-5); empty elsewhere
 
 
 @dataclass(frozen=True)
@@ -51,3 +76,28 @@ def strip_to(root: str | Path, inner: str | None = None) -> Path:
     if not root.is_dir():
         raise CorpusError(f"corpus path {root} does not exist or is not a folder: pass the folder the corpus was unpacked to.")
     return root.parent if inner and root.name == inner else root
+
+
+def parse_ratings_text(text: str, where: str, prefix: str = "") -> tuple[Rating, ...]:
+    """Rater answers written as text (metadata.csv ``ratings`` column, a string Hub ratings column).
+
+    ``angry;angry;neutral``: three answers, one per rater, separated by ``;``. ``r1=angry;r2=sad+neutral``: with
+    rater ids (``id=``), and a rater naming two categories (``+``). Labels are free text, mapped like the label
+    column. Empty text = no ratings. Rater ids get ``prefix/``; ``where`` names the file/row in errors.
+    """
+    out, seen = [], set()
+    for item in str(text).split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        rater, _, answer = item.rpartition("=")
+        rater = rater.strip()
+        emotions = tuple(e.strip() for e in answer.split("+") if e.strip())
+        if not emotions:
+            raise RatingsError(f"{where}: rater answer '{item}' names no emotion; write e.g. 'angry;angry;neutral' or 'r1=angry;r2=sad+neutral'.")
+        if rater:
+            if rater in seen:
+                raise RatingsError(f"{where}: rater '{rater}' answers twice; give one answer per rater (several emotions joined with '+').")
+            seen.add(rater)
+        out.append(Rating(f"{prefix}/{rater}" if rater and prefix else rater, emotions))
+    return tuple(out)

@@ -1,5 +1,13 @@
 """Any dataset ``load_dataset`` can open (a Hub id, a local data folder) or a ``save_to_disk`` folder, with column
-mapping. Audio stored inside the dataset (bytes) is written once to ``audio_dir`` so the manifest can point at files."""
+mapping. Audio stored inside the dataset (bytes) is written once to ``audio_dir`` so the manifest can point at files.
+
+An optional ratings column (``ratings_column``) holds the raters' answers per row, as
+* a string in the ``metadata.csv`` format: ``angry;angry;neutral`` or ``r1=angry;r2=sad+neutral``;
+* a list with one answer per rater: strings (``"angry"``, ``"r1=sad+neutral"``) or ClassLabel indices (decoded with
+  the list's ClassLabel, else the label column's);
+* a list of dicts ``{"rater": ..., "label": ...}`` (``labels`` or ``emotion`` also accepted; a list value = several
+  emotions in one answer).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from typing import Iterator
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 from tqdm.auto import tqdm
 
-from .base import CorpusError, Skipped, Utterance
+from .base import CorpusError, Rating, RatingsError, Skipped, Utterance, parse_ratings_text
 
 NAME = "hub"
 
@@ -44,6 +52,46 @@ def _write_bytes(target: Path, data: bytes) -> None:
     tmp.replace(target)
 
 
+def _decoder(feature, label_feature, where: str):
+    """A function int -> label name for ClassLabel-coded answers."""
+    inner = getattr(feature, "feature", None)
+    names = inner if isinstance(inner, ClassLabel) else label_feature if isinstance(label_feature, ClassLabel) else None
+
+    def decode(value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return str(value)
+        if names is None:
+            raise RatingsError(f"{where}: answer {value} is a number but neither the ratings nor the label column is a ClassLabel; store label names.")
+        return names.int2str(value)
+
+    return decode
+
+
+def _ratings(value, decode, where: str) -> tuple[Rating, ...]:
+    """One row's ratings cell -> Ratings (see the module docstring for the accepted shapes)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return parse_ratings_text(value, where, NAME)
+    if not isinstance(value, (list, tuple)):
+        raise RatingsError(f"{where}: a ratings cell must be a string or a list, got {type(value).__name__}; see --hub_ratings_column in `after-hf prepare --help`.")
+    out = []
+    for answer in value:
+        if isinstance(answer, dict):
+            rater = str(answer.get("rater") or "")
+            emotions = next((answer[k] for k in ("labels", "label", "emotion") if answer.get(k) is not None), None)
+            if emotions is None:
+                raise RatingsError(f"{where}: answer {answer} has no 'label' (or 'labels' / 'emotion') key.")
+            emotions = emotions if isinstance(emotions, (list, tuple)) else [emotions]
+            out.append(Rating(f"{NAME}/{rater}" if rater else "", tuple(decode(e) for e in emotions)))
+        else:
+            parsed = parse_ratings_text(decode(answer), where, NAME)
+            if len(parsed) != 1:
+                raise RatingsError(f"{where}: list element '{answer}' must be exactly one answer (join several emotions with '+').")
+            out.append(parsed[0])
+    return tuple(out)
+
+
 def read(
     source: str,
     audio_dir: str | Path,
@@ -53,16 +101,21 @@ def read(
     label_column: str = "label",
     speaker_column: str | None = None,
     session_column: str | None = None,
+    ratings_column: str | None = None,
 ) -> Iterator[Utterance | Skipped]:
     audio_dir = Path(audio_dir)
     for split_name, ds in _open(source, config, split).items():
-        missing = [c for c in (audio_column, label_column, speaker_column, session_column) if c and c not in ds.column_names]
+        columns = (audio_column, label_column, speaker_column, session_column, ratings_column)
+        missing = [c for c in columns if c and c not in ds.column_names]
         if missing:
             raise CorpusError(
                 f"dataset '{source}' split '{split_name}' has no column(s) {missing}; it has {ds.column_names}. "
-                f"Map them with --hub_audio_column / --hub_label_column / --hub_speaker_column / --hub_session_column."
+                f"Map them with --hub_audio_column / --hub_label_column / --hub_speaker_column / --hub_session_column"
+                f" / --hub_ratings_column."
             )
         label_feature = ds.features[label_column]
+        where = f"dataset '{source}' split '{split_name}' column '{ratings_column}'"
+        decode = _decoder(ds.features[ratings_column], label_feature, where) if ratings_column else None
         if audio_column in ds.features and isinstance(ds.features[audio_column], Audio):
             ds = ds.cast_column(audio_column, Audio(decode=False))
         for i, row in enumerate(tqdm(ds, desc=f"hub {split_name}", unit="row", disable=len(ds) < 1000)):
@@ -91,4 +144,5 @@ def read(
                 continue
             speaker = str(row[speaker_column]) if speaker_column else f"{split_name}/{i:06d}"
             session = str(row[session_column]) if session_column else ""
-            yield Utterance(uid, path, str(label), f"{NAME}/{speaker}", NAME, session)
+            ratings = _ratings(row[ratings_column], decode, f"{where} row {i}") if ratings_column else ()
+            yield Utterance(uid, path, str(label), f"{NAME}/{speaker}", NAME, session, ratings)
