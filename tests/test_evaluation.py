@@ -11,6 +11,7 @@ from after_hf.cli import main as cli
 from after_hf.data.audio import load_audio
 from after_hf.data.manifest import load_manifest
 from after_hf.inference import length_batches, pooled_forward, predict
+from after_hf.metrics import compute_soft_label_metrics
 from after_hf.models import feature_extractor_for, load_classifier
 from tones import make_tone_manifest
 
@@ -42,6 +43,42 @@ def test_evaluate_cli_writes_json_png_and_table(manifest, tiny_model_dir, tmp_pa
     predicted = [r["predicted"] for r in rows]
     refs = [r["reference"] for r in rows]
     assert metrics["wa"] == pytest.approx(np.mean([p == r for p, r in zip(predicted, refs)]))
+
+
+def tone_votes(i: int, split: str, label: str) -> list[dict]:
+    """Even test rows: 2 raters say the label, 1 the other class; odd rows: no raters."""
+    other = "low" if label == "high" else "high"
+    return [{"labels": [label]}, {"labels": [label]}, {"labels": [other]}] if split == "test" and i % 2 == 0 else []
+
+
+def test_evaluate_scores_against_the_vote_distribution(tiny_model_dir, tmp_path, capsys):
+    rated = make_tone_manifest(tmp_path / "rated", {"train": 1, "validation": 1, "test": 3}, ratings=tone_votes)
+    out = tmp_path / "eval"
+    assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(rated), "--split", "test", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    soft = json.loads((out / "metrics.json").read_text())["soft_labels"]
+    with open(out / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    # the model's classes are [high, low], the manifest's [low, high]: votes are matched by name
+    probs = np.array([[float(r["p_high"]), float(r["p_low"])] for r in rows])
+    votes = np.array([[float(r["votes_high"]), float(r["votes_low"])] for r in rows])
+    ds = load_manifest(rated, "test")
+    for r, row in zip(rows, ds):
+        names = ds.features["label"].names
+        if row["n_raters"]:
+            assert r[f"votes_{names[row['label']]}"] == "0.6667"
+    expected = compute_soft_label_metrics(probs, votes)
+    assert soft["num_rated"] == sum(n > 0 for n in ds["n_raters"]) == 3
+    for key in ("kl", "brier", "vote_accuracy", "cross_entropy"):
+        assert soft[key] == pytest.approx(expected[key], abs=1e-4)
+    assert f"{soft['num_rated']} of 6 clips rated" in table and "KL" in table and "Brier" in table
+
+
+def test_evaluate_without_votes_reports_hard_labels_only(manifest, tiny_model_dir, tmp_path):
+    assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--out", str(tmp_path)]) == 0
+    assert "soft_labels" not in json.loads((tmp_path / "metrics.json").read_text())
+    with open(tmp_path / "predictions.csv") as fh:
+        assert not any(c.startswith("votes_") for c in next(csv.reader(fh)))
 
 
 def test_evaluate_refuses_a_named_config(manifest):

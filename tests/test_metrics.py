@@ -1,4 +1,5 @@
-"""The local `ser_metrics` evaluate module: equal to scikit-learn, honest on absent classes, loads offline."""
+"""The local `ser_metrics` evaluate module: equal to scikit-learn, honest on absent classes, loads offline; the
+soft-label scores against vote distributions: by hand and equal to scikit-learn where it has them."""
 
 import json
 import os
@@ -7,9 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, brier_score_loss, confusion_matrix, f1_score, log_loss,
+                             recall_score)
 
-from after_hf.metrics import SER_METRICS_PATH, compute_ser_metrics, load_ser_metrics
+from after_hf.metrics import SER_METRICS_PATH, compute_ser_metrics, compute_soft_label_metrics, load_ser_metrics
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +68,54 @@ def test_loads_offline_from_a_fresh_cache(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, SER_METRICS_PATH], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(0.75)
+
+
+# ---------------------------------------------------------------- soft labels: scores against the vote distribution
+
+def test_soft_label_scores_by_hand():
+    # raters split 1/1 between neutral and happy; the model says 0.4 / 0.3 / 0.2 / 0.1; a second clip has no votes
+    probs = [[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]]
+    votes = [[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    out = compute_soft_label_metrics(probs, votes)
+    assert out["num_rated"] == 1
+    assert out["kl"] == pytest.approx(0.5 * np.log(0.5 / 0.4) + 0.5 * np.log(0.5 / 0.3))
+    assert out["votes_entropy"] == pytest.approx(np.log(2))
+    assert out["cross_entropy"] == pytest.approx(-(0.5 * np.log(0.4) + 0.5 * np.log(0.3)))
+    assert out["brier"] == pytest.approx(0.1**2 + 0.2**2 + 0.2**2 + 0.1**2)
+    assert out["vote_accuracy"] == 0.5  # predicted neutral; half the raters chose it
+    perfect = compute_soft_label_metrics([[0.5, 0.5, 0, 0]], [[0.5, 0.5, 0, 0]])
+    assert perfect["kl"] == pytest.approx(0, abs=1e-12) and perfect["brier"] == 0
+    confident_miss = compute_soft_label_metrics([[1.0, 0, 0, 0]], [[0, 1.0, 0, 0]])
+    assert np.isfinite(confident_miss["kl"]) and confident_miss["kl"] == pytest.approx(-np.log(np.finfo(float).eps))
+
+
+def test_soft_label_scores_equal_sklearn():
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(4), size=50)
+    # one rater per clip: the soft scores are sklearn's log_loss and multi-class Brier score
+    y = rng.integers(0, 4, size=50)
+    out = compute_soft_label_metrics(probs, np.eye(4)[y])
+    assert out["cross_entropy"] == pytest.approx(log_loss(y, probs, labels=range(4)), rel=1e-12)
+    assert out["kl"] == pytest.approx(out["cross_entropy"], rel=1e-12) and out["votes_entropy"] == 0
+    assert out["brier"] == pytest.approx(brier_score_loss(y, probs, labels=range(4)), rel=1e-12)
+    # several raters: each answer is a sample weighted by its share of the clip's votes
+    counts = rng.integers(0, 4, size=(50, 4))
+    counts[counts.sum(axis=1) == 0, 0] = 1
+    votes = counts / counts.sum(axis=1, keepdims=True)
+    clip, label = np.nonzero(votes)
+    out = compute_soft_label_metrics(probs, votes)
+    weighted = dict(sample_weight=votes[clip, label], labels=range(4))
+    assert out["cross_entropy"] == pytest.approx(log_loss(label, probs[clip], **weighted), rel=1e-10)
+    # the expected Brier score of one rater's answer = Brier against the distribution + the raters' own spread
+    assert out["brier"] + np.mean(1 - (votes**2).sum(axis=1)) == pytest.approx(brier_score_loss(label, probs[clip], **weighted), rel=1e-10)
+
+
+def test_soft_label_scores_refuse_what_is_not_a_distribution():
+    with pytest.raises(ValueError, match="no clip has votes"):
+        compute_soft_label_metrics([[0.5, 0.5]], [[0, 0]])
+    with pytest.raises(ValueError, match="votes must be a distribution"):
+        compute_soft_label_metrics([[0.5, 0.5]], [[2, 1]])  # counts, not a distribution
+    with pytest.raises(ValueError, match="probs must be a distribution"):
+        compute_soft_label_metrics([[2.0, -1.0]], [[1, 0]])  # logits, not probabilities
+    with pytest.raises(ValueError, match=r"\[N, K\]"):
+        compute_soft_label_metrics([[0.5, 0.5]], [[1, 0, 0]])

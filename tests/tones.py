@@ -4,6 +4,7 @@ both with noise and random lengths, speakers drawn independently of the class. W
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -22,8 +23,10 @@ def tone(label: str, seconds: float, rng: np.random.Generator, sr: int = 16000) 
 
 
 def make_tone_manifest(root: str | Path, per_class: dict[str, int] | None = None, seed: int = 0,
-                       seconds: tuple[float, float] = (0.5, 1.5), extra: list[tuple[str, str, float]] = ()) -> Path:
-    """Manifest dir under ``root``; ``extra`` adds (split, label, seconds) rows, e.g. one 12-s test utterance."""
+                       seconds: tuple[float, float] = (0.5, 1.5), extra: list[tuple[str, str, float]] = (),
+                       ratings: Callable[[int, str, str], list[dict]] | None = None) -> Path:
+    """Manifest dir under ``root``; ``extra`` adds (split, label, seconds) rows, e.g. one 12-s test utterance;
+    ``ratings(i, split, label)`` gives row i's rater answers (manifest ``ratings`` format)."""
     root = Path(root)
     per_class = per_class or {"train": 12, "validation": 6, "test": 6}
     rng = np.random.default_rng(seed)
@@ -34,5 +37,6 @@ def make_tone_manifest(root: str | Path, per_class: dict[str, int] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, tone(label, dur, rng), 16000)
         rows.append(dict(id=f"tones/{path.stem}", path=str(path), label=label, emotion_raw=label,
-                         speaker=f"spk{rng.integers(4)}", corpus="tones", session="1", duration=float(dur), split=split))
+                         speaker=f"spk{rng.integers(4)}", corpus="tones", session="1", duration=float(dur), split=split,
+                         ratings=ratings(i, split, label) if ratings else []))
     return save_manifest(build_manifest(rows, TONE_LABELS), root / "manifest")

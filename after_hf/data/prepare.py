@@ -74,7 +74,7 @@ class PrepareArguments:
     hub_label_column: str = field(default="label", metadata={"help": "hub: the emotion column (ClassLabel or string)."})
     hub_speaker_column: Optional[str] = field(default=None, metadata={"help": "hub: the speaker column (without one every row is its own speaker)."})
     hub_session_column: Optional[str] = field(default=None, metadata={"help": "hub: the session column (for --protocol loso)."})
-    hub_ratings_column: Optional[str] = field(default=None, metadata={"help": "hub: a column of rater answers: 'angry;angry;neutral' / 'r1=angry;r2=sad+neutral', a list of answers, or a list of {rater, label} (default: none)."})
+    hub_ratings_column: Optional[str] = field(default=None, metadata={"help": "hub: a column of rater answers: 'angry;angry;neutral' / 'r1=angry;r2=sad+neutral', a list of answers, or a list of {rater, label}."})
     hub_audio_dir: Optional[str] = field(default=None, metadata={"help": "hub: where audio stored inside the dataset is written (default: <out>_hub_audio)."})
     count_self_evaluations: bool = field(default=False, metadata={"help": "Count speakers' ratings of their own turns (IEMOCAP C-F1/C-M1 lines) in the votes, agreement and majority. Default: kept in the ratings column, flagged self_eval, not counted (the speaker knows the intended emotion)."})
 

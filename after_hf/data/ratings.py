@@ -134,8 +134,9 @@ def summary(ds) -> dict[str, dict]:
 
 def format_summary(corpus: str, s: dict, count_self_evaluations: bool) -> str:
     """One line: ``ratings (iemocap): 5531/5531 clips rated, 3.2 raters per clip (2-6), mean agreement 0.81, ...``."""
+    spread = f"{s['min']}-{s['max']}" if s["min"] is not None else "none counted"
     line = (f"ratings ({corpus}): {s['rated']}/{s['clips']} clips rated, {s['raters_per_clip']:.1f} raters per clip "
-            f"({s['min']}-{s['max']}), mean agreement {s['mean_agreement']:.2f}, {s['ties']} ties (no majority), "
+            f"({spread}), mean agreement {s['mean_agreement']:.2f}, {s['ties']} ties (no majority), "
             f"{100 * s['other_share']:.1f}% of answers outside the label set, vote majority != label on {s['majority_differs']} clips")
     if s["self_evaluations"]:
         line += (f"; {s['self_evaluations']} self-evaluations " +
