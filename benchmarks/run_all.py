@@ -40,6 +40,8 @@ BENCHMARKS = [
     ("bench_tapt_batching", "TAPT throughput: dynamic length batches vs fixed-size padded batches",
      ["--utterances", "200", "--audio_seconds", "120", "--repeats", "1"]),
     ("bench_strategies", "query strategy selection time", ["--n", "1000"]),
+    ("bench_manifest_ratings", "prepare time and manifest size with vs without per-rater columns (IEMOCAP layout)",
+     ["--turns", "200", "--repeats", "1"]),
 ]
 DEFAULT_CORPUS, QUICK_CORPUS = 1000, 200
 

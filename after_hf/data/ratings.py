@@ -103,9 +103,9 @@ def summary(ds) -> dict[str, dict]:
     if "n_raters" not in ds.column_names:
         return {}
     names = ds.features["label"].names
-    columns = ds.select_columns(["corpus", "label", "ratings", "n_raters", "votes_other", "vote_agreement", "vote_majority", "vote_top"])
+    columns = ds.select_columns(["corpus", "label", "ratings", "n_raters", "votes_other", "vote_agreement", "vote_majority", "vote_top"]).to_dict()
     per: dict[str, dict] = {}
-    for row in columns:
+    for row in (dict(zip(columns, values)) for values in zip(*columns.values())):
         if not row["ratings"]:
             continue
         s = per.setdefault(row["corpus"], {"rated": 0, "answers": 0, "min": None, "max": 0, "agreement": 0.0, "ties": 0,
