@@ -58,8 +58,8 @@ def iemocap_rater_lines(session: int, i: int, gender: str, cat: str) -> list[tup
 
     Two evaluators always; every even turn a third who names two categories (with a ';' inside the comment); every
     third turn the speaker's self-evaluation; turn 1 of each dialog an 'Other:text' answer and a 'Neutral state';
-    turn 3 two more evaluators who say Neutral (a 2-2 tie unless the turn is neutral); turn 0 of session 5 a
-    category IEMOCAP does not define."""
+    turn 3 two more evaluators who say Neutral (a 2-2 tie unless the turn is neutral); turn 4 three more who say
+    Sadness (outvoting the header's category); turn 0 of session 5 a category IEMOCAP does not define."""
     word = IEMOCAP_WORDS[cat]
     code = "ang" if cat == "xxx" else cat
     lines = [(f"C-E1:\t{word};\t()", ("iemocap/E1", (code,), False)),
@@ -70,6 +70,8 @@ def iemocap_rater_lines(session: int, i: int, gender: str, cat: str) -> list[tup
         lines.append(("C-E4:\tOther:sarcastic; Neutral state;\t()", ("iemocap/E4", ("oth", "neu"), False)))
     if i == 3:
         lines += [(f"C-E{k}:\tNeutral;\t()", (f"iemocap/E{k}", ("neu",), False)) for k in (5, 6)]
+    if i == 4:
+        lines += [(f"C-E{k}:\tSadness;\t()", (f"iemocap/E{k}", ("sad",), False)) for k in (4, 5, 6)]
     if i == 0 and session == 5:
         lines.append(("C-E6:  Neutral state; Bored;  ()", ("iemocap/E6", ("neu", "Bored"), False)))  # spaces, not tabs
     if i % 3 == 0:

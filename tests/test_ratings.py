@@ -36,6 +36,12 @@ def iemocap(tmp_path_factory, tone):
     return root, ds
 
 
+def report_json(out: Path) -> dict:
+    import json
+
+    return json.loads((Path(out) / "prepare_report.json").read_text())
+
+
 def by_id(ds) -> dict:
     return {row["id"]: row for row in ds.remove_columns("audio")}
 
@@ -135,9 +141,18 @@ def test_cli_prints_the_ratings_summary_and_the_unknown_category(iemocap, tmp_pa
     lines = capsys.readouterr().out.splitlines()
     line = next(ln for ln in lines if ln.startswith("ratings (iemocap): "))
     answers = sum(sum(not a["self_eval"] for a in r["ratings"]) for r in by_id(ds).values())
-    assert line.startswith(f"ratings (iemocap): 60/60 clips rated, {answers / 60:.1f} raters per clip (2-4), mean agreement ")
+    counts = [r["n_raters"] for r in by_id(ds).values()]
+    assert (min(counts), max(counts)) == (2, 6)
+    assert line.startswith(f"ratings (iemocap): 60/60 clips rated, {answers / 60:.1f} raters per clip (2-6), mean agreement ")
     mean_agreement = np.mean([r["vote_agreement"] for r in by_id(ds).values()])
     assert f"mean agreement {mean_agreement:.2f}," in line and "self-evaluations kept but not counted" in line
+    rows = by_id(ds).values()
+    ties = sum(len(r["vote_top"]) > 1 for r in rows)
+    differs = sum(r["vote_majority"] not in ("", FOUR[r["label"]]) for r in rows)
+    selfs = sum(a["self_eval"] for r in rows for a in r["ratings"])
+    assert ties > 0 and differs > 0  # F003-style ties; "_other" majorities (E3's frustration halves can win)
+    assert f", {ties} ties (no majority), " in line and f"other than the label on {differs} clips; {selfs} self-evaluations" in line
+    assert report_json(tmp_path / "m")["ratings"]["iemocap"]["ties"] == ties
     assert any("rater answers name categories the corpus does not define ({'Bored': 2})" in ln for ln in lines)
 
 

@@ -22,6 +22,9 @@ required by ``check_manifest``, so manifests made before them still load). A wri
 * ``vad``: IEMOCAP's averaged [valence, activation, dominance] (1-5 scales), [] where the corpus has none.
 
 A clip without ratings has ``ratings`` [], ``n_raters`` 0, zero votes, a null agreement and no majority.
+A generator that writes a corpus on disk rather than manifest rows (``after-hf synth``, CREMA-D layout) writes
+its raters' answers as CREMA-D's ``finishedResponses.csv`` (columns ``localid``, ``queryType`` = 1, ``clipName``,
+``respEmo``; see ``corpora/cremad.py``), and ``prepare`` fills these columns from it.
 
 On disk the ``audio`` column is stored as the path string: ``save_to_disk`` would otherwise copy every
 audio file into the manifest (datasets embeds local files of Audio columns), a second copy of the corpus.

@@ -122,7 +122,7 @@ def summary(ds) -> dict[str, dict]:
         s["agreement"] += row["vote_agreement"]
         s["other"] += row["votes_other"]
         s["ties"] += len(row["vote_top"]) > 1
-        s["majority_differs"] += row["vote_majority"] != names[row["label"]]
+        s["majority_differs"] += row["vote_majority"] not in ("", names[row["label"]])  # ties are counted apart
     clips = Counter(ds["corpus"])
     for corpus, s in per.items():
         scored = s["rated"] - s["no_counted_answer"]
@@ -137,7 +137,7 @@ def format_summary(corpus: str, s: dict, count_self_evaluations: bool) -> str:
     spread = f"{s['min']}-{s['max']}" if s["min"] is not None else "none counted"
     line = (f"ratings ({corpus}): {s['rated']}/{s['clips']} clips rated, {s['raters_per_clip']:.1f} raters per clip "
             f"({spread}), mean agreement {s['mean_agreement']:.2f}, {s['ties']} ties (no majority), "
-            f"{100 * s['other_share']:.1f}% of answers outside the label set, vote majority != label on {s['majority_differs']} clips")
+            f"{100 * s['other_share']:.1f}% of answers outside the label set, a vote majority other than the label on {s['majority_differs']} clips")
     if s["self_evaluations"]:
         line += (f"; {s['self_evaluations']} self-evaluations " +
                  ("counted" if count_self_evaluations else "kept but not counted (--count_self_evaluations counts them)"))

@@ -13,7 +13,9 @@ raters also judged the face alone and the audio-visual clip, which is not what a
   the row key is 100000 x queryType + clip number, so voice-only rows have keys 100001..; columns ``A`` .. ``S``
   hold the counts, ``fileName`` the stem.
 Both files sit at the corpus root (``processedResults/`` inside it), as in the CheyneyComputerScience/CREMA-D
-repository. A clip without any answer gets no ratings.
+repository. A clip without any answer gets no ratings. A generator (e.g. simulated raters for a synth corpus in
+this layout) need only write ``finishedResponses.csv`` with the columns ``localid``, ``queryType`` (1),
+``clipName`` (the file stem) and ``respEmo`` (A, D, F, H, N or S), one row per answer.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def _rows(path: Path, needed: set[str]) -> Iterator[dict]:
         yield from reader
 
 
+def _stem(name: str) -> str:
+    """The clip's file stem, whether the file names it with an extension (``1001_DFA_ANG_XX.flv``) or without."""
+    name = name.strip()
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
 def _distracted(root: Path) -> set[tuple[str, str, str]]:
     path = root / FIRST_CLICKS
     if not path.is_file():
@@ -72,7 +80,7 @@ def _from_responses(root: Path) -> dict[str, list[Rating]]:
         if (row.get("sessionNums", "").strip(), VOICE_ONLY, row.get("questNum", "").strip()) in distracted:
             continue
         answer = row["respEmo"].strip()
-        out[row["clipName"].strip()].append(Rating(f"{NAME}/{row['localid'].strip()}", (RESPONSE_CODES.get(answer, answer),)))
+        out[_stem(row["clipName"])].append(Rating(f"{NAME}/{row['localid'].strip()}", (RESPONSE_CODES.get(answer, answer),)))
     return out
 
 
@@ -87,7 +95,7 @@ def _from_tabulated(root: Path) -> dict[str, list[Rating]]:
             counts = {code: int(float(row[letter])) for letter, code in RESPONSE_CODES.items()}
         except ValueError as err:
             raise RatingsError(f"{path} row {key}: vote counts must be numbers ({err}); restore the file.") from err
-        out[row["fileName"].strip()] = [Rating("", (code,)) for code, n in counts.items() for _ in range(n)]
+        out[_stem(row["fileName"])] = [Rating("", (code,)) for code, n in counts.items() for _ in range(n)]
     return out
 
 
