@@ -22,7 +22,9 @@ ALL_OF_POOL = 1 - 1e-9  # a fraction that rounds to every sample of the pool (1 
 class ExperimentArguments:
     out: str = field(metadata={"help": "Experiment directory (corpus/, manifest/, tapt/, al/<run>/, results.md)."})
     synth_utterances: int = field(default=0, metadata={"help": "Generate this many utterances with espeak-ng as the corpus (0 = use --corpus)."})
-    synth_voices: int = field(default=10, metadata={"help": "Distinct generated speakers (voices)."})
+    synth_voices: int = field(default=32, metadata={"help": "Distinct generated speakers (voices)."})
+    synth_profile: str = field(default="recipes/demo/corpus.yaml", metadata={"help": "Profile of the generated corpus (class shares, emotion effects, speakers, lengths; see `after-hf synth --help`)."})
+    label_noise: float = field(default=0.0, metadata={"help": "Generated corpus: probability that a clip's label is wrong (AFTER's noisy pool; the ceiling still scores the true emotion)."})
     corpus: list[str] = field(default_factory=list, metadata={"help": "Corpora on disk as NAME=PATH (iemocap, ravdess, cremad, ...); several = a merged pool."})
     protocol: str = field(default="speaker", metadata={"help": "Split protocol passed to prepare: speaker (speaker-independent) or loso (IEMOCAP folds)."})
     folds: list[int] = field(default_factory=lambda: [1], metadata={"help": "LOSO folds to run (IEMOCAP: 1 2 3 4 5)."})
@@ -130,6 +132,25 @@ def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> Non
         print(f"[fine-tune] {name}: test UA {test.get('ua', float('nan')):.3f}  WA {test.get('wa', float('nan')):.3f}")
 
 
+def reference_stage(args: ExperimentArguments, out: Path, timings: dict) -> None:
+    """OUT/references.json: the acoustic baseline (every corpus) and, for a generated corpus, the ceiling."""
+    from .reference import REFERENCES_FILE, acoustic_baseline, ceiling
+
+    path = out / REFERENCES_FILE
+    if path.is_file():
+        return
+    t0 = time.perf_counter()
+    fold = folds_of(args)[0]
+    manifest = out / (f"manifest_fold{fold}" if fold else "manifest")
+    refs = {"acoustic_baseline": acoustic_baseline(manifest, cache=out / "cache" / "prosodic_features.npz")}
+    truth = out / "corpus" / "synth_truth.csv"
+    if args.synth_utterances and truth.is_file():
+        refs["ceiling"] = ceiling(manifest, truth)
+    atomic_write_json(path, refs)
+    timings["references"] = time.perf_counter() - t0
+    print("[references] " + ", ".join(f"{name}: test UA {r['test_ua']:.3f}" for name, r in refs.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([ExperimentArguments], argv, prog="after-hf experiment", description=__doc__, section="experiment")
     out = Path(args.out)
@@ -159,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         from .data.synth import synthesize
 
         corpus_dir = out / "corpus"
-        synthesize(corpus_dir, num_utterances=args.synth_utterances, seed=0, voices=args.synth_voices)
+        synthesize(corpus_dir, num_utterances=args.synth_utterances, seed=0, voices=args.synth_voices,
+                   profile=args.synth_profile, label_noise=args.label_noise)
         corpora = [f"cremad={corpus_dir}"]
         timings["synth"] = time.perf_counter() - started
     from .data.prepare import prepare
@@ -170,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             prepare(dict(c.split("=", 1) for c in corpora), str(manifest), protocol=args.protocol, fold=fold or 1)
             timings[f"prepare{fold or ''}"] = time.perf_counter() - t0
+    reference_stage(args, out, timings)
     if args.tapt_config:
         from .tapt import main as tapt_main
 

@@ -99,16 +99,47 @@ def plot_learning_curves(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def load_references(experiment: Path) -> dict:
+    """``references.json`` (ceiling, acoustic baseline) written by the experiment, or {}."""
+    from .reference import REFERENCES_FILE
+
+    path = experiment / REFERENCES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _of_ceiling(ua: float, refs: dict) -> str:
+    ceiling = refs.get("ceiling", {}).get("test_ua")
+    return f"{ua / ceiling:.2f}" if ceiling else "–"
+
+
+def _references_section(refs: dict) -> list[str]:
+    if not refs:
+        return []
+    lines = ["## Reference rows (same split; test UA)", "",
+             "| reference | what | validation UA | test UA | × ceiling |", "|---|---|---|---|---|"]
+    for name in ("ceiling", "acoustic_baseline"):
+        if name in refs:
+            r = refs[name]
+            lines.append(f"| {name} | {r['what']} | {r.get('validation', {}).get('ua', float('nan')):.3f} | "
+                         f"{r['test_ua']:.3f} | {_of_ceiling(r['test_ua'], refs)} |")
+    if "acoustic_baseline" in refs and refs["acoustic_baseline"].get("raw_test_ua") is not None:
+        lines += ["", f"The same prosodic features without per-speaker normalisation: test UA "
+                      f"{refs['acoustic_baseline']['raw_test_ua']:.3f}."]
+    return lines + [""]
+
+
 def results_markdown(results: dict, experiment: Path) -> str:
-    lines = [f"# Results: {experiment}", ""]
+    refs = load_references(experiment)
+    lines = [f"# Results: {experiment}", "", *_references_section(refs)]
     baselines = {k: v for k, v in results.items() if k.startswith(BASELINE_PREFIX)}
     curves = {k: v for k, v in results.items() if not k.startswith(BASELINE_PREFIX)}
     lines += ["## Test metrics per labelling budget (mean ± std over seeds)", "",
-              "| setting | mode | % labelled | seeds | UA | WA | macro-F1 |", "|---|---|---|---|---|---|---|"]
+              "| setting | mode | % labelled | seeds | UA | × ceiling | WA | macro-F1 |", "|---|---|---|---|---|---|---|---|"]
     for setting, res in sorted(results.items()):
         for p in res["points"]:
             lines.append(f"| {setting} | {res['mode']} | {100 * p['fraction_labelled']:.1f} | {p['n_seeds']} | "
-                         f"{p['test_ua']:.3f} ± {p['test_ua_std']:.3f} | {p['test_wa']:.3f} ± {p['test_wa_std']:.3f} | "
+                         f"{p['test_ua']:.3f} ± {p['test_ua_std']:.3f} | {_of_ceiling(p['test_ua'], refs)} | "
+                         f"{p['test_wa']:.3f} ± {p['test_wa_std']:.3f} | "
                          f"{p['test_macro_f1']:.3f} ± {p['test_macro_f1_std']:.3f} |")
     lines += ["", "## Area under the UA learning curve (normalised by the budget range; higher is better)", "",
               "| setting | AUC(UA) | final UA |", "|---|---|---|"]
@@ -163,7 +194,7 @@ def build_report(experiment: str | Path) -> Path:
     results = aggregate(experiment)
     if not results:
         raise FileNotFoundError(f"no finished AL runs under {experiment}/al/*/summary.json: run `after-hf experiment` first.")
-    atomic_write_json(experiment / "results.json", results)
+    atomic_write_json(experiment / "results.json", {**results, **load_references(experiment)})
     plot_learning_curves(results, experiment / "learning_curves.png")
     report = experiment / "results.md"
     atomic_write_text(report, results_markdown(results, experiment))

@@ -1,7 +1,7 @@
 """Shared fixtures: a small generated emotional-speech corpus and its prepared manifest.
 
 Session-scoped, so the whole suite synthesises the corpus once (espeak-ng, a few seconds).
-    synth_corpus    Path of a 160-utterance, 8-speaker corpus in the CREMA-D layout (AudioWAV/*.wav)
+    synth_corpus    Path of a 160-utterance, 8-speaker corpus in the CREMA-D layout (AudioWAV/*.wav), short turns
     synth_manifest  Path of its manifest (save_to_disk dir): speaker-independent train/validation/test,
                     4-class neutral/happy/angry/sad; load with after_hf.data.manifest.load_manifest
     tiny_manifest   Path of a 24-row manifest (2 utterances per label per split) cut from synth_manifest
@@ -19,6 +19,13 @@ import pytest  # noqa: E402
 SYNTH_UTTERANCES = 160
 SYNTH_VOICES = 8
 SYNTH_SEED = 0
+
+
+def SHORT_TURNS() -> dict:
+    """The demo corpus profile with short, mostly one-sentence turns (fast tests)."""
+    from after_hf.data.synth import load_profile
+
+    return load_profile(None, lengths={"median_s": 1.4, "sigma": 0.25, "max_s": 4.0})
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +59,9 @@ def tiny_model_dir(tmp_path_factory):
 def synth_corpus(tmp_path_factory):
     from after_hf.data.synth import synthesize
 
+    # the demo's profile with one-sentence turns (~1.5-2.5 s): the suite encodes this corpus many times
     return synthesize(tmp_path_factory.mktemp("synth") / "corpus", num_utterances=SYNTH_UTTERANCES,
-                      seed=SYNTH_SEED, voices=SYNTH_VOICES)
+                      seed=SYNTH_SEED, voices=SYNTH_VOICES, progress=False, profile=SHORT_TURNS())
 
 
 @pytest.fixture(scope="session")

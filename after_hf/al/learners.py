@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
+from ..data.normalise import speaker_normalise
 from .features import FeatureCache
 from .head import HeadClassifier, HeadTrainingArgs
 
@@ -57,10 +58,12 @@ class HeadLearner:
     mode = "head_only"
 
     def __init__(self, backbone: str, splits: dict[str, SplitData], label_names: Sequence[str],
-                 cache_dir: str | Path, head_args: HeadTrainingArgs, init_seed: int = 0):
+                 cache_dir: str | Path, head_args: HeadTrainingArgs, init_seed: int = 0, speaker_norm: bool = False):
         self.splits, self.label_names = splits, list(label_names)
         self.cache = FeatureCache(cache_dir, backbone, init_seed=init_seed)
         self.features = {name: self.cache.get(list(s.ids), s.paths, s.durations) for name, s in splits.items()}
+        if speaker_norm:  # per-speaker mean/variance over each speaker's clips (unlabelled: no label is used)
+            self.features = {name: speaker_normalise(f, splits[name].speakers) for name, f in self.features.items()}
         pool = self.features["train"]
         self.head = HeadClassifier(len(label_names), head_args, pool.mean(0), pool.std(0))
 

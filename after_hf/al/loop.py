@@ -58,6 +58,7 @@ class ALArguments:
     head_epochs: int = field(default=60, metadata={"help": "head_only: epochs per round."})
     head_learning_rate: float = field(default=2e-3, metadata={"help": "head_only: AdamW learning rate."})
     head_dropout: float = field(default=0.3, metadata={"help": "head_only: dropout of the head (MC-dropout source)."})
+    speaker_norm: bool = field(default=False, metadata={"help": "head_only: z-normalise the pooled encoder features per speaker over that speaker's clips (SER practice; speaker ids need no labels). The exported deployable head cannot do this for a single clip."})
     warm_start: bool = field(default=False, metadata={"help": "Start each round from the previous round's model instead of retraining from the backbone (AFTER retrains from the TAPT checkpoint every round)."})
     finetune_config: str = field(default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
     resume: bool = field(default=False, metadata={"help": "Continue the run in --out after a crash or after labels arrived."})
@@ -66,7 +67,8 @@ class ALArguments:
 def make_learner(args: ALArguments, splits: dict[str, SplitData], labels: list[str]):
     if args.mode == "head_only":
         head_args = HeadTrainingArgs(epochs=args.head_epochs, learning_rate=args.head_learning_rate, dropout=args.head_dropout)
-        return HeadLearner(args.backbone, splits, labels, args.cache_dir, head_args, init_seed=args.seed)
+        return HeadLearner(args.backbone, splits, labels, args.cache_dir, head_args, init_seed=args.seed,
+                           speaker_norm=args.speaker_norm)
     from .full_learner import FullLearner
 
     return FullLearner(args.backbone, splits, labels, Path(args.out) / "models", args.finetune_config, args.cache_dir)
