@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("after_hf.finetune", "fine-tune a wav2vec2 classifier (full or LoRA) on a manifest"),
     "evaluate": ("after_hf.evaluation", "UA / WA / macro-F1 and a confusion matrix on a manifest split"),
     "al": ("after_hf.al.loop", "active-learning loop: seed, score, query an oracle, retrain, repeat"),
+    "deploy": ("after_hf.deploy", "train the deployable model (head / LoRA / full) on the labels an AL run collected"),
     "experiment": ("after_hf.experiment", "grid of strategies x cold starts x seeds x budgets + baselines -> report"),
     "report": ("after_hf.report", "results table and learning curves from AL run directories"),
     "push": ("after_hf.hub", "write a model card and push a model to the Hub (or --dry-run to a folder)"),

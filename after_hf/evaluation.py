@@ -25,9 +25,10 @@ from .config import parse_args
 from .data.manifest import label_names as manifest_label_names
 from .data.manifest import load_manifest
 from .inference import predict
-from .io import atomic_write_json, atomic_write_text
 from .data.ratings import has_votes, vote_matrix
+from .io import atomic_write_text
 from .metrics import compute_ser_metrics, compute_soft_label_metrics
+from .model_info import ModelMetrics, write_metrics
 from .models import is_named, load_classifier, load_config, load_feature_extractor
 from .plots import plot_confusion_matrix
 
@@ -116,11 +117,14 @@ def format_table(scores: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(scores: dict, out_dir: str | Path, title: str | None = None, rows: dict | None = None) -> dict[str, Path]:
-    """metrics.json + confusion_matrix.png (+ predictions.csv when ``rows`` is given) into ``out_dir``."""
+def write_report(scores: dict, out_dir: str | Path, title: str | None = None, rows: dict | None = None,
+                 split: str = "test", model: str | None = None) -> dict[str, Path]:
+    """metrics.json (``model_info`` schema: ``splits[split]``) + confusion_matrix.png (+ predictions.csv when ``rows``
+    is given) into ``out_dir``."""
     out_dir = Path(out_dir)
     paths = {"metrics": out_dir / "metrics.json", "confusion_matrix": out_dir / "confusion_matrix.png"}
-    atomic_write_json(paths["metrics"], scores)
+    write_metrics(paths["metrics"], ModelMetrics(splits={split: scores}, backbone=model,
+                                                 num_classes=len(scores["label_names"])))
     plot_confusion_matrix(scores["confusion_matrix"], scores["label_names"], paths["confusion_matrix"], title=title)
     if rows is not None:
         buf = io.StringIO()
@@ -142,10 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     model, feature_extractor, names = load_model_for_eval(args.model, device)
     ds = load_manifest(args.manifest, split=args.split)
     scores, rows = evaluate_dataset(model, feature_extractor, ds, names, args.batch_seconds)
-    scores.update(model=args.model, manifest=args.manifest, split=args.split)
     local = Path(args.model).is_dir()
     out_dir = Path(args.out) if args.out else (Path(args.model) if local else Path(".")) / f"eval_{args.split}"
-    paths = write_report(scores, out_dir, title=f"{args.split}: {args.model}", rows=rows)
+    paths = write_report(scores, out_dir, title=f"{args.split}: {args.model}", rows=rows, split=args.split, model=args.model)
     print(f"{args.split} split of {args.manifest}: {len(ds)} utterances, model {args.model}")
     print(format_table(scores))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -41,7 +41,7 @@ class ExperimentArguments:
     mc_passes: int = field(default=20, metadata={"help": "MC-dropout passes for BALD-type strategies."})
     baseline: bool = field(default=True, metadata={"help": "Also train on 100% of the pool's labels (the baseline of every ratio)."})
     ablation_no_tapt: bool = field(default=True, metadata={"help": "Also run the full-data baseline and the first strategy without TAPT."})
-    final_model: str = field(default="head", metadata={"help": "The deployable classifier (OUT/final/model: `make space`, `after-hf push`), trained on the labels the first strategy's first-seed run collected: head (frozen TAPT encoder + a linear layer-weighted head, exported as Wav2Vec2ForSequenceClassification; seconds), full (fine-tune the whole classifier with --finetune_config) or none.", "choices": ["head", "full", "none"]})
+    final_model: str = field(default="head", metadata={"help": "The deployable classifier (OUT/final/model: `make space`, `after-hf push`), `after-hf deploy` on the first strategy's first-seed run: head (frozen TAPT encoder + a linear layer-weighted head, exported as Wav2Vec2ForSequenceClassification; seconds), lora or full (fine-tune with --finetune_config), or none.", "choices": ["head", "lora", "full", "none"]})
     finetune_references: bool = field(default=False, metadata={"help": "Also fine-tune the whole classifier on 100% of the labels, from TAPT and without TAPT (the supervised reference and the TAPT ablation)."})
     dry_run: bool = field(default=False, metadata={"help": "Print every resolved stage, config, fold and budget; train nothing."})
 
@@ -89,47 +89,32 @@ def plan(args: ExperimentArguments) -> list[dict]:
     return runs
 
 
-def finetune_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
-    """Supervised stages: the deployable model on the AL labels, and optionally the 100%-label references."""
-    from .al.state import RunState
-    from .data.manifest import load_manifest
-    from .finetune_stage import finetune_stage, head_stage
+def deploy_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
+    """Supervised stages (`after_hf.deploy`): the deployable model on the labels the first AL run collected, and
+    optionally the 100%-label fine-tuning references. Each is skipped when its output already holds it."""
+    from .deploy import KINDS, deploy, describe, train_reference
 
     out = Path(args.out)
     tapt_dir = tapt_dir_of(args, folds_of(args)[0])  # the deployable model and references: first fold
     manifest, seed, source = runs[0].manifest, args.seeds[0], runs[0]  # first strategy x cold start, first seed
-    stages = []  # (timing name, output dir, backbone, labelled ids -> label or None = all, description)
+    stages = []  # (timing name, description, training call)
     if args.final_model != "none":
-        labelled = RunState.read(source.out).labels()
-        stages.append(("final_model", out / "final", tapt_dir, labelled, f"{len(labelled)} labels chosen by {Path(source.out).name}"))
+        stages.append(("final_model", f"{KINDS[args.final_model]} on the labels of {Path(source.out).name}",
+                       lambda: deploy(source.out, out / "final", args.final_model, args.finetune_config, seed)))
     if args.finetune_references:
-        stages.append(("finetune_all", out / "finetune" / "finetune_all", tapt_dir, None, "100% of the labels, from TAPT"))
+        stages.append(("finetune_all", "whole classifier on 100% of the labels, from TAPT",
+                       lambda: train_reference(out / "finetune" / "finetune_all", tapt_dir, manifest,
+                                               args.finetune_config, seed)))
         if args.tapt_config:
-            stages.append(("finetune_all_no_tapt", out / "finetune" / "finetune_all_no_tapt", args.backbone, None,
-                           "100% of the labels, without TAPT"))
-    corpora = "+".join(c.split("=", 1)[0] for c in args.corpus)
-    base = {"base_model": args.backbone, "language": "en",
-            "training_data": {"name": ("generated espeak-ng corpus (after-hf synth)" if args.synth_utterances else
-                                       corpora.replace("+", " + ")) + f", {args.protocol} protocol",
-                              "type": "after-hf-synth" if args.synth_utterances else corpora}}
-    pool = len(load_manifest(manifest, split="train"))
-    for name, stage_dir, backbone, labelled, what in stages:
-        as_head = name == "final_model" and args.final_model == "head"
-        print(f"\n[fine-tune] {name}: {'frozen encoder + linear head' if as_head else 'whole classifier'} from {backbone}, {what}")
+            stages.append(("finetune_all_no_tapt", "whole classifier on 100% of the labels, without TAPT",
+                           lambda: train_reference(out / "finetune" / "finetune_all_no_tapt", args.backbone, manifest,
+                                                   args.finetune_config, seed)))
+    for name, what, train in stages:
+        print(f"\n[deploy] {name}: {what}")
         t0 = time.perf_counter()
-        provenance = {**base, "head_only": as_head,
-                      "tapt": {"data": f"training-split audio of {manifest}", "recipe": args.tapt_config}
-                      if args.tapt_config and backbone == tapt_dir else None,
-                      "active_learning": None if labelled is None else
-                      {"strategy": source.strategy, "cold_start": source.cold_start, "labelled": len(labelled),
-                       "pool": pool, "run_dir": source.out}}
-        if as_head:
-            summary = head_stage(stage_dir, backbone, manifest, source.cache_dir, seed, labelled, provenance)
-        else:
-            summary = finetune_stage(stage_dir, backbone, manifest, args.finetune_config, seed, labelled, provenance)
+        result = train()
         timings[name] = time.perf_counter() - t0
-        test = summary.get("test", {})
-        print(f"[fine-tune] {name}: test UA {test.get('ua', float('nan')):.3f}  WA {test.get('wa', float('nan')):.3f}")
+        print(("(already done) " if result.skipped else "") + describe(result).replace("\n", "; "))
 
 
 def reference_stage(args: ExperimentArguments, out: Path, timings: dict) -> None:
@@ -168,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
                   f"--seed_size {run.seed_size:g} --step_size {run.step_size:g} --budget {run.budget:g}")
         if args.final_model != "none":
-            print(f"  final model ({args.final_model}) from {runs[0].backbone} on the labels of {runs[0].out} -> {out / 'final' / 'model'}")
+            print(f"  deploy --run {runs[0].out} --out {out / 'final'} --kind {args.final_model}   (the deployable model)")
         if args.finetune_references:
             print(f"  finetune --model {runs[0].backbone} on 100% of the labels -> {out / 'finetune' / 'finetune_all'}")
         print(f"{len(runs)} AL runs; nothing was trained (--dry_run).")
@@ -211,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         run_al(run)
         timings[Path(run.out).name] = time.perf_counter() - t0
-    finetune_stages(args, runs, timings)
+    deploy_stages(args, runs, timings)
     from .report import build_report
 
     report = build_report(out)

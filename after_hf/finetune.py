@@ -35,6 +35,7 @@ from .data.manifest import load_manifest
 from .inference import pooled_forward, predict
 from .io import atomic_write_json, replace_dir
 from .metrics import compute_ser_metrics
+from .model_info import KINDS, ModelMetrics, read_metrics, write_metrics
 from .models import load_classifier, load_feature_extractor
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # attention projections of every layer
@@ -241,6 +242,15 @@ def build_model(args: FinetuneArguments, label_names: Sequence[str]):
     return model, feature_extractor
 
 
+def _model_metrics(args: FinetuneArguments, label_names: list[str], num_train: int, splits: dict, best_step,
+                   global_step: int, train_seconds: float) -> ModelMetrics:
+    kind = "lora" if args.lora else "full"
+    return ModelMetrics(splits=splits, kind=kind, description=KINDS[kind], backbone=args.model,
+                        num_classes=len(label_names), num_labelled=num_train,
+                        training={"best_step": best_step, "global_step": global_step,
+                                  "train_seconds": round(train_seconds, 3)})
+
+
 def finetune(
     args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path
 ) -> FinetuneResult:
@@ -340,10 +350,8 @@ def finetune(
             "num_eval": 0 if eval_ds is None else len(eval_ds),
             "output_dir": str(output_dir),
         })
-        atomic_write_json(tmp / "metrics.json", {
-            "validation": metrics, "best_step": best_step, "global_step": trainer.state.global_step,
-            "train_seconds": round(train_seconds, 3),
-        })
+        write_metrics(tmp, _model_metrics(args, label_names, len(train_ds), {"validation": metrics} if metrics else {},
+                                          best_step, trainer.state.global_step, train_seconds))
         replace_dir(tmp, model_dir)
         if not args.keep_checkpoints and checkpoints.exists():
             shutil.rmtree(checkpoints)
@@ -371,11 +379,12 @@ def main(argv: list[str] | None = None) -> int:
 
         test_ds = load_manifest(args.manifest, split=args.test_split)
         scores, rows = evaluate_dataset(result.model, result.feature_extractor, test_ds, names, args.eval_batch_seconds)
-        write_report(scores, result.model_dir / f"eval_{args.test_split}", title=f"{args.test_split}: {result.model_dir}", rows=rows)
+        write_report(scores, result.model_dir / f"eval_{args.test_split}", title=f"{args.test_split}: {result.model_dir}",
+                     rows=rows, split=args.test_split, model=args.model)
         print(f"test ({args.test_split}): UA {scores['ua']:.4f}  WA {scores['wa']:.4f}  macro-F1 {scores['macro_f1']:.4f}")
-        summary = {"validation": result.metrics, "best_step": result.best_step, "train_seconds": round(result.train_seconds, 3),
-                   args.test_split: scores}
-        atomic_write_json(result.model_dir / "metrics.json", summary)
+        saved = read_metrics(result.model_dir)
+        saved.splits[args.test_split] = scores
+        write_metrics(result.model_dir, saved)
     return 0
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import parse_args
 from .io import atomic_write_json, atomic_write_text
+from .model_info import read_metrics
 
 BASELINE_PREFIX = "full_data"
 
@@ -176,11 +177,11 @@ def _supervised_section(experiment: Path) -> list[str]:
     found += [(p.parent.parent.name, p) for p in sorted((experiment / "finetune").glob("*/model/metrics.json"))]
     rows = []
     for name, path in found:
-        if path.is_file():
-            m = json.loads(path.read_text())
-            test = m.get("test", {})
-            kind = m.get("kind", "whole classifier fine-tuned")
-            rows.append(f"| {name} | {kind} | {Path(m.get('backbone', '?')).name} | {m.get('num_labels', '?')} | "
+        m = read_metrics(path)  # after_hf.model_info: the one metrics.json schema
+        if m is not None:
+            test = m.splits.get("test", {})
+            rows.append(f"| {name} | {m.description or 'whole classifier fine-tuned'} | {m.backbone or '?'} | "
+                        f"{'?' if m.num_labelled is None else m.num_labelled} | "
                         f"{test.get('ua', float('nan')):.3f} | {test.get('wa', float('nan')):.3f} | "
                         f"{test.get('macro_f1', float('nan')):.3f} |")
     if not rows:

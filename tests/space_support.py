@@ -50,10 +50,13 @@ def direct_probs(model_dir: Path, wave: np.ndarray) -> np.ndarray:
     return torch.softmax(logits, -1).numpy()
 
 
-def write_metrics(model_dir: Path, metrics: dict, provenance: dict | None = None, training: dict | None = None) -> None:
-    (model_dir / "metrics.json").write_text(json.dumps(metrics))
+def write_model_files(model_dir: Path, metrics, provenance=None, training: dict | None = None) -> None:
+    """metrics.json and after_hf_provenance.json through their one writer (``after_hf.model_info``)."""
+    from after_hf.model_info import write_metrics, write_provenance
+
+    write_metrics(model_dir, metrics)
     if provenance is not None:
-        (model_dir / "after_hf_provenance.json").write_text(json.dumps(provenance))
+        write_provenance(model_dir, provenance)
     if training is not None:
         (model_dir / "training_config.json").write_text(json.dumps(training))
 

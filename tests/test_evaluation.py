@@ -30,7 +30,9 @@ def test_evaluate_cli_writes_json_png_and_table(manifest, tiny_model_dir, tmp_pa
     assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "test", "--out", str(tmp_path)]) == 0
     table = capsys.readouterr().out
     assert "UA" in table and "WA" in table and "macro-F1" in table and "high" in table
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["format"] == "after-hf-metrics/1" and list(saved["splits"]) == ["test"]  # model_info's one schema
+    metrics = saved["splits"]["test"]
     assert metrics["num_samples"] == 7 and metrics["label_names"] == ["high", "low"]
     assert np.asarray(metrics["confusion_matrix"]).sum(axis=1).tolist() == [4, 3]  # references mapped by name
     assert (tmp_path / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

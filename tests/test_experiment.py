@@ -41,15 +41,16 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     # the deployable model was fine-tuned on exactly the labels the first run collected
     final = out / "final" / "model"
     metrics = json.loads((final / "metrics.json").read_text())
-    assert metrics["num_labels"] == 30 and 0.0 <= metrics["test"]["ua"] <= 1.0
+    assert metrics["num_labelled"] == 30 and metrics["num_classes"] == 4 and 0.0 <= metrics["splits"]["test"]["ua"] <= 1.0
     provenance = json.loads((final / "after_hf_provenance.json").read_text())
-    assert provenance["active_learning"]["labelled"] == 30 and provenance["active_learning"]["pool"] == train_size
+    assert provenance["labels"]["labelled_clips"] == 30 and provenance["labels"]["pool_clips"] == train_size
+    assert provenance["labels"]["oracle"] == "simulated" and provenance["training_data"]["generated"]
 
-    assert provenance["head_only"] and json.loads((final / "config.json").read_text())["use_weighted_layer_sum"]
+    assert provenance["kind"] == "head" and json.loads((final / "config.json").read_text())["use_weighted_layer_sum"]
     # the 100%-label references: whole-classifier fine-tuning from TAPT and from the untouched backbone
-    for name, backbone in [("finetune_all", str(out / "tapt")), ("finetune_all_no_tapt", "tiny")]:
+    for name, backbone in [("finetune_all", "tapt"), ("finetune_all_no_tapt", "tiny")]:
         reference = json.loads((out / "finetune" / name / "model" / "metrics.json").read_text())
-        assert reference["num_labels"] == train_size and reference["backbone"] == backbone
+        assert reference["num_labelled"] == train_size and reference["backbone"] == backbone  # portable: no local path
 
     report = (out / "results.md").read_text()
     for setting in ("entropy-kmeans", "random-kmeans", "full_data", "entropy-kmeans-no_tapt"):
@@ -71,9 +72,11 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     assert cli(["push", "--model", str(final), "--repo_id", "someone/after-hf-demo", "--dry_run", str(tmp_path / "push")]) == 0
     card = ModelCard.load(tmp_path / "push" / "README.md")
     shown = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
-    assert shown[("test", "unweighted_accuracy")] == pytest.approx(metrics["test"]["ua"], abs=1e-4)
-    assert "entropy" in card.text and "30.0% of the available training labels" in card.text
-    assert "whole encoder frozen (head-only active learning)" in card.text  # says how the deployable model was made
+    assert shown[("test", "unweighted_accuracy")] == pytest.approx(metrics["splits"]["test"]["ua"], abs=1e-4)
+    assert "entropy" in card.text and f"**30 labelled clips** ({100 * 30 / train_size:.1f}% of the {train_size}-clip" in card.text
+    assert "the whole encoder frozen" in card.text  # says how the deployable model was made
+    assert "Trained on generated speech" in card.text.split("## Results")[0]
+    assert str(tmp_path) not in (tmp_path / "push" / "README.md").read_text()
     assert "cremad" in card.data.to_dict()["model-index"][0]["results"][0]["dataset"]["name"]
 
 

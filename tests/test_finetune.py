@@ -82,7 +82,7 @@ def test_saved_model_is_complete_and_reloads(trained, tones):
     training = json.loads((d / "training_config.json").read_text())
     assert training["learning_rate"] == FAST["learning_rate"] and training["train_label_counts"] == {"low": 12, "high": 12}
     assert training["class_weights"] == [1.0, 1.0]
-    assert json.loads((d / "metrics.json").read_text())["validation"]["ua"] == trained.metrics["ua"]
+    assert json.loads((d / "metrics.json").read_text())["splits"]["validation"]["ua"] == trained.metrics["ua"]
     assert not (d.parent / "checkpoints").exists()  # Trainer checkpoints removed unless keep_checkpoints
     reloaded = load_classifier(str(d), ["low", "high"])
     a = predict(trained.model, trained.feature_extractor, tones["test"], progress=False)["probs"]

@@ -8,37 +8,49 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from space_support import EXAMPLES, LABELS, REPO, SPACE_DIR, save_tiny_classifier, write_metrics
+from space_support import EXAMPLES, LABELS, REPO, SPACE_DIR, save_tiny_classifier, write_model_files
 
 from after_hf.cli import main as cli_main
 from after_hf.hub import PushArguments, PushError, push, read_eval_results
 from after_hf.hub_space import SPACE_MODULES, PushSpaceArguments, push_space
+from after_hf.model_info import LabelInfo, ModelMetrics, Provenance, TaptInfo, TrainingData
 
-METRICS = {
-    "validation": {"ua": 0.7123, "wa": 0.7301, "macro_f1": 0.7002, "num_samples": 40},
-    "test": {"ua": 0.6543, "wa": 0.6611, "macro_f1": 0.6401, "confusion_matrix": [[1, 0], [0, 1]]},
-    "best_step": 12, "train_seconds": 3.5,
-}
-PROVENANCE = {
-    "base_model": "facebook/wav2vec2-base",
-    "tapt": {"steps": 20000, "data": "the training split's audio"},
-    "active_learning": {"strategy": "entropy", "cold_start": "kmeans", "rounds": 4, "labelled": 1106, "pool": 5531},
-    "training_data": {"name": "IEMOCAP sessions 1-4", "type": "iemocap"},
-    "eval_data": {"name": "IEMOCAP session 5", "type": "iemocap"},
-    "language": "en",
-}
+def _scores(ua, wa, f1, matrix=None):
+    matrix = matrix or [[30, 5, 3, 2], [6, 28, 4, 2], [3, 4, 30, 3], [2, 3, 5, 30]]
+    return {"ua": ua, "wa": wa, "macro_f1": f1, "label_names": LABELS, "confusion_matrix": matrix,
+            "num_samples": sum(map(sum, matrix))}
+
+
+METRICS = ModelMetrics(
+    splits={"validation": _scores(0.7123, 0.7301, 0.7002), "test": _scores(0.6543, 0.6611, 0.6401,
+                                                                              [[50, 5, 3, 2], [6, 18, 4, 2],
+                                                                               [3, 4, 20, 3], [2, 3, 5, 10]])},
+    kind="full", description="whole classifier fine-tuned", backbone="/home/someone/runs/tapt", num_classes=4,
+    num_labelled=1106, training={"best_step": 12, "train_seconds": 3.5})
+PROVENANCE = Provenance(
+    model_name="after-hf SER", kind="full", base_model="facebook/wav2vec2-base",
+    labels=LabelInfo(oracle="human", labelled_clips=1106, pool_clips=5531, skipped_clips=3, answers=1130,
+                     annotators=3, strategy="entropy", cold_start="kmeans", rounds=4),
+    training_data=TrainingData(name="IEMOCAP sessions 1-4", corpora=["iemocap"], protocol="loso"),
+    tapt=TaptInfo(steps=20000, data="the train split's audio (no labels)"), language="en")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     out = save_tiny_classifier(tmp_path_factory.mktemp("model") / "model")
-    write_metrics(out, METRICS, PROVENANCE, {"model": "facebook/wav2vec2-base", "num_train": 1106,
-                                            "train_label_counts": {"neutral": 300, "sad": 250}})
+    write_model_files(out, METRICS, PROVENANCE, {"model": "facebook/wav2vec2-base", "num_train": 1106,
+                                                 "manifest": str(out.parent / "manifest"), "output_dir": str(out.parent),
+                                                 "train_label_counts": {"neutral": 300, "sad": 250}})
     (out / "training_args.bin").write_bytes(b"pickled trainer state")  # must never be uploaded
     return out
+
+
+def _uploaded_text(folder: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in folder.iterdir() if p.suffix in (".json", ".md"))
 
 
 def test_dry_run_card_parses_and_shows_metrics(model_dir, tmp_path):
@@ -62,10 +74,35 @@ def test_dry_run_card_parses_and_shows_metrics(model_dir, tmp_path):
     assert card.data.pipeline_tag == "audio-classification"
     text = card.text
     assert "| validation | 0.7123 | 0.7301 | 0.7002 |" in text
-    assert "**entropy**" in text and "20.0% of the training pool's labels" in text and "(1106 of 5531 utterances)" in text
+    assert "**4 classes** (neutral, happy, angry, sad)" in text  # classes ...
+    assert "**1106 human-labelled clips** (20.0% of the 5531-clip training pool)" in text  # ... and clips, named apart
+    assert "entropy query strategy" in text and "labelled by 3 people" in text and "1130 answers" in text
     assert "TAPT, 20000 steps" in text
+    # chance level and the test set's class balance (from its confusion matrix: 60 / 30 / 30 / 20 clips)
+    assert "Chance level on the test set: UA **0.250**" in text and "WA **0.429**" in text and "neutral)" in text
+    assert "Test set: 140 clips; class balance: neutral 60 (43%), happy 30 (21%), angry 30 (21%), sad 20 (14%)" in text
     assert all(label in text for label in LABELS)
     assert "## Intended use" in text and "## Limitations" in text
+    assert "generated speech" not in text.lower()  # recordings of people: no such warning
+    # nothing local travels: not in the card, not in the uploaded JSON files
+    uploaded = _uploaded_text(out)
+    assert str(model_dir.parent) not in uploaded and "/home/someone" not in uploaded
+    assert json.loads((out / "training_config.json").read_text())["manifest"] == "manifest"
+
+
+def test_card_of_a_model_trained_on_generated_speech_says_so_first(tmp_path):
+    from huggingface_hub import ModelCard
+
+    model = save_tiny_classifier(tmp_path / "model")
+    data = TrainingData(name="generated emotional speech (after-hf synth, espeak-ng)", corpora=["cremad"],
+                        generated=True, protocol="speaker")
+    write_model_files(model, METRICS, replace(PROVENANCE, training_data=data))
+    out = push(PushArguments(model=str(model), repo_id="me/synth", dry_run=str(tmp_path / "up")))
+    card = ModelCard.load(out / "README.md")
+    first_lines = card.text.strip().splitlines()[:4]
+    assert any("Trained on generated speech" in line for line in first_lines), first_lines
+    assert "synthetic-speech" in card.data.tags
+    assert {r.dataset_type for r in card.data.eval_results} == {"after-hf-synth"}
 
 
 def test_card_without_metrics_or_provenance_still_renders(tmp_path):
@@ -77,6 +114,13 @@ def test_card_without_metrics_or_provenance_still_renders(tmp_path):
     assert card.data.eval_results is None and "model-index" not in card.content
     assert "No evaluation results were found" in card.text
     assert "all labels of the training split" in card.text and "No task-adaptive pre-training" in card.text
+
+
+def test_provenance_from_an_older_after_hf_is_refused_with_the_fix(tmp_path):
+    model = save_tiny_classifier(tmp_path / "old")
+    (model / "after_hf_provenance.json").write_text(json.dumps({"base_model": "small", "active_learning": {}}))
+    with pytest.raises(PushError, match="older after-hf.*after-hf deploy"):
+        push(PushArguments(model=str(model), repo_id="me/old", dry_run=str(tmp_path / "up")))
 
 
 def test_trainer_result_files_are_read(tmp_path):

@@ -1,0 +1,374 @@
+"""`after-hf deploy`: the labels an active-learning run collected -> a deployable model, its metrics and provenance.
+
+    after-hf deploy --run runs/al/mine --out runs/deploy/mine                      # head (default): seconds
+    after-hf deploy --run runs/al/mine --out runs/deploy/mine_lora --kind lora --config recipes/demo/finetune.yaml
+
+Reads the run directory of `after-hf al` (``state.json``: the labels a person gave in the labelling page, or the
+simulated oracle's; ``config.json``: its manifest, backbone and feature cache), trains the classifier from the run's
+backbone on exactly those labels, scores it on the manifest's validation and test splits, and writes ``OUT/model``:
+a ``save_pretrained`` ``Wav2Vec2ForSequenceClassification`` (safetensors), ``metrics.json``, ``after_hf_provenance.json``
+(``after_hf.model_info``; the model card is built from them) and ``eval_<split>/`` (confusion matrix, predictions).
+
+* ``head``: the frozen backbone and a linear layer-weighted head trained on the run's cached features, exported
+  exactly into wav2vec2's own ``use_weighted_layer_sum`` head (weighted sum of layers -> projector -> mean over
+  time -> classifier; all linear, so the time-mean commutes, and the feature standardisation folds into the projector).
+* ``lora`` / ``full``: `after-hf finetune` on the labelled clips, LoRA adapters (merged) or the whole encoder; the
+  fine-tuning options come from the ``finetune:`` section of ``--config`` (or ``--finetune_config``).
+
+A deploy whose output already holds the same kind trained on the same labels is skipped (so `after-hf experiment`
+reruns skip it); a run that has collected more labels since is trained again. `after-hf experiment` calls
+``deploy()`` for its deployable model and ``train_reference()`` for its 100%-label references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .config import ConfigError, check_recipe, load_recipe, parse_args
+from .model_info import (KINDS, LabelInfo, ModelMetrics, Provenance, TaptInfo, TrainingData, chance_levels,
+                         portable_name, read_metrics, read_provenance, write_metrics, write_provenance)
+
+RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set by deploy, not by a fine-tuning recipe
+LANGUAGES = {"iemocap": "en", "cremad": "en", "ravdess": "en", "emovdb": "en", "tess": "en", "savee": "en",
+             "shemo": "fa", "emodb": "de"}
+
+
+@dataclass
+class DeployArguments:
+    run: str = field(metadata={"help": "Active-learning run directory (`after-hf al --out`), simulated or human oracle."})
+    out: str = field(metadata={"help": "Output directory: the model goes to OUT/model (+ metrics.json, provenance)."})
+    kind: str = field(default="head", metadata={"help": "head: frozen backbone + linear layer-weighted head (seconds); "
+                                                        "lora: LoRA adapters + head; full: the whole classifier fine-tuned.",
+                                                "choices": list(KINDS)})
+    finetune_config: str = field(default="", metadata={"help": "YAML recipe whose `finetune:` section sets the options of "
+                                                              "--kind lora/full (a --config file with that section is used "
+                                                              "too)."})
+    seed: Optional[int] = field(default=None, metadata={"help": "Training seed (default: the run's seed)."})
+    head_epochs: int = field(default=200, metadata={"help": "head: epochs of the linear head (best validation UA kept)."})
+
+
+class DeployError(ValueError):
+    """A run that cannot be deployed (no labels yet, not a run directory); the message says what to do."""
+
+
+@dataclass
+class DeployResult:
+    model_dir: Path
+    metrics: ModelMetrics
+    provenance: Provenance
+    skipped: bool  # True: OUT already held this model (same kind, same labels): nothing was trained
+
+    @property
+    def validation(self) -> dict:
+        return self.metrics.splits.get("validation", {})
+
+    @property
+    def test(self) -> dict:
+        return self.metrics.splits.get("test", {})
+
+
+# -- what the run and its manifest say -----------------------------------------------------------------------------
+
+def _run_config(run_dir: Path) -> dict:
+    from .al.state import CONFIG_FILE
+    from .io import read_json
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise DeployError(f"{run_dir} is not an active-learning run directory (no {CONFIG_FILE}): pass the --out of "
+                          f"`after-hf al` to --run.")
+    return read_json(run_dir / CONFIG_FILE, "run config")
+
+
+def label_info(run_dir: Path, config: dict, pool_clips: int) -> tuple[dict[str, int], LabelInfo]:
+    """The run's labels (id -> class index) and who gave them."""
+    from .al.state import RunState
+
+    state = RunState.read(run_dir)
+    labelled = state.labels()
+    if not labelled:
+        raise DeployError(f"{run_dir} has no labels yet: answer its queue in the Space's Annotate tab "
+                          f"(`make space AFTER_HF_RUN={run_dir}`), then `after-hf al ... --out {run_dir} --resume`.")
+    answers = [a for rec in state.rounds for given in (rec.get("answers") or {}).values() for a in given]
+    info = LabelInfo(oracle="human" if answers or config.get("oracle") == "human" else "simulated",
+                     labelled_clips=len(labelled), pool_clips=pool_clips,
+                     skipped_clips=sum(len(rec["skipped"]) for rec in state.rounds), answers=len(answers),
+                     annotators=len({a.get("annotator") for a in answers}),
+                     strategy=config.get("strategy"), cold_start=config.get("cold_start"),
+                     rounds=sum(1 for rec in state.rounds if rec["phase"] == "trained") or len(state.rounds))
+    return labelled, info
+
+
+def training_data(manifest: str | Path) -> TrainingData:
+    """Corpora, split protocol and whether the speech was generated, from the manifest's prepare report."""
+    from .data.prepare import REPORT_NAME
+
+    report_path = Path(manifest) / REPORT_NAME
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    corpora = dict(report.get("corpora") or {})
+    generated = any((Path(root) / marker).is_file() for root in corpora.values()
+                    for marker in ("synth_info.json", "synth_truth.csv"))
+    names = sorted(corpora)
+    name = ("generated emotional speech (after-hf synth, espeak-ng" + (f"; {' + '.join(names)} layout)" if names else ")")
+            if generated else " + ".join(names) or f"the manifest {portable_name(manifest)}")
+    return TrainingData(name=name, corpora=names, generated=generated, protocol=report.get("protocol"))
+
+
+def _tapt_info(backbone: str) -> tuple[Optional[str], Optional[TaptInfo]]:
+    """(the base model before TAPT, TAPT facts) of a backbone directory written by `after-hf tapt`."""
+    path = Path(backbone) / "tapt_args.json"
+    if not path.is_file():
+        return portable_name(backbone), None
+    args = json.loads(path.read_text())
+    steps = args.get("max_steps_resolved") or args.get("max_steps")
+    data = f"the {args.get('split', 'train')} split's audio (no labels)"
+    return portable_name(args.get("model_name_or_path")), TaptInfo(steps=steps, data=data)
+
+
+def _digest(kind: str, backbone: str, labelled: Optional[dict[str, int]], seed: int, options: dict) -> str:
+    """What makes two trainings the same: kind, backbone, the (id, label) pairs, seed and training options."""
+    pairs = sorted(labelled.items()) if labelled is not None else "all"
+    text = json.dumps([kind, portable_name(backbone), pairs, seed, options], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _finished(model_dir: Path, digest: str) -> Optional[DeployResult]:
+    """The result already in ``model_dir`` when it was trained the same way on the same labels."""
+    try:
+        provenance, metrics = read_provenance(model_dir), read_metrics(model_dir)
+    except ValueError:
+        return None
+    if provenance is None or metrics is None or provenance.labels_digest != digest:
+        return None
+    return DeployResult(model_dir, metrics, provenance, skipped=True)
+
+
+# -- training ----------------------------------------------------------------------------------------------------
+
+def train_linear_head(learner, ids: Sequence[str], labels: Sequence[int], seed: int, epochs: int = 200):
+    """A linear head on ``learner``'s cached features (a HeadLearner), channel statistics shared across layers."""
+    import numpy as np
+
+    from .al.head import HeadClassifier, HeadTrainingArgs
+    from .metrics import compute_ser_metrics
+
+    pool = learner.features["train"]  # [N, L, H], memory-mapped
+    mean, std = pool.mean(axis=(0, 1)), pool.std(axis=(0, 1))  # [H]: foldable into the projector
+    args = HeadTrainingArgs(epochs=epochs, dropout=0.0, linear=True)
+    head = HeadClassifier(len(learner.label_names), args, mean, std)
+    val = learner.splits.get("validation")
+    ua = lambda y_true, y_pred: compute_ser_metrics(y_pred, y_true, learner.label_names)["ua"]  # noqa: E731
+    head.fit(pool[learner.splits["train"].index(ids)], np.asarray(labels), seed,
+             val_feats=learner.features["validation"] if val is not None else None,
+             val_labels=val.labels if val is not None else None, ua_fn=ua)
+    return head
+
+
+def export_linear_head(head, backbone: str, label_names: Sequence[str], out_dir: str | Path, init_seed: int = 0) -> Path:
+    """Write ``backbone`` + a linear ``head`` as a ``save_pretrained`` audio classifier (safetensors) into ``out_dir``.
+
+    ``init_seed``: for a named (randomly initialised) backbone, the seed its cached features were computed with."""
+    import torch
+
+    from .al.features import load_backbone
+    from .io import replace_dir
+    from .models import is_named, load_classifier, load_feature_extractor
+
+    net = head.model
+    if not net.linear:
+        raise ValueError("only a linear head (HeadTrainingArgs(linear=True)) equals wav2vec2's classification head")
+    model = load_classifier(backbone, list(label_names), use_weighted_layer_sum=True,
+                            classifier_proj_size=net.proj.out_features)
+    if is_named(backbone):  # the encoder the features came from, not a fresh random one
+        getattr(model, model.base_model_prefix).load_state_dict(load_backbone(backbone, init_seed).state_dict())
+    std, mean = head.std.double(), head.mean.double()
+    with torch.no_grad():
+        weight = net.proj.weight.double() / std  # W (x - mu) / sd = (W / sd) x - (W / sd) mu
+        model.layer_weights.copy_(net.layer_logits)
+        model.projector.weight.copy_(weight.float())
+        model.projector.bias.copy_((net.proj.bias.double() - weight @ mean).float())
+        model.classifier.weight.copy_(net.out.weight)
+        model.classifier.bias.copy_(net.out.bias)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    load_feature_extractor(backbone, model.config).save_pretrained(tmp)
+    replace_dir(tmp, out_dir)
+    return out_dir
+
+
+def _train_head(model_dir: Path, backbone: str, manifest: str, cache_dir: str, labelled: dict[str, int], seed: int,
+                epochs: int) -> dict:
+    from .al.head import HeadTrainingArgs
+    from .al.learners import HeadLearner, SplitData
+    from .data.manifest import label_names, load_manifest
+
+    ds = load_manifest(manifest)
+    learner = HeadLearner(backbone, SplitData.from_manifest(ds), label_names(ds), cache_dir, HeadTrainingArgs(),
+                          init_seed=seed)
+    ids = sorted(labelled)
+    head = train_linear_head(learner, ids, [labelled[i] for i in ids], seed, epochs)
+    export_linear_head(head, backbone, label_names(ds), model_dir, init_seed=seed)
+    return {"head_epochs": epochs}
+
+
+def _finetune_options(recipe: str) -> dict:
+    from .finetune import FinetuneArguments
+
+    options = {k: v for k, v in (load_recipe(recipe, "finetune") if recipe else {}).items() if k not in RECIPE_OWN_KEYS}
+    check_recipe(options, [FinetuneArguments], f"recipe {recipe}")
+    return options
+
+
+def _train_finetune(out_dir: Path, backbone: str, manifest: str, recipe: str, labelled: Optional[dict[str, int]],
+                    seed: int, lora: bool) -> dict:
+    """`after-hf finetune` on the labelled clips (``labelled`` None: every clip of the train split)."""
+    from .data.manifest import label_names, load_manifest
+    from .finetune import FinetuneArguments, finetune
+
+    args = FinetuneArguments(**{**_finetune_options(recipe), "model": backbone, "seed": seed, "lora": lora})
+    train = load_manifest(manifest, split=args.train_split)
+    if labelled is not None:
+        position = {sample_id: i for i, sample_id in enumerate(train["id"])}
+        missing = [i for i in labelled if i not in position]
+        if missing:
+            raise DeployError(f"{len(missing)} labelled ids (e.g. {missing[0]}) are not in {manifest} split "
+                              f"'{args.train_split}': the AL run was made on another manifest.")
+        train = train.select(sorted(position[i] for i in labelled))
+        train = train.map(lambda row: {"label": labelled[row["id"]]}, features=train.features, desc="the run's labels")
+    val = load_manifest(manifest, split=args.eval_split) if args.eval_split else None
+    result = finetune(args, train, val, label_names(train), out_dir)
+    return {"best_step": result.best_step, "train_seconds": round(result.train_seconds, 3)}
+
+
+def _evaluate(model_dir: Path, manifest: str) -> dict[str, dict]:
+    """Scores of the saved model on the manifest's validation and test splits (those that exist)."""
+    from .data.manifest import load_manifest
+    from .evaluation import evaluate_dataset, load_model_for_eval, write_report
+
+    model, feature_extractor, names = load_model_for_eval(str(model_dir))
+    ds = load_manifest(manifest)
+    scores = {}
+    for split in ("validation", "test"):
+        rows = ds.filter(lambda s, want=split: s == want, input_columns="split")
+        if len(rows):
+            scores[split], predictions = evaluate_dataset(model, feature_extractor, rows, names)
+            write_report(scores[split], model_dir / f"eval_{split}", title=f"{split}: {model_dir.parent.name}",
+                         rows=predictions, split=split)
+    return scores
+
+
+def train_model(out_dir: str | Path, kind: str, backbone: str, manifest: str, labelled: Optional[dict[str, int]],
+                labels: LabelInfo, seed: int, cache_dir: str = "", finetune_config: str = "",
+                head_epochs: int = 200) -> DeployResult:
+    """Train ``kind`` from ``backbone`` on ``labelled`` (id -> class; None = every training label), score it, and
+    write OUT/model with metrics.json and provenance; skipped when OUT/model holds that model already."""
+    from .data.manifest import label_names, load_manifest
+
+    if kind not in KINDS:
+        raise ConfigError(f"--kind {kind!r} is not one of {list(KINDS)}.")
+    if kind == "head" and labelled is None:
+        raise ConfigError("kind head trains on an AL run's labels; use kind full or lora for every training label.")
+    out_dir = Path(out_dir)
+    model_dir = out_dir / "model"
+    options = {"head_epochs": head_epochs} if kind == "head" else _finetune_options(finetune_config)
+    digest = _digest(kind, backbone, labelled, seed, options)
+    done = _finished(model_dir, digest)
+    if done is not None:
+        return done
+    if kind == "head":
+        training = _train_head(model_dir, backbone, manifest, cache_dir, labelled, seed, head_epochs)
+    else:
+        training = _train_finetune(out_dir, backbone, manifest, finetune_config, labelled, seed, lora=kind == "lora")
+    names = label_names(load_manifest(manifest, split="train"))
+    metrics = ModelMetrics(splits=_evaluate(model_dir, manifest), kind=kind, description=KINDS[kind], backbone=backbone,
+                           num_classes=len(names), num_labelled=labels.labelled_clips, training=training)
+    write_metrics(model_dir, metrics)
+    data = training_data(manifest)
+    base, tapt = _tapt_info(backbone)
+    languages = {LANGUAGES.get(c) for c in data.corpora} if not data.generated else {"en"}
+    provenance = Provenance(
+        model_name=f"after-hf SER: {base}{' + TAPT' if tapt else ''}, {KINDS[kind]}, {labels.labelled_clips} "
+                   f"{'human-' if labels.oracle == 'human' else ''}labelled clips",
+        kind=kind, base_model=base, labels=labels, training_data=data, tapt=tapt,
+        language=languages.pop() if len(languages) == 1 else None, labels_digest=digest)
+    write_provenance(model_dir, provenance)  # last: a model without it is trained again
+    return DeployResult(model_dir, metrics, provenance, skipped=False)
+
+
+def deploy(run_dir: str | Path, out_dir: str | Path, kind: str = "head", finetune_config: str = "",
+           seed: Optional[int] = None, head_epochs: int = 200) -> DeployResult:
+    """The deployable model of an AL run: ``kind`` trained from the run's backbone on the run's labels."""
+    from .data.manifest import load_manifest
+
+    run_dir = Path(run_dir)
+    config = _run_config(run_dir)
+    pool = len(load_manifest(config["manifest"], split="train"))
+    labelled, labels = label_info(run_dir, config, pool)
+    seed = config.get("seed", 0) if seed is None else seed
+    return train_model(out_dir, kind, config["backbone"], config["manifest"], labelled, labels, seed,
+                       cache_dir=config.get("cache_dir", ""), finetune_config=finetune_config, head_epochs=head_epochs)
+
+
+def train_reference(out_dir: str | Path, backbone: str, manifest: str, finetune_config: str, seed: int) -> DeployResult:
+    """The whole classifier fine-tuned on every label of the train split (the experiment's supervised reference)."""
+    from .data.manifest import load_manifest
+
+    pool = len(load_manifest(manifest, split="train"))
+    labels = LabelInfo(oracle="corpus", labelled_clips=pool, pool_clips=pool)
+    return train_model(out_dir, "full", backbone, manifest, None, labels, seed, finetune_config=finetune_config)
+
+
+def describe(result: DeployResult) -> str:
+    """One line per evaluated split, with the chance level of the test split."""
+    lines = []
+    for split, scores in result.metrics.splits.items():
+        lines.append(f"{split}: UA {scores['ua']:.3f}  WA {scores['wa']:.3f}  macro-F1 {scores['macro_f1']:.3f}")
+    chance = chance_levels(result.metrics, "test")
+    if chance:
+        lines[-1] += f"  (chance: UA {chance['ua']:.3f}, WA {chance['wa']:.3f})"
+    return "\n".join(lines)
+
+
+def _argv_with_recipe(argv: list[str]) -> list[str]:
+    """``--config FILE`` may be a fine-tuning recipe (a ``finetune:`` section and no ``deploy:`` one): use it as
+    ``--finetune_config`` instead of as deploy's own options."""
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else arg.split("=", 1)[1] if arg.startswith(
+            "--config=") else None
+        if path is None:
+            continue
+        recipe = load_recipe(path)
+        if isinstance(recipe.get("finetune"), dict) and "deploy" not in recipe:
+            rest = argv[:i] + argv[i + (2 if arg == "--config" else 1):]
+            return rest if "--finetune_config" in rest else [*rest, "--finetune_config", path]
+        if isinstance(recipe.get("finetune"), dict) and "--finetune_config" not in argv:
+            return [*argv, "--finetune_config", path]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = _argv_with_recipe(list(sys.argv[1:] if argv is None else argv))
+    (args,) = parse_args([DeployArguments], argv, prog="after-hf deploy", description=__doc__, section="deploy")
+    try:
+        result = deploy(args.run, args.out, args.kind, args.finetune_config, args.seed, args.head_epochs)
+    except DeployError as err:
+        print(f"after-hf deploy: {err}", file=sys.stderr)
+        return 2
+    labels = result.provenance.labels
+    verb = "already holds" if result.skipped else "trained"
+    print(f"{result.model_dir}: {verb} {KINDS[result.provenance.kind]} on {labels.labelled_clips} "
+          f"{'human-' if labels.oracle == 'human' else ''}labelled clips of {args.run}"
+          + (" (same labels: nothing to do)" if result.skipped else ""))
+    print(describe(result))
+    print(f"Next: `after-hf push --model {result.model_dir} --repo_id USER/NAME --dry_run OUT` writes the model card and "
+          f"the upload folder; `make space AFTER_HF_MODEL={result.model_dir}` serves it.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
