@@ -19,10 +19,12 @@ def crash_point(phase: str, key: Any) -> None:
     """Test-only fault injection: SIGKILL this process at a named point; a no-op unless ``AFTER_HF_CRASH_AT`` is set.
 
     ``AFTER_HF_CRASH_AT=PHASE:KEY`` kills at the first ``crash_point(PHASE, KEY)``, ``PHASE:KEY#N`` at the N-th.
-    Points: ``train:R`` (round R's model fitted, nothing of it saved), ``saved:R`` (model saved, state not yet
-    updated), ``scored:R`` (pool scored, nothing selected), ``selected:R`` (selection saved, no labels yet) in
-    ``after_hf.al.loop``; ``write:FILENAME`` (new content written to the temporary file, not yet moved into
-    place) in ``atomic_write_text``. tests/test_reliability.py uses them to kill runs at exact points.
+    Points: ``locked:run`` (the run-dir lock taken, nothing written yet), ``train:R`` (round R's model fitted, nothing
+    of it saved), ``saved:R`` (model saved, state not yet updated), ``scored:R`` (pool scored, nothing selected),
+    ``selected:R`` (selection saved, no labels yet) in ``after_hf.al.loop``; ``write:FILENAME`` (new content written
+    to the temporary file, not yet moved into place) in ``atomic_write_text``. ``AFTER_HF_CRASH_SIGNAL=SIGSTOP``
+    freezes the process there instead (it keeps what it holds, e.g. the run-dir lock). tests/test_reliability.py and
+    tests/test_run_lock.py use them to kill or freeze runs at exact points.
     """
     spec = os.environ.get(CRASH_ENV)
     if not spec:
@@ -33,7 +35,7 @@ def crash_point(phase: str, key: Any) -> None:
         return
     _crash_counts[point] += 1
     if _crash_counts[point] >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, os.environ.get("AFTER_HF_CRASH_SIGNAL", "SIGKILL")))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -29,7 +29,7 @@ from . import oracle as oracle_files
 from .budget import budget_schedule
 from .head import HeadTrainingArgs
 from .learners import HeadLearner, SplitData
-from .state import RunState
+from .state import RunLock, RunLocked, RunState
 from .stopping import StabilisingPredictions
 from .strategies import LabelledView, PoolView, get_cold_start, get_strategy
 
@@ -54,7 +54,7 @@ class ALArguments:
     stop_kappa: float = field(default=0.0, metadata={"help": "Stabilising-predictions stop: stop when Cohen's kappa between consecutive rounds' predictions on a held-out unlabelled sample reaches this (e.g. 0.99); 0 = off."})
     stop_patience: int = field(default=2, metadata={"help": "Consecutive rounds above stop_kappa needed to stop."})
     stop_set_size: int = field(default=200, metadata={"help": "Size of the held-out unlabelled stop set (taken from the pool, never selected)."})
-    cache_dir: str = field(default="runs/cache/features", metadata={"help": "Where frozen-encoder features are cached (shared across runs of the same backbone)."})
+    cache_dir: str = field(default="", metadata={"help": "Where frozen-encoder features are cached (shared by every run of the same backbone). Default: the cache of the `after-hf experiment` that made the manifest (MANIFEST/../cache/features) when there is one, else runs/cache/features."})
     head_epochs: int = field(default=60, metadata={"help": "head_only: epochs per round."})
     head_learning_rate: float = field(default=2e-3, metadata={"help": "head_only: AdamW learning rate."})
     head_dropout: float = field(default=0.3, metadata={"help": "head_only: dropout of the head (MC-dropout source)."})
@@ -185,7 +185,27 @@ def train_round(args, state, learner, rec) -> dict:
     return metrics
 
 
+def default_cache_dir(manifest: str) -> str:
+    """The experiment's own cache when the manifest is an experiment's (its features are then reused), else a shared one."""
+    beside = Path(manifest).parent / "cache" / "features"
+    return str(beside) if beside.is_dir() else "runs/cache/features"
+
+
+def announce_encoding(args: ALArguments, splits: dict[str, SplitData]) -> None:
+    """Say what the first minutes of a run are spent on: encoding the clips the feature cache does not hold yet."""
+    if args.mode != "head_only":
+        return
+    from .features import FeatureCache
+
+    cache = FeatureCache(args.cache_dir, args.backbone, init_seed=args.seed)
+    missing = sum(sample_id not in cache for split in splits.values() for sample_id in split.ids)
+    if missing:
+        print(f"Encoding {missing} clips with {args.backbone} once (cached in {args.cache_dir}; later rounds and runs "
+              f"reuse them)...", flush=True)
+
+
 def run_al(args: ALArguments) -> RunState:
+    args.cache_dir = args.cache_dir or default_cache_dir(args.manifest)
     config = to_dict(args)
     manifest = load_manifest(args.manifest)  # checked before the run directory is created
     labels = manifest_label_names(manifest)
@@ -206,14 +226,31 @@ def run_al(args: ALArguments) -> RunState:
         from ..finetune import FinetuneArguments
 
         check_recipe(load_recipe(args.finetune_config, "finetune"), [FinetuneArguments], f"recipe {args.finetune_config}")
-    # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up).
-    defaults = {f.name: f.default for f in fields(ALArguments) if f.default is not MISSING}
-    state = RunState.open(args.out, config, args.resume, defaults)
-    learner = make_learner(args, splits, labels)
+    # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up),
+    # and only by the process that holds its lock.
+    with RunLock(args.out) as lock:
+        if lock.previous.get("pid"):
+            print(f"note: {args.out} was left locked by process {lock.previous['pid']}, which is no longer running "
+                  f"(killed?); taking it over and continuing from what it saved.")
+        defaults = {f.name: f.default for f in fields(ALArguments) if f.default is not MISSING}
+        state = RunState.open(args.out, config, args.resume, defaults)
+        announce_encoding(args, splits)
+        started = time.perf_counter()
+        learner = make_learner(args, splits, labels)
+        if time.perf_counter() - started > 5:
+            print(f"Features ready ({time.perf_counter() - started:.0f} s).")
+        print(f"Active learning: pool {pool_size}, rounds {len(schedule)} (labelled sizes {schedule}), "
+              f"strategy {args.strategy}, cold start {args.cold_start}, mode {args.mode}, run dir {args.out}")
+        if run_rounds(args, state, learner, train, labels, schedule, stop_ids):
+            atomic_write_json(Path(args.out) / "summary.json", summarise(state))
+    return state
+
+
+def run_rounds(args: ALArguments, state: RunState, learner, train: SplitData, labels: list[str], schedule: list[int],
+               stop_ids: set[str]) -> bool:
+    """Select, annotate, train round by round from wherever the state is; False when a person still has to answer."""
     oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())))
     stopper = StabilisingPredictions(args.stop_kappa, args.stop_patience) if args.stop_kappa else None
-    print(f"Active learning: pool {pool_size}, rounds {len(schedule)} (labelled sizes {schedule}), "
-          f"strategy {args.strategy}, cold start {args.cold_start}, mode {args.mode}, run dir {args.out}")
     for index, target in enumerate(schedule):
         if state.data["stopped"]:
             break
@@ -222,7 +259,7 @@ def run_al(args: ALArguments) -> RunState:
             rec = select_round(args, state, learner, train, index, target, stop_ids)
             crash_point("selected", index)
         if rec["phase"] == "selected" and not annotate_round(args, state, rec, train, labels, oracle):
-            return state
+            return False
         if rec["phase"] == "labelled":
             metrics = train_round(args, state, learner, rec)
             print(f"round {index}: {metrics['num_labelled']} labels ({100 * metrics['fraction_labelled']:.1f}%), "
@@ -234,8 +271,7 @@ def run_al(args: ALArguments) -> RunState:
             if stopper.update(index, preds):
                 state.stop(f"stabilising predictions: kappa >= {args.stop_kappa} for {args.stop_patience} rounds (round {index})")
                 print(state.data["stopped"])
-    atomic_write_json(Path(args.out) / "summary.json", summarise(state))
-    return state
+    return True
 
 
 def summarise(state: RunState) -> dict:
@@ -253,7 +289,11 @@ def summarise(state: RunState) -> dict:
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([ALArguments], argv, prog="after-hf al", description=__doc__, section="al")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_al(args)
+    try:
+        run_al(args)
+    except RunLocked as err:  # one line: which process holds the run, and what to do
+        print(f"after-hf al: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -5,23 +5,85 @@ atomically after every phase, and the previous version is kept as ``state.prev.j
 any point leaves a readable state; a corrupted file is reported with the fix, never silently reset.
 
 Round phases: ``selected`` (ids chosen, not yet labelled) -> ``labelled`` -> ``trained`` (metrics in).
+
+One process per run directory: ``RunLock`` (an ``flock`` on ``<run>/.lock``, which names its holder's PID) is taken
+before anything of the run is written. The kernel releases it when its process ends, however it ends, so a lock
+left by a killed process is simply taken over.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from ..io import StateError, atomic_write_json, read_json
+from ..io import StateError, atomic_write_json, crash_point, read_json
 
-STATE_FILE, PREVIOUS_FILE, CONFIG_FILE = "state.json", "state.prev.json", "config.json"
+STATE_FILE, PREVIOUS_FILE, CONFIG_FILE, LOCK_FILE = "state.json", "state.prev.json", "config.json", ".lock"
 FORMAT = 1
 # Options that may change between a run and its resume without changing what the run computes.
-RESUMABLE_OPTIONS = {"resume", "out", "wait_minutes", "oracle", "budget", "progress"}
+RESUMABLE_OPTIONS = {"resume", "out", "wait_minutes", "oracle", "budget", "progress", "cache_dir"}
 PHASES = ("selected", "labelled", "trained")
+
+
+class RunLocked(StateError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    """``with RunLock(run_dir):`` -- this process alone writes the run; a second one is refused naming the holder."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        self.path = self.dir / LOCK_FILE
+        self.fd: int | None = None
+        self.previous: dict = {}  # what a dead holder left in the lock file (a lock taken over)
+
+    def _holder(self, wait: bool = False) -> dict:
+        """What the lock file says about its holder; ``wait``: the holder writes it right after locking."""
+        for _ in range(20 if wait else 1):
+            try:
+                holder = json.loads(self.path.read_text() or "{}")
+                if isinstance(holder, dict) and (holder.get("pid") or not wait):
+                    return holder
+            except (OSError, json.JSONDecodeError):
+                pass
+            time.sleep(0.05)
+        return {}
+
+    def __enter__(self) -> "RunLock":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self._holder(wait=True)
+            pid, host = holder.get("pid", "unknown"), holder.get("host")
+            where = f" on {host}" if host and host != socket.gethostname() else ""
+            raise RunLocked(f"{self.dir} is in use by another after-hf process (PID {pid}{where}, started "
+                            f"{holder.get('started', '?')}): wait for it to finish or stop it (kill {pid}), then run "
+                            f"the command again; or choose another --out.") from None
+        self.fd, self.previous = fd, self._holder()
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": sys.argv,
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        crash_point("locked", "run")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)  # released cleanly; a lock file that still names a PID was left by a killed process
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 def check_state(data: Any, path: Path) -> None:
