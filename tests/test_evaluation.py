@@ -58,7 +58,7 @@ def test_evaluate_scores_against_the_vote_distribution(tiny_model_dir, tmp_path,
     out = tmp_path / "eval"
     assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(rated), "--split", "test", "--out", str(out)]) == 0
     table = capsys.readouterr().out
-    soft = json.loads((out / "metrics.json").read_text())["soft_labels"]
+    soft = json.loads((out / "metrics.json").read_text())["splits"]["test"]["soft_labels"]
     with open(out / "predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
     # the model's classes are [high, low], the manifest's [low, high]: votes are matched by name
@@ -78,7 +78,7 @@ def test_evaluate_scores_against_the_vote_distribution(tiny_model_dir, tmp_path,
 
 def test_evaluate_without_votes_reports_hard_labels_only(manifest, tiny_model_dir, tmp_path):
     assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--out", str(tmp_path)]) == 0
-    assert "soft_labels" not in json.loads((tmp_path / "metrics.json").read_text())
+    assert "soft_labels" not in json.loads((tmp_path / "metrics.json").read_text())["splits"]["test"]
     with open(tmp_path / "predictions.csv") as fh:
         assert not any(c.startswith("votes_") for c in next(csv.reader(fh)))
 
