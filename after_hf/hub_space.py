@@ -10,9 +10,11 @@ The Space folder is built first and is self-contained:
   ``sdk_version``, ``app_file``; ``models:`` names a Hub model), pinned ``requirements.txt``, ``packages.txt``
   (FFmpeg for torchcodec) and the example clips;
 * ``after_hf/``: the few modules of this package that the app imports (SPACE_MODULES). The app reuses the
-  toolkit's decoding (``data/audio.py``) and, above all, the human-oracle contract (``al/oracle.py``: queue,
-  locked atomic answers), so the Space and the active-learning loop can never disagree on the file format; a
-  copy of only these pure-Python files keeps the Space small and free of training dependencies.
+  toolkit's decoding (``data/audio.py``), the model's metrics and provenance files (``model_info.py``, for the
+  "About this model" panel) and, above all, the human-oracle contract (``al/oracle.py``: queue, leases, locked
+  atomic answers), so the Space and the active-learning loop can never disagree on the file format; a copy of
+  only these pure-Python files keeps the Space small and free of training dependencies. ``requirements.txt``
+  must cover every import of these files and of ``app.py`` (tests/test_space_requirements.py checks it).
 
 ``--dry_run OUT`` writes exactly that folder and makes no network call; otherwise it is uploaded with
 ``create_repo(repo_type="space", space_sdk="gradio")`` + ``upload_folder`` (token from HF_TOKEN / ``hf auth login``).
@@ -36,7 +38,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SPACE_DIR = PACKAGE_DIR.parent / "spaces_demo"
 # What the Space's app.py imports from after_hf (tests check the bundled copy alone is enough).
 SPACE_MODULES = (
-    "__init__.py", "io.py", "config.py", "models.py",
+    "__init__.py", "io.py", "config.py", "models.py", "model_info.py",
     "data/__init__.py", "data/audio.py",
     "al/__init__.py", "al/oracle.py",
 )

@@ -8,10 +8,12 @@ channels, is converted to mono float32 16 kHz. Clips longer than ``--window_seco
 windows whose probabilities are averaged (weighted by window length); clips longer than ``--max_seconds``, silence,
 and files that are not audio are refused with a message that says what to do.
 
-Annotate tab: the human oracle of ``after-hf al --oracle human``. It shows the first unanswered item of the run's
-queue (``RUN/queue.json``) with an audio player, the model's guess and its uncertainty, and one button per label
-plus Skip; every answer is saved atomically into ``RUN/annotations.json`` (``after_hf.al.oracle``), which the AL
-loop reads when it is resumed.
+Annotate tab (only when a run is attached): the human oracle of ``after-hf al --oracle human``, a labelling page
+for real annotators. Blind by default: no sample id or file name on the page, and the model's guess is hidden until
+the clip is answered (a switch shows it before). One key per label (1, 2, ...), S to skip, U to undo the last
+answer. Each browser tab leases the clip it shows for ``--lease_minutes``, so two tabs or two people never get the
+same clip at once. The annotator's name (remembered by the browser) is stored with every answer, and answers from
+several people to one clip are all kept (``after_hf.al.oracle``); the AL loop reads them when it is resumed.
 
 Safety: the model loads with safetensors only and no remote code; uploads are bounded by ``--max_file_size`` and
 ``--max_seconds``; the browser can fetch only Gradio's own upload/cache files (the example clips are copied there,
@@ -40,6 +42,9 @@ from after_hf import SAMPLING_RATE  # noqa: E402
 from after_hf.al import oracle  # noqa: E402
 from after_hf.config import parse_args  # noqa: E402
 from after_hf.data.audio import AudioError, check_waveform, duration_seconds, load_audio  # noqa: E402
+from after_hf.model_info import (METRICS_FILE, PROVENANCE_FILE, GENERATED_NOTICE, ModelInfoError,  # noqa: E402
+                                 ModelMetrics, Provenance, chance_levels, labels_sentence, read_metrics,
+                                 read_provenance)
 from after_hf.models import load_feature_extractor, uses_attention_mask  # noqa: E402
 
 DEFAULT_MODEL = None  # `after-hf push-space` writes the model id (or the bundled model folder) here
@@ -53,6 +58,8 @@ class AppArguments:
                                                                    "Hub id (default: $AFTER_HF_MODEL)."})
     run_dir: Optional[str] = field(default=None, metadata={"help": "Active-learning run directory whose queue the "
                                                                      "Annotate tab serves (default: $AFTER_HF_RUN)."})
+    lease_minutes: float = field(default=5.0, metadata={"help": "Annotate: how long a clip stays reserved for the "
+                                                                   "tab that shows it (another tab gets other clips)."})
     max_seconds: float = field(default=30.0, metadata={"help": "Longest clip accepted, in seconds."})
     window_seconds: float = field(default=10.0, metadata={"help": "Longer clips are classified in windows of this length "
                                                                   "and their probabilities averaged."})
@@ -66,6 +73,12 @@ class AppArguments:
 
 class InputError(ValueError):
     """Audio the app cannot classify; the message is shown to the user as is."""
+
+
+def trim_hint(max_seconds: float) -> str:
+    """How to make a recording fit (seconds and size): the first seconds, mono, 16 kHz."""
+    return (f"Trim it and try again, e.g. `ffmpeg -i in.wav -t {max_seconds:g} -ac 1 -ar 16000 out.wav` "
+            f"(the first {max_seconds:g} s, mono, 16 kHz: about {max_seconds * 32 / 1000:.1f} MB).")
 
 
 # -- audio in ----------------------------------------------------------------------------------------------
@@ -92,7 +105,7 @@ def numpy_to_mono_16k(sample_rate: int, data: np.ndarray, max_seconds: float) ->
     seconds = data.shape[0] / sample_rate
     if seconds > max_seconds:
         raise InputError(f"The clip is {seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. "
-                         f"Trim it (e.g. ffmpeg -i in.wav -t {max_seconds:g} out.wav) and try again.")
+                         f"{trim_hint(max_seconds)}")
     wave = _to_float(data)
     if wave.ndim == 2:
         wave = wave.mean(axis=1)
@@ -112,7 +125,7 @@ def file_to_mono_16k(path: str | Path, max_seconds: float) -> np.ndarray:
                          f"Upload a WAV, FLAC, MP3 or OGG recording of speech.") from err
     if seconds > max_seconds:
         raise InputError(f"The clip is {seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. "
-                         f"Trim it (e.g. ffmpeg -i in.wav -t {max_seconds:g} out.wav) and try again.")
+                         f"{trim_hint(max_seconds)}")
     try:
         return load_audio(path, check=False)
     except AudioError as err:
@@ -208,6 +221,58 @@ def waveform_figure(wave: np.ndarray, title: str = "") -> Figure:
     return fig
 
 
+# -- what the page says about the model ---------------------------------------------------------------------------
+
+def _model_files(source: str) -> tuple[ModelMetrics | None, Provenance | None]:
+    """metrics.json and after_hf_provenance.json of a local model folder, or of a Hub model (cached or downloaded)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        from huggingface_hub import hf_hub_download
+
+        folder = None
+        for name in (METRICS_FILE, PROVENANCE_FILE):
+            try:
+                folder = Path(hf_hub_download(source, name)).parent
+            except Exception:  # absent from the repo, offline and not cached: the panel says less
+                continue
+        if folder is None:
+            return None, None
+    try:
+        return read_metrics(folder), read_provenance(folder)
+    except ModelInfoError:
+        return None, None
+
+
+def describe_model(source: str) -> tuple[str, str]:
+    """(the model's name for the header, the "About this model" markdown): its Hub id or recorded name, never a
+    local path; training data, labels, test UA beside the chance level, from the files its card is built from."""
+    metrics, provenance = _model_files(source)
+    local = Path(source).is_dir()
+    title = (provenance.model_name if provenance else Path(source).resolve().name) if local else \
+        f"[{source}](https://huggingface.co/{source})"
+    lines = []
+    if provenance:
+        data = provenance.training_data
+        if data.generated:
+            lines.append(GENERATED_NOTICE)
+        lines.append(f"**Training data:** {data.name}" + (f", {data.protocol} split" if data.protocol else "") + ".")
+        lines.append(f"**Labels:** {labels_sentence(provenance.labels)}")
+        lines.append(f"**Model:** {provenance.kind} on `{provenance.base_model}`"
+                     + (" after task-adaptive pre-training (TAPT)." if provenance.tapt else "."))
+    test = metrics.splits.get("test") if metrics else None
+    if test:
+        chance = chance_levels(metrics, "test")
+        score = f"**Test UA {test['ua']:.3f}** (WA {test['wa']:.3f}, macro-F1 {test['macro_f1']:.3f})"
+        if chance:
+            score += (f"; chance level UA {chance['ua']:.3f}, WA {chance['wa']:.3f} ({chance['clips']} test clips: "
+                      f"{chance['balance']})")
+        lines.append(score + ".")
+    if not lines:
+        lines.append("This model folder records no training data or test scores (no metrics.json / "
+                     "after_hf_provenance.json): `after-hf deploy` writes them.")
+    return title, "\n\n".join(lines)
+
+
 # -- the two tabs' functions (plain Python: unit-tested without a browser) ---------------------------------
 
 class SpaceApp:
@@ -216,6 +281,8 @@ class SpaceApp:
         self.classifier = EmotionClassifier(args.model)
         self.labels = self.classifier.labels
         self.run_dir = Path(args.run_dir) if args.run_dir else None
+        self.title, self.about = describe_model(args.model)
+        self.guesses: dict[str, dict] = {}  # sample id -> the guess computed when it was shown (revealed after answering)
 
     # Classify tab
     def classify(self, audio) -> tuple[dict[str, float], Figure, str]:
@@ -245,63 +312,196 @@ class SpaceApp:
         p, _ = self.classifier.probs(wave, self.args.window_seconds)
         return {name: float(v) for name, v in zip(self.labels, p)}
 
-    def next_item(self) -> dict:
-        """What the Annotate tab shows: the first unanswered queue item, or why there is none."""
-        view = {"id": None, "audio": None, "guess": None, "status": "", "details": ""}
+    def _no_item_status(self, queue: dict, left: int) -> str:
+        total, resume = len(queue["items"]), queue.get("resume") or f"after-hf al ... --out {self.run_dir} --resume"
+        if total == 0:
+            nested = sorted(str(q.parent) for q in self.run_dir.glob("*/*/queue.json"))[:5]
+            if nested:  # e.g. an experiment directory whose AL runs live in al/<run>
+                return (f"{self.run_dir} holds no queue of its own. Runs below it that have one: "
+                        + ", ".join(f"`{n}`" for n in nested) + "; start the app with one of them as `--run_dir`.")
+            return (f"The queue of {self.run_dir} is empty. Start a human-labelled run there, e.g. `after-hf al "
+                    f"--manifest MANIFEST --backbone BACKBONE --oracle human --seed_size 8 --out {self.run_dir}`.")
+        if queue.get("closed"):
+            return f"Round {queue['round']} is being trained on; reload the queue in a moment for the next round."
+        if left:
+            return (f"Round {queue['round']}: the {left} clips left are being labelled by others right now; reload "
+                    f"the queue in a few minutes (a reserved clip comes back after {self.args.lease_minutes:g} min).")
+        return f"All {total} items of round {queue['round']} are answered. Train on them: `{resume}`"
+
+    def next_item(self, session: str = "", annotator: str = "") -> dict:
+        """What the Annotate tab shows a browser session: the clip leased to it, or why there is none. No sample id
+        or file name: the view's ``id`` stays on the server (in a gr.State)."""
+        view = {"id": None, "audio": None, "guess": None, "status": "", "details": "", "feedback": ""}
         if self.run_dir is None:
             view["status"] = ("No active-learning run is attached. Start the app with `--run_dir RUN` (or "
                               "`AFTER_HF_RUN=RUN`) where RUN is an `after-hf al --oracle human` output directory.")
             return view
         try:
             queue = oracle.read_queue(self.run_dir)
-            todo = oracle.pending(self.run_dir)
+            item = oracle.claim_next(self.run_dir, session, annotator.strip(), self.args.lease_minutes)
+            left = len(oracle.pending(self.run_dir))
         except Exception as err:  # a corrupt queue/annotations file: StateError names the fix
             view["status"] = f"Cannot read the queue of {self.run_dir}: {err}"
             return view
-        total = len(queue["items"])
-        if total == 0:
-            view["status"] = (f"The queue of {self.run_dir} is empty: run `after-hf al --oracle human --out "
-                              f"{self.run_dir}` to have the loop ask for labels.")
-            nested = sorted(str(q.parent) for q in self.run_dir.glob("*/*/queue.json"))[:5]
-            if nested:  # e.g. an experiment directory whose AL runs live in al/<run>
-                view["status"] += " Runs below it that have a queue: " + ", ".join(f"`{n}`" for n in nested) + "."
+        if item is None:
+            view["status"] = self._no_item_status(queue, left)
             return view
-        if not todo:
-            view["status"] = (f"All {total} items of round {queue['round']} are answered. Resume the loop with "
-                              f"`after-hf al ... --out {self.run_dir} --resume` to train on them.")
-            return view
-        item = todo[0]
+        others = oracle.leased_by_others(self.run_dir, session)
         view["id"] = item["id"]
-        view["status"] = f"Round {queue['round']}: **{len(todo)} of {total} left** · sample `{item['id']}`"
+        view["status"] = (f"Round {queue['round']}: **{left} of {len(queue['items'])} left**"
+                          + (f" · {others} being labelled by others" if others else ""))
         wave = None
         try:
             wave = load_audio(item["path"])
-            view["audio"] = (SAMPLING_RATE, wave)
+            view["audio"] = (SAMPLING_RATE, np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16))  # no conversion warning
         except AudioError as err:
-            view["details"] = f"The queued audio cannot be played ({err}). Skip it."
-        guess = self.item_guess(item, wave)
-        if guess:
-            view["guess"] = guess
-            top = max(guess, key=guess.get)
-            lines = [f"Model's guess: **{top}** ({guess[top]:.0%}); uncertainty (normalised entropy) "
-                     f"**{entropy(np.array(list(guess.values()))):.2f}** of 1"]
-            score = item.get("uncertainty")
-            if isinstance(score, (int, float)) and not isinstance(score, bool):
-                lines.append(f"the query strategy's score: {score:.3g}")
-            view["details"] = "; ".join(lines) + (f". {view['details']}" if view["details"] else ".")
+            view["details"] = f"This clip cannot be played ({err.reason}). Skip it."
+        view["guess"] = self.guesses[item["id"]] = self.item_guess(item, wave)
+        if len(self.guesses) > 4096:
+            self.guesses.pop(next(iter(self.guesses)))
+        score = item.get("uncertainty")
+        if isinstance(score, (int, float)) and not isinstance(score, bool):
+            view["details"] = (f"The query strategy's score for this clip: {score:.3g}. " + view["details"]).strip()
         return view
 
-    def answer(self, sample_id: str | None, label: str | None) -> dict:
-        """Save one answer (``label=None`` = skip) atomically, then return the next item's view."""
+    def answer(self, sample_id: str | None, label: str | None, session: str = "", annotator: str = "") -> dict:
+        """Save one answer (``label=None`` = skip) with the annotator's name, then the session's next clip. The
+        feedback line reveals what the model had guessed for the clip just answered."""
+        if sample_id is not None and not annotator.strip():
+            raise InputError("Type your name in the box above first: it is stored with each answer so that the "
+                             "answers of different people are told apart.")
+        feedback = ""
         if sample_id is not None and self.run_dir is not None:
             try:
-                oracle.save_annotation(self.run_dir, sample_id, label, self.labels)
-            except KeyError:  # the loop wrote a new round meanwhile: show the new queue
-                pass
-        return self.next_item()
+                guess = self.guesses.get(sample_id) or self.item_guess(
+                    next(i for i in oracle.read_queue(self.run_dir)["items"] if i["id"] == sample_id), None)
+                oracle.save_annotation(self.run_dir, sample_id, label, self.labels, annotator.strip(), session)
+                top = f"; the model had guessed **{max(guess, key=guess.get)}**" if guess else ""
+                feedback = (f"Saved: **{label}**{top}." if label else "Skipped.") + " Press U (or Undo) to take it back."
+            except (KeyError, StopIteration):  # the loop closed the round meanwhile: show where things stand
+                feedback = "That clip's round was already taken for training; your answer was not needed."
+        view = self.next_item(session, annotator)
+        view["feedback"] = feedback
+        return view
+
+    def undo(self, session: str = "", annotator: str = "") -> dict:
+        """Withdraw this session's last answer (while its round is open) and show that clip again."""
+        undone = oracle.undo_last(self.run_dir, session) if self.run_dir is not None else None
+        view = self.next_item(session, annotator)
+        view["feedback"] = (f"Undone: your answer **{undone['label'] or 'skip'}** was withdrawn; answer this clip "
+                            f"again." if undone else "Nothing to undo (no answer from this tab in the open round).")
+        return view
+
+    def release(self, session: str) -> None:
+        if self.run_dir is not None and session:
+            oracle.release(self.run_dir, session)
 
 
 # -- the user interface ------------------------------------------------------------------------------------
+
+def shortcut_keys(labels: list[str]) -> dict[str, str]:
+    """Keyboard key -> button elem_id: 1..9 for the labels in order, S skip, U undo."""
+    keys = {str(i + 1): f"label-{name}" for i, name in enumerate(labels[:9])}
+    return {**keys, "s": "label-skip", "u": "annotate-undo"}
+
+
+PAGE_JS = """() => {
+  const keys = KEYS;
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const target = event.target;
+    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+    const page = document.getElementById("annotate-status");
+    const button = document.getElementById(keys[event.key.toLowerCase()]);
+    if (!page || page.offsetParent === null || !button || button.disabled) return;  // only on the Annotate tab
+    event.preventDefault();
+    button.click();
+  });
+  new MutationObserver(() => {  // Gradio refuses an oversized file in the browser: add how to trim it
+    for (const toast of document.querySelectorAll("[data-testid=toast-text]")) {
+      if (toast.textContent.includes("maximum allowed size") && !toast.dataset.afterHf) {
+        toast.dataset.afterHf = "1";
+        toast.textContent += " " + HINT;
+      }
+    }
+  }).observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+def page_js(app: SpaceApp) -> str:
+    import json
+
+    hint = trim_hint(app.args.max_seconds).replace("`", "")
+    return PAGE_JS.replace("KEYS", json.dumps(shortcut_keys(app.labels))).replace("HINT", json.dumps(hint))
+
+
+def build_annotate_tab(app: SpaceApp) -> None:
+    keys = {v: k.upper() for k, v in shortcut_keys(app.labels).items()}
+
+    def show(view: dict, show_guess: bool):
+        has_item = view["id"] is not None
+        buttons = [gr.Button(interactive=has_item) for _ in range(len(app.labels) + 1)]
+        guess = view["guess"] if show_guess and has_item else None  # never sent to the browser unless asked for
+        details = view["details"]
+        if show_guess and view["guess"]:
+            top = max(view["guess"], key=view["guess"].get)
+            details = f"Model's guess: **{top}** ({view['guess'][top]:.0%}). {details}".strip()
+        return (view["id"], view["status"], view["audio"], gr.Label(value=guess, visible=guess is not None), details,
+                view["feedback"], *buttons)
+
+    def guarded(fn):
+        def run(*args):
+            try:
+                return fn(*args)
+            except InputError as err:
+                raise gr.Error(str(err), print_exception=False) from err
+        return run
+
+    with gr.Tab("Annotate", id="annotate"):
+        current = gr.State(None)  # the shown clip's id: kept on the server, never in the page
+        remembered = gr.BrowserState("", storage_key="after_hf_annotator")
+        with gr.Row():
+            name = gr.Textbox(label="Your name (stored with each answer)", max_length=60, elem_id="annotator-name")
+            show_guess = gr.Checkbox(False, label="Show the model's guess before I answer", elem_id="show-guess")
+        status = gr.Markdown(elem_id="annotate-status")
+        with gr.Row():
+            with gr.Column():
+                player = gr.Audio(label="Clip to label", interactive=False, type="numpy", buttons=[],
+                                  elem_id="annotate-audio")
+                details = gr.Markdown(elem_id="annotate-details")
+            guess = gr.Label(num_top_classes=len(app.labels), label="Model's guess", visible=False,
+                             elem_id="annotate-guess")
+        with gr.Row():
+            buttons = [gr.Button(f"{name_} ({keys[f'label-{name_}']})" if f"label-{name_}" in keys else name_,
+                                 variant="primary", elem_id=f"label-{name_}") for name_ in app.labels]
+            buttons.append(gr.Button("Skip (S)", variant="secondary", elem_id="label-skip"))
+            undo = gr.Button("Undo (U)", variant="secondary", elem_id="annotate-undo")
+        feedback = gr.Markdown(elem_id="annotate-feedback")
+        refresh = gr.Button("Reload the queue", size="sm", elem_id="annotate-reload")
+        gr.Markdown("Keys: " + " · ".join(f"{k.upper()} {('skip' if v == 'label-skip' else 'undo' if v == 'annotate-undo' else v[6:])}"
+                                          for k, v in shortcut_keys(app.labels).items()) + " (not while typing).")
+        outputs = [current, status, player, guess, details, feedback, *buttons]
+
+        def answer_with(label):
+            def answer(sample_id, who, shown, request: gr.Request):
+                return show(guarded(app.answer)(sample_id, label, request.session_hash, who), shown)
+            return answer
+
+        def take_back(who, shown, request: gr.Request):
+            return show(app.undo(request.session_hash, who), shown)
+
+        def reload(who, shown, request: gr.Request):
+            return show(app.next_item(request.session_hash, who), shown)
+
+        for button, label in zip(buttons, [*app.labels, None]):
+            button.click(answer_with(label), inputs=[current, name, show_guess], outputs=outputs,
+                         api_name=f"annotate_{label or 'skip'}")
+        undo.click(take_back, inputs=[name, show_guess], outputs=outputs, api_name="annotate_undo")
+        refresh.click(reload, inputs=[name, show_guess], outputs=outputs, api_name="annotate_reload")
+        show_guess.change(reload, inputs=[name, show_guess], outputs=outputs, api_name=False)
+        name.change(lambda who: who, inputs=name, outputs=remembered, api_name=False)
+    return remembered, name, show_guess, outputs, reload
+
 
 def build_ui(app: SpaceApp) -> gr.Blocks:
     def classify_ui(audio):
@@ -312,21 +512,20 @@ def build_ui(app: SpaceApp) -> gr.Blocks:
         except InputError as err:
             raise gr.Error(str(err), print_exception=False) from err  # a toast; 6.31 titles it "Error"
 
-    def show(view: dict):
-        has_item = view["id"] is not None
-        buttons = [gr.Button(interactive=has_item) for _ in range(len(app.labels) + 1)]
-        return (view["id"], view["status"], view["audio"], view["guess"], view["details"], *buttons)
-
     with gr.Blocks(title="Speech emotion recognition (after-hf)") as demo:
-        gr.Markdown(f"# Speech emotion recognition\nModel: `{app.args.model}` · labels: {', '.join(app.labels)}")
+        gr.Markdown(f"# Speech emotion recognition\nModel: {app.title} · classes: {', '.join(app.labels)}",
+                    elem_id="model-header")
+        with gr.Accordion("About this model", open=False, elem_id="about-model"):
+            gr.Markdown(app.about)
         with gr.Tab("Classify", id="classify"):
             with gr.Row():
                 with gr.Column():
                     audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech",
                                         buttons=[], elem_id="classify-audio")
-                    gr.Markdown(f"Up to {app.args.max_seconds:g} s of speech, any format and sampling rate (converted "
-                                f"to mono 16 kHz). Clips longer than {app.args.window_seconds:g} s are classified in "
-                                f"windows whose probabilities are averaged.")
+                    gr.Markdown(f"Up to {app.args.max_seconds:g} s of speech and {app.args.max_file_size.upper()}, any "
+                                f"format and sampling rate (converted to mono 16 kHz). Clips longer than "
+                                f"{app.args.window_seconds:g} s are classified in windows whose probabilities are "
+                                f"averaged. {trim_hint(app.args.max_seconds)}")
                 with gr.Column():
                     label_out = gr.Label(num_top_classes=len(app.labels), label="Emotion", elem_id="classify-label")
                     note_out = gr.Markdown(elem_id="classify-note")
@@ -337,26 +536,18 @@ def build_ui(app: SpaceApp) -> gr.Blocks:
                 gr.Examples([[str(p)] for p in examples], inputs=[audio_in], label="Examples (synthetic speech)",
                             example_labels=[p.stem for p in examples], elem_id="classify-examples")
             audio_in.change(classify_ui, inputs=audio_in, outputs=outputs, api_name="classify")
+        if app.run_dir is not None:  # no run attached: no Annotate tab at all
+            remembered, name, show_guess, view_outputs, reload = build_annotate_tab(app)
 
-        with gr.Tab("Annotate", id="annotate"):
-            current = gr.State(None)
-            status = gr.Markdown(elem_id="annotate-status")
-            with gr.Row():
-                with gr.Column():
-                    player = gr.Audio(label="Queued sample", interactive=False, type="numpy", buttons=[],
-                                      elem_id="annotate-audio")
-                    details = gr.Markdown(elem_id="annotate-details")
-                guess = gr.Label(num_top_classes=len(app.labels), label="Model's guess", elem_id="annotate-guess")
-            with gr.Row():
-                buttons = [gr.Button(name, variant="primary", elem_id=f"label-{name}") for name in app.labels]
-                buttons.append(gr.Button("Skip", variant="secondary", elem_id="label-skip"))
-            refresh = gr.Button("Reload the queue", size="sm")
-            view_outputs = [current, status, player, guess, details, *buttons]
-            for button, name in zip(buttons, [*app.labels, None]):
-                button.click(lambda sid, _name=name: show(app.answer(sid, _name)), inputs=current,
-                             outputs=view_outputs, api_name=f"annotate_{name or 'skip'}")
-            refresh.click(lambda: show(app.next_item()), outputs=view_outputs, api_name="annotate_reload")
-        demo.load(lambda: show(app.next_item()), outputs=view_outputs, api_name=False)
+            def first_view(who, shown, request: gr.Request):
+                return who, *reload(who, shown, request)
+
+            demo.load(first_view, inputs=[remembered, show_guess], outputs=[name, *view_outputs], api_name=False)
+
+            def release(request: gr.Request):  # the tab closed: its clip goes back to the others at once
+                app.release(getattr(request, "session_hash", None) or "")
+
+            demo.unload(release)
     return demo
 
 
@@ -392,7 +583,7 @@ def launch(app: SpaceApp, demo: gr.Blocks, **kwargs):
     if Path(app.args.model).is_dir():
         blocked.append(str(Path(app.args.model).resolve()))
     return demo.launch(
-        server_name=app.args.server_name, server_port=app.args.server_port, share=False,
+        server_name=app.args.server_name, server_port=app.args.server_port, share=False, js=page_js(app),
         max_file_size=app.args.max_file_size, allowed_paths=[], blocked_paths=blocked,
         ssr_mode=False, footer_links=["gradio"], theme=gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                                                     font_mono=["ui-monospace", "monospace"]),

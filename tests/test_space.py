@@ -126,28 +126,58 @@ def run_dir(tmp_path):
     return run
 
 
-def test_annotate_shows_queue_saves_answers_and_counts(A, model_dir, run_dir):
+def _shown_text(view: dict) -> str:
+    """Everything of a view that reaches the page (the id stays on the server, in a gr.State)."""
+    return " ".join(str(view[k]) for k in ("status", "details", "feedback"))
+
+
+def test_annotate_is_blind_saves_named_answers_and_counts(A, model_dir, run_dir):
     app = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(run_dir)))
-    view = app.next_item()
+    view = app.next_item("tab1", "ana")
     first = EXAMPLES[0]
     assert view["id"] == f"synth/{first.stem}" and "3 of 3 left" in view["status"] and "Round 2" in view["status"]
+    assert first.stem not in _shown_text(view) and "synth/" not in _shown_text(view)  # blind: no id, no file name
     rate, audio = view["audio"]
-    assert rate == 16000 and np.allclose(audio, load_audio(first))
+    assert rate == 16000 and audio.dtype == np.int16  # int16: Gradio needs no conversion (and warns about none)
+    assert np.allclose(audio / 32767, load_audio(first), atol=1e-4)
     expected = direct_probs(model_dir, load_audio(first))  # no stored probs: the served model's guess
     assert np.allclose(list(view["guess"].values()), expected, atol=1e-5)
-    assert f"**{LABELS[int(np.argmax(expected))]}**" in view["details"] and "score: 0.9" in view["details"]
+    assert "score for this clip: 0.9" in view["details"] and "guess" not in view["details"]  # the guess is not in the text
 
-    view = app.answer(view["id"], "happy")
+    with pytest.raises(A.InputError, match="Type your name"):
+        app.answer(view["id"], "happy", "tab1", "  ")
+    view = app.answer(view["id"], "happy", "tab1", "ana")
+    assert f"the model had guessed **{LABELS[int(np.argmax(expected))]}**" in view["feedback"]  # revealed after answering
     assert view["id"] == f"synth/{EXAMPLES[1].stem}" and "2 of 3 left" in view["status"]
-    assert view["guess"] == dict(zip(LABELS, [0.1, 0.2, 0.6, 0.1])) and "**angry** (60%)" in view["details"]
-    view = app.answer(view["id"], None)  # skip
-    assert "1 of 3 left" in view["status"]
-    saved = json.loads((run_dir / "annotations.json").read_text())
-    assert saved[f"synth/{EXAMPLES[0].stem}"]["label"] == "happy"
-    assert saved[f"synth/{EXAMPLES[1].stem}"] == {**saved[f"synth/{EXAMPLES[1].stem}"], "label": None, "skipped": True}
-    view = app.answer(view["id"], "sad")
+    assert view["guess"] == dict(zip(LABELS, [0.1, 0.2, 0.6, 0.1]))
+    view = app.answer(view["id"], None, "tab1", "ana")  # skip
+    assert "1 of 3 left" in view["status"] and "Skipped" in view["feedback"]
+    saved = oracle.read_answers(run_dir)
+    assert [(a["id"], a["label"], a["annotator"], a["skipped"]) for a in saved] == [
+        (f"synth/{EXAMPLES[0].stem}", "happy", "ana", False), (f"synth/{EXAMPLES[1].stem}", None, "ana", True)]
+    view = app.answer(view["id"], "sad", "tab1", "ana")
     assert view["id"] is None and "All 3 items of round 2 are answered" in view["status"] and "--resume" in view["status"]
     assert [i["id"] for i in oracle.pending(run_dir)] == []
+
+
+def test_two_tabs_get_different_clips_and_undo_brings_the_last_one_back(A, model_dir, run_dir):
+    app = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(run_dir)))
+    one, two = app.next_item("tab1", "ana"), app.next_item("tab2", "bo")
+    assert one["id"] != two["id"] and "1 being labelled by others" in two["status"]
+    assert app.next_item("tab1", "ana")["id"] == one["id"]  # a reload keeps the tab's clip
+    after = app.answer(one["id"], "angry", "tab1", "ana")
+    assert after["id"] not in (one["id"], two["id"])  # the third clip: the second is still bo's
+    back = app.undo("tab1", "ana")
+    assert back["id"] == one["id"] and "withdrawn" in back["feedback"]
+    assert oracle.read_answers(run_dir) == []
+    assert "Nothing to undo" in app.undo("tab1", "ana")["feedback"]
+    # bo answers the clip; then ana, from an old tab whose lease had expired, answers it too: both answers kept
+    app.answer(two["id"], "sad", "tab2", "bo")
+    oracle.save_annotation(run_dir, two["id"], "angry", LABELS, "ana", "tab1")
+    kept = oracle.answers_by_id(run_dir)[two["id"]]
+    assert [(a["annotator"], a["label"]) for a in kept] == [("bo", "sad"), ("ana", "angry")]
+    app.release("tab2")
+    assert oracle.leased_by_others(run_dir, "tab1") == 0
 
 
 def test_annotate_without_run_or_with_broken_items(A, model_dir, run_dir):
@@ -158,12 +188,22 @@ def test_annotate_without_run_or_with_broken_items(A, model_dir, run_dir):
     queue["items"][0]["path"] = str(run_dir / "missing.wav")
     oracle.write_queue(run_dir, queue["round"], queue["items"])
     app = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(run_dir)))
-    view = app.next_item()
+    view = app.next_item("tab", "ana")
     assert view["audio"] is None and "cannot be played" in view["details"] and "Skip" in view["details"]
-    assert app.answer(view["id"], None)["id"] == queue["items"][1]["id"]
+    assert "missing.wav" not in _shown_text(view)
+    assert app.answer(view["id"], None, "tab", "ana")["id"] == queue["items"][1]["id"]
 
     (run_dir / "annotations.json").write_text("{half")
-    assert "corrupted" in app.next_item()["status"]
+    assert "corrupted" in app.next_item("tab", "ana")["status"]
+
+
+def test_a_closed_round_takes_no_more_answers(A, model_dir, run_dir):
+    app = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(run_dir)))
+    view = app.next_item("tab", "ana")
+    oracle.close_queue(run_dir)  # the loop took the round's answers
+    after = app.answer(view["id"], "happy", "tab", "ana")
+    assert "already taken for training" in after["feedback"] and oracle.read_answers(run_dir) == []
+    assert after["id"] is None and "being trained on" in after["status"]
 
 
 def test_model_and_run_dir_come_from_args_or_environment(A, model_dir, run_dir, monkeypatch):
@@ -218,4 +258,30 @@ def test_experiment_dir_points_to_the_runs_that_have_a_queue(A, model_dir, tmp_p
     oracle.write_queue(tmp_path / "al" / "entropy__s0", 1, [])
     oracle.write_queue(tmp_path / "al" / "random__s0", 1, [{"id": "x", "path": str(EXAMPLES[0])}])
     status = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(tmp_path))).next_item()["status"]
-    assert "is empty" in status and f"`{tmp_path / 'al' / 'random__s0'}`" in status
+    assert "holds no queue of its own" in status and f"`{tmp_path / 'al' / 'random__s0'}`" in status
+    empty = tmp_path / "new_run"
+    empty.mkdir()
+    status = A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(empty))).next_item()["status"]
+    assert f"after-hf al --manifest MANIFEST --backbone BACKBONE --oracle human --seed_size 8 --out {empty}" in status
+
+
+def test_header_and_about_name_the_model_not_its_path(A, model_dir, tmp_path):
+    from space_support import write_model_files
+
+    from after_hf.model_info import LabelInfo, ModelMetrics, Provenance, TrainingData
+
+    app = A.SpaceApp(A.AppArguments(model=str(model_dir)))
+    assert str(model_dir) not in app.title and "records no training data" in app.about
+    folder = save_tiny_classifier(tmp_path / "runs" / "final" / "model")
+    matrix = [[3, 1, 0, 0], [1, 2, 1, 0], [0, 1, 3, 0], [0, 0, 1, 3]]
+    write_model_files(folder, ModelMetrics(splits={"test": {"ua": 0.688, "wa": 0.6875, "macro_f1": 0.69,
+                                                             "label_names": LABELS, "confusion_matrix": matrix}}),
+                      Provenance(model_name="after-hf SER: small + TAPT, head, 8 human-labelled clips", kind="head",
+                                 base_model="small", labels=LabelInfo(oracle="human", labelled_clips=8, pool_clips=840,
+                                                                      answers=8, annotators=1),
+                                 training_data=TrainingData(name="generated emotional speech", generated=True)))
+    title, about = A.describe_model(str(folder))
+    assert title == "after-hf SER: small + TAPT, head, 8 human-labelled clips" and str(tmp_path) not in title + about
+    assert "Trained on generated speech" in about and "**Test UA 0.688**" in about and "chance level UA 0.250" in about
+    assert "**8 human-labelled clips**" in about and "neutral 4 (25%)" in about
+    assert A.describe_model("org/not-cached")[0] == "[org/not-cached](https://huggingface.co/org/not-cached)"

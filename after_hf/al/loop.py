@@ -127,6 +127,19 @@ def select_round(args, state, learner, train: SplitData, index: int, target: int
     return state.record_selection(index, target, selected, name, {"score": score_seconds, "select": select_seconds})
 
 
+def resume_command(args: ALArguments) -> str:
+    """The command that continues this run: every option that differs from its default, plus --resume."""
+    import shlex
+
+    parts = ["after-hf", "al"]
+    for f in fields(ALArguments):
+        value = getattr(args, f.name)
+        if f.name in ("resume", "wait_minutes") or (f.default is not MISSING and value == f.default):
+            continue
+        parts += [f"--{f.name}", *(map(str, value) if isinstance(value, (list, tuple)) else [str(value)])]
+    return shlex.join([*parts, "--resume"])
+
+
 def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle) -> bool:
     """Get labels for the round's selection; False when a person still has to answer (human oracle)."""
     started = time.perf_counter()
@@ -137,15 +150,15 @@ def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle
     run = Path(args.out)
     queue = oracle_files.read_queue(run)
     if queue.get("round") != rec["round"]:
-        oracle_files.write_queue(run, rec["round"], [
+        oracle_files.write_queue(run, rec["round"], resume=resume_command(args), items=[
             {"id": i, "path": train.paths[train.position[i]],
              "guess": labels[int(np.argmax(s["probs"]))] if s.get("probs") else None,
              "probs": dict(zip(labels, s["probs"])) if s.get("probs") else None,
              "uncertainty": s.get("score")} for i, s in zip(ids, rec["selected"])])
     deadline = time.time() + 60 * args.wait_minutes
     while True:
-        answers = oracle_files.read_annotations(run)
-        missing = [i for i in ids if i not in answers]
+        answers = oracle_files.answers_by_id(run)
+        missing = [i for i in ids if not answers.get(i)]
         if not missing:
             break
         if time.time() >= deadline:
@@ -153,15 +166,18 @@ def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle
                   f"Space (`make space AFTER_HF_RUN={run}`), then run the same command with --resume.")
             return False
         time.sleep(5)
-    unknown = {i: answers[i]["label"] for i in ids if answers[i]["label"] is not None and answers[i]["label"] not in labels}
+    given = {i: oracle_files.resolve(answers[i]) for i in ids}  # several people's answers: majority, ties to the first
+    unknown = {i: label for i, label in given.items() if label is not None and label not in labels}
     if unknown:
         sample_id, label = next(iter(unknown.items()))
         raise StateError(f"{run / oracle_files.ANNOTATIONS_FILE}: {len(unknown)} answers have labels outside the label set "
                          f"{labels}, e.g. {sample_id!r} -> {label!r}. Correct them (or delete those entries and label "
                          f"them again in the Space), then run the same command with --resume.")
-    got = {i: labels.index(answers[i]["label"]) for i in ids if answers[i]["label"] is not None}
-    skipped = [i for i in ids if answers[i]["label"] is None]
-    state.record_labels(rec["round"], got, skipped, time.perf_counter() - started)
+    got = {i: labels.index(label) for i, label in given.items() if label is not None}
+    skipped = [i for i in ids if given[i] is None]
+    kept = {i: [{k: a.get(k) for k in ("label", "annotator", "time")} for a in answers[i]] for i in ids}
+    state.record_labels(rec["round"], got, skipped, time.perf_counter() - started, answers=kept)
+    oracle_files.close_queue(run)  # the page takes no more answers for this round
     return True
 
 

@@ -220,13 +220,17 @@ class RunState:
         self.save()
         return rec
 
-    def record_labels(self, index: int, labels: dict[str, int], skipped: list[str], seconds: float) -> None:
+    def record_labels(self, index: int, labels: dict[str, int], skipped: list[str], seconds: float,
+                      answers: dict[str, list[dict]] | None = None) -> None:
+        """``answers``: a human round's answers per id (label name or None, annotator, time), every person's kept."""
         rec = self.rounds[index]
         asked = {s["id"] for s in rec["selected"]}
         unknown = (set(labels) | set(skipped)) - asked
         if unknown:
             raise StateError(f"round {index}: labels for ids that were not asked for: {sorted(unknown)[:5]}")
         rec["labels"], rec["skipped"], rec["phase"] = {k: int(v) for k, v in labels.items()}, list(skipped), "labelled"
+        if answers is not None:
+            rec["answers"] = answers
         rec["seconds"]["annotate"] = seconds
         self.save()
 
