@@ -248,7 +248,8 @@ def describe_model(source: str) -> tuple[str, str]:
     local path; training data, labels, test UA beside the chance level, from the files its card is built from."""
     metrics, provenance = _model_files(source)
     local = Path(source).is_dir()
-    title = (provenance.model_name if provenance else Path(source).resolve().name) if local else \
+    folder = Path(source).resolve()
+    title = (provenance.model_name if provenance else "/".join(folder.parts[-2:])) if local else \
         f"[{source}](https://huggingface.co/{source})"
     lines = []
     if provenance:
@@ -499,7 +500,9 @@ def build_annotate_tab(app: SpaceApp) -> None:
         undo.click(take_back, inputs=[name, show_guess], outputs=outputs, api_name="annotate_undo")
         refresh.click(reload, inputs=[name, show_guess], outputs=outputs, api_name="annotate_reload")
         show_guess.change(reload, inputs=[name, show_guess], outputs=outputs, api_name=False)
-        name.change(lambda who: who, inputs=name, outputs=remembered, api_name=False)
+        for done_typing in (name.blur, name.submit):  # remembered by the browser; the clip's lease carries the name
+            done_typing(lambda who: who, inputs=name, outputs=remembered, api_name=False)
+            done_typing(reload, inputs=[name, show_guess], outputs=outputs, api_name=False)
     return remembered, name, show_guess, outputs, reload
 
 

@@ -1,7 +1,9 @@
-"""Helpers shared by test_hub.py, test_space.py and test_browser.py: a small saved classifier and the Space app."""
+"""Helpers shared by test_hub.py, test_space.py and the browser tests: a small saved classifier, the Space app (as a
+module, or served in a subprocess) and headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -70,3 +72,74 @@ def load_app_module():
     sys.modules["space_app"] = module
     spec.loader.exec_module(module)
     return module
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_app(root: Path, model_dir: Path, run_dir: Path | None = None, extra: list[str] = ()):
+    """spaces_demo/app.py in a subprocess on 127.0.0.1 (analytics off); yields (url, log path) once it answers."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    import pytest
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "AFTER_HF_MODEL": str(model_dir),
+           "AFTER_HF_RUN": str(run_dir) if run_dir else ""}
+    log_path = root / "app.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, str(SPACE_DIR / "app.py"), "--server_name", "127.0.0.1",
+                             "--server_port", str(port), *extra], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 150
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the app exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"the app did not answer on {url}:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def chromium():
+    """Headless Debian chromium driven by Playwright (no browser download)."""
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found: run `make setup` (it installs the apt chromium package).")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

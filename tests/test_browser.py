@@ -8,33 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from space_support import EXAMPLES, LABELS, SPACE_DIR, direct_probs, save_tiny_classifier
+from space_support import EXAMPLES, LABELS, SPACE_DIR, chromium, direct_probs, save_tiny_classifier, served_app
 
 from after_hf.al import oracle
 from after_hf.data.audio import load_audio
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LABEL_VALUE = "#classify-label [data-testid=label-output-value]"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,49 +32,16 @@ def served(tmp_path_factory):
     run_dir = root / "run"
     oracle.write_queue(run_dir, 1, [{"id": f"synth/{p.stem}", "path": str(p), "guess": None, "probs": None,
                                      "uncertainty": 0.5} for p in EXAMPLES[:3]])
-    port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-           "AFTER_HF_MODEL": str(model_dir), "AFTER_HF_RUN": str(run_dir)}
-    log = open(root / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(SPACE_DIR / "app.py"), "--server_name", "127.0.0.1",
-                             "--server_port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 150
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the app exited ({proc.returncode}):\n{(root / 'app.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"the app did not answer on {url}:\n{(root / 'app.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with served_app(root, model_dir, run_dir) as (url, _):
         shots = Path(os.environ.get("AFTER_HF_SCREENSHOTS") or root / "screenshots")
         shots.mkdir(parents=True, exist_ok=True)
         yield url, model_dir, run_dir, shots
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} not found: run `make setup` (it installs the apt chromium package).")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as instance:
+        yield instance
 
 
 @pytest.fixture
@@ -153,7 +107,7 @@ def test_refused_uploads_show_what_to_do(page, served, tmp_path, kind):
     else:  # refused by Gradio before it reaches the app (the server refuses it too: test_upload_bounds_on_the_server)
         upload = tmp_path / "huge.wav"
         upload.write_bytes(b"\0" * (21 * 1024 * 1024))
-        expected = ["exceed the maximum allowed size of 20.0 Mb", "huge.wav"]
+        expected = ["exceed the maximum allowed size of 20.0 Mb", "huge.wav", "Trim it", "ffmpeg -i in.wav -t 30 -ac 1"]
     _upload(page, upload)
     toast = page.locator("[data-testid=toast-text]").first  # Gradio's error toast
     toast.wait_for(timeout=60_000)
@@ -199,21 +153,25 @@ def test_browser_can_fetch_uploads_but_not_the_model_run_or_app_files(served):
 
 
 def test_label_two_queue_items_in_the_annotate_tab(page, served):
+    """The page: blind (no id, no file name), the name typed once, a label by click and one by key."""
     _, _, run_dir, shots = served
     page.get_by_role("tab", name="Annotate").click()
     status = page.locator("#annotate-status")
     status.get_by_text("3 of 3 left").wait_for(timeout=60_000)
-    first = f"synth/{EXAMPLES[0].stem}"
-    assert first in status.inner_text()
-    page.wait_for_selector("#annotate-guess [data-testid=label-output-value]", timeout=30_000)
+    assert not page.locator("#annotate-guess [data-testid=label-output-value]").is_visible()  # hidden until answered
+    page.locator("#annotator-name textarea, #annotator-name input").first.fill("Ana")
     page.screenshot(path=str(shots / "annotate.png"), full_page=True)
 
     page.locator("#label-happy").click()
     status.get_by_text("2 of 3 left").wait_for(timeout=30_000)
-    page.locator("#label-sad").click()
+    assert "the model had guessed" in page.locator("#annotate-feedback").inner_text()
+    page.locator("#annotate-status").click()  # focus out of the name box: keys are shortcuts again
+    page.keyboard.press(str(LABELS.index("sad") + 1))
     status.get_by_text("1 of 3 left").wait_for(timeout=30_000)
 
-    saved = json.loads((run_dir / "annotations.json").read_text())
-    assert {k: v["label"] for k, v in saved.items()} == {first: "happy", f"synth/{EXAMPLES[1].stem}": "sad"}
+    saved = oracle.read_answers(run_dir)
+    first, second = (f"synth/{p.stem}" for p in EXAMPLES[:2])
+    assert [(a["id"], a["label"], a["annotator"]) for a in saved] == [(first, "happy", "Ana"), (second, "sad", "Ana")]
     assert [item["id"] for item in oracle.pending(run_dir)] == [f"synth/{EXAMPLES[2].stem}"]
-    assert f"synth/{EXAMPLES[2].stem}" in status.inner_text()
+    html = page.content()
+    assert "synth/" not in html  # blind: the ids (here they are the emotion itself) never reach the page

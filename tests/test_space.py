@@ -285,3 +285,13 @@ def test_header_and_about_name_the_model_not_its_path(A, model_dir, tmp_path):
     assert "Trained on generated speech" in about and "**Test UA 0.688**" in about and "chance level UA 0.250" in about
     assert "**8 human-labelled clips**" in about and "neutral 4 (25%)" in about
     assert A.describe_model("org/not-cached")[0] == "[org/not-cached](https://huggingface.co/org/not-cached)"
+
+
+def test_the_annotate_tab_exists_only_with_a_run(A, model_dir, run_dir):
+    import gradio as gr
+
+    def tabs(app):
+        return sorted(b.label for b in A.build_ui(app).blocks.values() if isinstance(b, gr.Tab))
+
+    assert tabs(A.SpaceApp(A.AppArguments(model=str(model_dir)))) == ["Classify"]  # `make space` without a run
+    assert tabs(A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(run_dir)))) == ["Annotate", "Classify"]
