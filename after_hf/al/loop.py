@@ -136,7 +136,8 @@ def resume_command(args: ALArguments) -> str:
         value = getattr(args, f.name)
         if f.name in ("resume", "wait_minutes") or (f.default is not MISSING and value == f.default):
             continue
-        parts += [f"--{f.name}", *(map(str, value) if isinstance(value, (list, tuple)) else [str(value)])]
+        shown = (lambda v: f"{v:g}" if isinstance(v, float) else str(v))  # noqa: E731
+        parts += [f"--{f.name}", *(map(shown, value) if isinstance(value, (list, tuple)) else [shown(value)])]
     return shlex.join([*parts, "--resume"])
 
 
@@ -163,7 +164,7 @@ def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle
             break
         if time.time() >= deadline:
             print(f"Round {rec['round']}: {len(missing)} of {len(ids)} samples wait for a label. Label them in the "
-                  f"Space (`make space AFTER_HF_RUN={run}`), then run the same command with --resume.")
+                  f"Space's Annotate tab (`make space AFTER_HF_RUN={run}`), then continue with `{resume_command(args)}`.")
             return False
         time.sleep(5)
     given = {i: oracle_files.resolve(answers[i]) for i in ids}  # several people's answers: majority, ties to the first
