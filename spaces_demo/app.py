@@ -393,6 +393,10 @@ class SpaceApp:
                             f"again." if undone else "Nothing to undo (no answer from this tab in the open round).")
         return view
 
+    def rename(self, session: str, annotator: str) -> None:
+        if self.run_dir is not None and session:
+            oracle.rename_holder(self.run_dir, session, annotator.strip())
+
     def release(self, session: str) -> None:
         if self.run_dir is not None and session:
             oracle.release(self.run_dir, session)
@@ -500,9 +504,12 @@ def build_annotate_tab(app: SpaceApp) -> None:
         undo.click(take_back, inputs=[name, show_guess], outputs=outputs, api_name="annotate_undo")
         refresh.click(reload, inputs=[name, show_guess], outputs=outputs, api_name="annotate_reload")
         show_guess.change(reload, inputs=[name, show_guess], outputs=outputs, api_name=False)
-        for done_typing in (name.blur, name.submit):  # remembered by the browser; the clip's lease carries the name
-            done_typing(lambda who: who, inputs=name, outputs=remembered, api_name=False)
-            done_typing(reload, inputs=[name, show_guess], outputs=outputs, api_name=False)
+        def named(who, request: gr.Request):  # the clip this tab holds is now this person's
+            app.rename(request.session_hash, who)
+            return who
+
+        for done_typing in (name.blur, name.submit):  # remembered by the browser (BrowserState)
+            done_typing(named, inputs=name, outputs=remembered, api_name=False)
     return remembered, name, show_guess, outputs, reload
 
 

@@ -33,6 +33,9 @@ def test_leases_keep_tabs_apart_skip_what_a_person_answered_and_expire(run, monk
     assert oracle.claim_next(run, "t1", "ana")["id"] == "c0"
     assert oracle.claim_next(run, "t2", "bo")["id"] == "c1"
     assert oracle.claim_next(run, "t1", "ana")["id"] == "c0"  # the same tab keeps its clip
+    oracle.rename_holder(run, "t2", "bob")  # a name typed after the page opened: the tab's clip carries it
+    assert json.loads((run / oracle.LEASES_FILE).read_text())["c1"]["annotator"] == "bob"
+    oracle.rename_holder(run, "t2", "bo")
     oracle.save_annotation(run, "c0", "sad", annotator="ana", session="t1")
     assert oracle.claim_next(run, "t1", "ana")["id"] == "c2"
     # a clip that asks for two raters goes to a second person, never back to the first

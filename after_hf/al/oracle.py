@@ -238,6 +238,16 @@ def claim_next(run_dir: str | Path, holder: str, annotator: str = "", minutes: f
     return item
 
 
+def rename_holder(run_dir: str | Path, holder: str, annotator: str) -> None:
+    """The annotator typed (or changed) their name: the clips ``holder`` holds are now theirs."""
+    run_dir = Path(run_dir)
+    with _locked(run_dir):
+        leases = _read_leases(run_dir)
+        if any(v["holder"] == holder for v in leases.values()):
+            atomic_write_json(run_dir / LEASES_FILE, {k: {**v, "annotator": annotator} if v["holder"] == holder else v
+                                                      for k, v in leases.items()})
+
+
 def leased_by_others(run_dir: str | Path, holder: str) -> int:
     """How many clips other people (or tabs) are labelling right now."""
     return sum(1 for lease in _read_leases(Path(run_dir)).values() if lease["holder"] != holder)
