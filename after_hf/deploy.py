@@ -6,8 +6,9 @@
 Reads the run directory of `after-hf al` (``state.json``: the labels a person gave in the labelling page, or the
 simulated oracle's; ``config.json``: its manifest, backbone and feature cache), trains the classifier from the run's
 backbone on exactly those labels, scores it on the manifest's validation and test splits, and writes ``OUT/model``:
-a ``save_pretrained`` ``Wav2Vec2ForSequenceClassification`` (safetensors), ``metrics.json``, ``after_hf_provenance.json``
-(``after_hf.model_info``; the model card is built from them) and ``eval_<split>/`` (confusion matrix, predictions).
+a ``save_pretrained`` ``Wav2Vec2ForSequenceClassification`` (safetensors), ``metrics.json``,
+``after_hf_provenance.json`` (``after_hf.model_info``; the model card is built from them) and ``eval_<split>/``
+(confusion matrix, predictions).
 
 * ``head``: the frozen backbone and a linear layer-weighted head trained on the run's cached features, exported
   exactly into wav2vec2's own ``use_weighted_layer_sum`` head (weighted sum of layers -> projector -> mean over
@@ -40,16 +41,18 @@ LANGUAGES = {"iemocap": "en", "cremad": "en", "ravdess": "en", "emovdb": "en", "
 
 @dataclass
 class DeployArguments:
-    run: str = field(metadata={"help": "Active-learning run directory (`after-hf al --out`), simulated or human oracle."})
+    run: str = field(metadata={
+        "help": "Active-learning run directory (`after-hf al --out`), simulated or human oracle."})
     out: str = field(metadata={"help": "Output directory: the model goes to OUT/model (+ metrics.json, provenance)."})
-    kind: str = field(default="head", metadata={"help": "head: frozen backbone + linear layer-weighted head (seconds); "
-                                                        "lora: LoRA adapters + head; full: the whole classifier fine-tuned.",
-                                                "choices": list(KINDS)})
-    finetune_config: str = field(default="", metadata={"help": "YAML recipe whose `finetune:` section sets the options of "
-                                                              "--kind lora/full (a --config file with that section is used "
-                                                              "too)."})
+    kind: str = field(default="head", metadata={
+        "help": "head: frozen backbone + linear layer-weighted head (seconds); lora: LoRA adapters + head; "
+                "full: the whole classifier fine-tuned.", "choices": list(KINDS)})
+    finetune_config: str = field(default="", metadata={
+        "help": "YAML recipe whose `finetune:` section sets the options of --kind lora/full (a --config file with "
+                "that section is used too)."})
     seed: Optional[int] = field(default=None, metadata={"help": "Training seed (default: the run's seed)."})
-    head_epochs: int = field(default=200, metadata={"help": "head: epochs of the linear head (best validation UA kept)."})
+    head_epochs: int = field(default=200, metadata={
+        "help": "head: epochs of the linear head (best validation UA kept)."})
 
 
 class DeployError(ValueError):
@@ -113,8 +116,9 @@ def training_data(manifest: str | Path) -> TrainingData:
     generated = any((Path(root) / marker).is_file() for root in corpora.values()
                     for marker in ("synth_info.json", "synth_truth.csv"))
     names = sorted(corpora)
-    name = ("generated emotional speech (after-hf synth, espeak-ng" + (f"; {' + '.join(names)} layout)" if names else ")")
-            if generated else " + ".join(names) or f"the manifest {portable_name(manifest)}")
+    layout = f"; {' + '.join(names)} layout)" if names else ")"
+    name = ("generated emotional speech (after-hf synth, espeak-ng" + layout if generated
+            else " + ".join(names) or f"the manifest {portable_name(manifest)}")
     return TrainingData(name=name, corpora=names, generated=generated, protocol=report.get("protocol"))
 
 
@@ -168,7 +172,8 @@ def train_linear_head(learner, ids: Sequence[str], labels: Sequence[int], seed: 
     return head
 
 
-def export_linear_head(head, backbone: str, label_names: Sequence[str], out_dir: str | Path, init_seed: int = 0) -> Path:
+def export_linear_head(head, backbone: str, label_names: Sequence[str], out_dir: str | Path,
+                       init_seed: int = 0) -> Path:
     """Write ``backbone`` + a linear ``head`` as a ``save_pretrained`` audio classifier (safetensors) into ``out_dir``.
 
     ``init_seed``: for a named (randomly initialised) backbone, the seed its cached features were computed with."""
@@ -365,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'human-' if labels.oracle == 'human' else ''}labelled clips of {args.run}"
           + (" (same labels: nothing to do)" if result.skipped else ""))
     print(describe(result))
-    print(f"Next: `after-hf push --model {result.model_dir} --repo_id USER/NAME --dry_run OUT` writes the model card and "
-          f"the upload folder; `make space AFTER_HF_MODEL={result.model_dir}` serves it.")
+    print(f"Next: `after-hf push --model {result.model_dir} --repo_id USER/NAME --dry_run OUT` writes the model card "
+          f"and the upload folder; `make space AFTER_HF_MODEL={result.model_dir}` serves it.")
     return 0
 
 

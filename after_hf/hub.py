@@ -47,12 +47,13 @@ SET_ALIASES = {"eval": "validation"}  # Trainer's prefix for the validation set
 
 @dataclass
 class PushArguments:
-    model: str = field(metadata={"help": "Model directory (`after-hf deploy` / `finetune` output: config.json, *.safetensors, "
-                                         "preprocessor_config.json, metrics.json, optional after_hf_provenance.json)."})
+    model: str = field(metadata={
+        "help": "Model directory (`after-hf deploy` / `finetune` output: config.json, *.safetensors, "
+                "preprocessor_config.json, metrics.json, optional after_hf_provenance.json)."})
     repo_id: str = field(metadata={"help": "Hub model repository to create or update, as USER/NAME or ORG/NAME."})
     private: bool = field(default=False, metadata={"help": "Create the repository as private."})
-    dry_run: Optional[str] = field(default=None, metadata={"help": "Write the exact folder that would be uploaded to this "
-                                                                   "directory and make no network call."})
+    dry_run: Optional[str] = field(default=None, metadata={
+        "help": "Write the exact folder that would be uploaded to this directory and make no network call."})
     commit_message: str = field(default="Upload after-hf speech emotion recognition model",
                                 metadata={"help": "Commit message of the upload."})
 
@@ -138,7 +139,8 @@ def check_model_dir(model_dir: Path) -> None:
 
 def check_repo_id(repo_id: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo_id or "") or ".." in repo_id:
-        raise PushError(f"--repo_id '{repo_id}' is not a Hub repository id: use USER/NAME (letters, digits, '-', '_', '.').")
+        raise PushError(f"--repo_id '{repo_id}' is not a Hub repository id: use USER/NAME (letters, digits, '-', '_', "
+                        f"'.').")
 
 
 # -- the card: templates/model_card.md filled from the model directory ----------------------------------------------
@@ -169,12 +171,14 @@ def _method(provenance: Provenance | None, metrics: ModelMetrics, training: dict
                        "mean pooling over time and a linear classifier trained on the labelled clips (wav2vec2's "
                        "`use_weighted_layer_sum` head).")
     else:
-        what = "LoRA adapters on the attention projections (merged into the weights)" if kind == "lora" else "the encoder"
+        what = ("LoRA adapters on the attention projections (merged into the weights)" if kind == "lora"
+                else "the encoder")
         training_md = (f"Fine-tuning: {what} and a linear head trained with class-weighted cross-entropy, CNN feature "
                        f"encoder frozen, masked mean pooling.")
     hyper = {k: training[k] for k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
                                       "max_train_seconds", "lora", "class_weighted_loss", "seed") if k in training}
-    return {"base_md": f"`{base}`" if base else "a wav2vec 2.0 backbone", "tapt_md": tapt_md, "training_md": training_md,
+    return {"base_md": f"`{base}`" if base else "a wav2vec 2.0 backbone", "tapt_md": tapt_md,
+            "training_md": training_md,
             "hyper_md": ("\n\nFine-tuning options: " + ", ".join(f"`{k}={v}`" for k, v in hyper.items()) + ".")
             if hyper else ""}
 
@@ -268,7 +272,8 @@ def hub_token() -> str:
 
     token = get_token()
     if not token:
-        raise PushError("no Hugging Face token: set HF_TOKEN (a write token) or run `hf auth login`, or use --dry_run OUT.")
+        raise PushError("no Hugging Face token: set HF_TOKEN (a write token) or run `hf auth login`, or use "
+                        "--dry_run OUT.")
     return token
 
 
@@ -276,8 +281,8 @@ def check_online() -> None:
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
-        raise PushError("the Hub is offline (HF_HUB_OFFLINE=1): run with HF_HUB_OFFLINE=0 to push, or use --dry_run OUT "
-                        "to write the folder that would be uploaded.")
+        raise PushError("the Hub is offline (HF_HUB_OFFLINE=1): run with HF_HUB_OFFLINE=0 to push, or use --dry_run "
+                        "OUT to write the folder that would be uploaded.")
 
 
 def upload(folder: Path, repo_id: str, *, repo_type: str = "model", private: bool = False,
@@ -301,7 +306,8 @@ def push(args: PushArguments) -> Path | str:
     if args.dry_run:
         out = Path(args.dry_run)
         files = stage_upload(model_dir, args.repo_id, out)
-        print(f"dry run: {len(files)} files that would be uploaded to {args.repo_id} written to {out}: {', '.join(files)}")
+        print(f"dry run: {len(files)} files that would be uploaded to {args.repo_id} written to {out}: "
+              f"{', '.join(files)}")
         return out
     check_online()
     with tempfile.TemporaryDirectory(prefix="after-hf-push-") as tmp:

@@ -72,7 +72,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 @dataclass
 class ModelMetrics:
-    splits: dict[str, dict] = field(default_factory=dict)  # evaluation set -> scores (compute_ser_metrics + num_samples)
+    splits: dict[str, dict] = field(default_factory=dict)  # evaluation set -> compute_ser_metrics + num_samples
     kind: Optional[str] = None  # head / lora / full; None for a plain evaluation
     description: Optional[str] = None
     backbone: Optional[str] = None  # portable_name of what was trained from

@@ -54,15 +54,15 @@ EXAMPLES_DIR = HERE / "examples"
 
 @dataclass
 class AppArguments:
-    model: Optional[str] = field(default=None, metadata={"help": "Classifier to serve: a save_pretrained directory or a "
-                                                                   "Hub id (default: $AFTER_HF_MODEL)."})
+    model: Optional[str] = field(default=None, metadata={
+        "help": "Classifier to serve: a save_pretrained directory or a Hub id (default: $AFTER_HF_MODEL)."})
     run_dir: Optional[str] = field(default=None, metadata={"help": "Active-learning run directory whose queue the "
                                                                      "Annotate tab serves (default: $AFTER_HF_RUN)."})
     lease_minutes: float = field(default=5.0, metadata={"help": "Annotate: how long a clip stays reserved for the "
                                                                    "tab that shows it (another tab gets other clips)."})
     max_seconds: float = field(default=30.0, metadata={"help": "Longest clip accepted, in seconds."})
-    window_seconds: float = field(default=10.0, metadata={"help": "Longer clips are classified in windows of this length "
-                                                                  "and their probabilities averaged."})
+    window_seconds: float = field(default=10.0, metadata={
+        "help": "Longer clips are classified in windows of this length and their probabilities averaged."})
     max_file_size: str = field(default="20mb", metadata={"help": "Largest upload Gradio accepts (e.g. 20mb)."})
     silence_dbfs: float = field(default=-55.0, metadata={"help": "Clips whose RMS level is below this (dB full scale) "
                                                                  "are refused as silence."})
@@ -283,7 +283,7 @@ class SpaceApp:
         self.labels = self.classifier.labels
         self.run_dir = Path(args.run_dir) if args.run_dir else None
         self.title, self.about = describe_model(args.model)
-        self.guesses: dict[str, dict] = {}  # sample id -> the guess computed when it was shown (revealed after answering)
+        self.guesses: dict[str, dict] = {}  # sample id -> its guess when shown (revealed after the answer)
 
     # Classify tab
     def classify(self, audio) -> tuple[dict[str, float], Figure, str]:
@@ -354,7 +354,8 @@ class SpaceApp:
         wave = None
         try:
             wave = load_audio(item["path"])
-            view["audio"] = (SAMPLING_RATE, np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16))  # no conversion warning
+            pcm = np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)  # int16: Gradio converts (and warns) nothing
+            view["audio"] = (SAMPLING_RATE, pcm)
         except AudioError as err:
             view["details"] = f"This clip cannot be played ({err.reason}). Skip it."
         view["guess"] = self.guesses[item["id"]] = self.item_guess(item, wave)
@@ -378,7 +379,8 @@ class SpaceApp:
                     next(i for i in oracle.read_queue(self.run_dir)["items"] if i["id"] == sample_id), None)
                 oracle.save_annotation(self.run_dir, sample_id, label, self.labels, annotator.strip(), session)
                 top = f"; the model had guessed **{max(guess, key=guess.get)}**" if guess else ""
-                feedback = (f"Saved: **{label}**{top}." if label else "Skipped.") + " Press U (or Undo) to take it back."
+                feedback = ((f"Saved: **{label}**{top}." if label else "Skipped.")
+                            + " Press U (or Undo) to take it back.")
             except (KeyError, StopIteration):  # the loop closed the round meanwhile: show where things stand
                 feedback = "That clip's round was already taken for training; your answer was not needed."
         view = self.next_item(session, annotator)
@@ -483,7 +485,8 @@ def build_annotate_tab(app: SpaceApp) -> None:
             undo = gr.Button("Undo (U)", variant="secondary", elem_id="annotate-undo")
         feedback = gr.Markdown(elem_id="annotate-feedback")
         refresh = gr.Button("Reload the queue", size="sm", elem_id="annotate-reload")
-        gr.Markdown("Keys: " + " · ".join(f"{k.upper()} {('skip' if v == 'label-skip' else 'undo' if v == 'annotate-undo' else v[6:])}"
+        meaning = {"label-skip": "skip", "annotate-undo": "undo"}
+        gr.Markdown("Keys: " + " · ".join(f"{k.upper()} {meaning.get(v, v[len('label-'):])}"
                                           for k, v in shortcut_keys(app.labels).items()) + " (not while typing).")
         outputs = [current, status, player, guess, details, feedback, *buttons]
 
@@ -568,7 +571,8 @@ def resolve_args(argv: list[str] | None = None) -> AppArguments:
     if not args.model:
         raise SystemExit("No model: pass --model DIR_OR_HUB_ID or set AFTER_HF_MODEL (e.g. runs/demo/final/model "
                          "after `make demo`).")
-    if args.model and not Path(args.model).is_absolute() and (HERE / args.model).is_dir() and not Path(args.model).exists():
+    bundled = not Path(args.model).is_absolute() and (HERE / args.model).is_dir() and not Path(args.model).exists()
+    if args.model and bundled:
         args.model = str(HERE / args.model)  # a model folder bundled next to app.py by `after-hf push-space`
     looks_local = Path(args.model).is_absolute() or args.model.startswith((".", "~")) or args.model.count("/") > 1
     if looks_local and not Path(args.model).expanduser().is_dir():  # a Hub id is "name" or "org/name"

@@ -44,8 +44,8 @@ def human_run(synth_manifest, tmp_path_factory):
     root = tmp_path_factory.mktemp("human_loop")
     run = root / "runs" / "al" / "mine"
     command = ["al", "--manifest", str(synth_manifest), "--backbone", "tiny", "--strategy", "entropy",
-               "--cold_start", "kmeans", "--seed_size", "8", "--step_size", "8", "--budget", "16", "--head_epochs", "20",
-               "--oracle", "human", "--out", str(run), "--cache_dir", str(root / "cache")]
+               "--cold_start", "kmeans", "--seed_size", "8", "--step_size", "8", "--budget", "16",
+               "--head_epochs", "20", "--oracle", "human", "--out", str(run), "--cache_dir", str(root / "cache")]
     proc = after_hf(*command)
     assert "Round 0: 8 of 8 samples wait for a label" in proc.stdout and "--resume" in proc.stdout
     return root, run, command

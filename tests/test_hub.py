@@ -43,7 +43,8 @@ PROVENANCE = Provenance(
 def model_dir(tmp_path_factory):
     out = save_tiny_classifier(tmp_path_factory.mktemp("model") / "model")
     write_model_files(out, METRICS, PROVENANCE, {"model": "facebook/wav2vec2-base", "num_train": 1106,
-                                                 "manifest": str(out.parent / "manifest"), "output_dir": str(out.parent),
+                                                 "manifest": str(out.parent / "manifest"),
+                                                 "output_dir": str(out.parent),
                                                  "train_label_counts": {"neutral": 300, "sad": 250}})
     (out / "training_args.bin").write_bytes(b"pickled trainer state")  # must never be uploaded
     return out

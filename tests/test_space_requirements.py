@@ -52,7 +52,8 @@ def requirement_lines(text: str) -> list[Requirement]:
 
 
 def uncovered_imports(requirements_text: str) -> dict[str, str]:
-    """Third-party modules of the bundle whose distribution requirements.txt does not name -> the files importing them."""
+    """Third-party modules of the bundle whose distribution requirements.txt does not name -> the files importing
+    them."""
     required = {canonicalize_name(r.name) for r in requirement_lines(requirements_text)}
     owners = metadata.packages_distributions()
     missing = {}
@@ -128,8 +129,9 @@ def build_clean_venv(root: Path, dists: dict[str, metadata.Distribution]) -> Pat
 def call_classify(url: str, clip: Path) -> list:
     """Upload a clip and call the Space's `classify` endpoint over Gradio's HTTP API; return its outputs."""
     boundary = "afterhf"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{clip.name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + clip.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{clip.name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    body = head + clip.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(f"{url}gradio_api/upload", data=body,
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     (uploaded,) = json.loads(urllib.request.urlopen(request, timeout=60).read())

@@ -54,7 +54,10 @@ class ALArguments:
     stop_kappa: float = field(default=0.0, metadata={"help": "Stabilising-predictions stop: stop when Cohen's kappa between consecutive rounds' predictions on a held-out unlabelled sample reaches this (e.g. 0.99); 0 = off."})
     stop_patience: int = field(default=2, metadata={"help": "Consecutive rounds above stop_kappa needed to stop."})
     stop_set_size: int = field(default=200, metadata={"help": "Size of the held-out unlabelled stop set (taken from the pool, never selected)."})
-    cache_dir: str = field(default="", metadata={"help": "Where frozen-encoder features are cached (shared by every run of the same backbone). Default: the cache of the `after-hf experiment` that made the manifest (MANIFEST/../cache/features) when there is one, else runs/cache/features."})
+    cache_dir: str = field(default="", metadata={
+        "help": "Where frozen-encoder features are cached (shared by every run of the same backbone). Default: the cache "
+                "of the `after-hf experiment` that made the manifest (MANIFEST/../cache/features) when there is one, "
+                "else runs/cache/features."})
     head_epochs: int = field(default=60, metadata={"help": "head_only: epochs per round."})
     head_learning_rate: float = field(default=2e-3, metadata={"help": "head_only: AdamW learning rate."})
     head_dropout: float = field(default=0.3, metadata={"help": "head_only: dropout of the head (MC-dropout source)."})
@@ -164,7 +167,8 @@ def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle
             break
         if time.time() >= deadline:
             print(f"Round {rec['round']}: {len(missing)} of {len(ids)} samples wait for a label. Label them in the "
-                  f"Space's Annotate tab (`make space AFTER_HF_RUN={run}`), then continue with `{resume_command(args)}`.")
+                  f"Space's Annotate tab (`make space AFTER_HF_RUN={run}`), then continue with "
+                  f"`{resume_command(args)}`.")
             return False
         time.sleep(5)
     given = {i: oracle_files.resolve(answers[i]) for i in ids}  # several people's answers: majority, ties to the first
@@ -203,7 +207,7 @@ def train_round(args, state, learner, rec) -> dict:
 
 
 def default_cache_dir(manifest: str) -> str:
-    """The experiment's own cache when the manifest is an experiment's (its features are then reused), else a shared one."""
+    """The experiment's cache when the manifest is an experiment's (its features are then reused), else a shared one."""
     beside = Path(manifest).parent / "cache" / "features"
     return str(beside) if beside.is_dir() else "runs/cache/features"
 

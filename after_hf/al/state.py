@@ -80,7 +80,7 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
-            os.ftruncate(self.fd, 0)  # released cleanly; a lock file that still names a PID was left by a killed process
+            os.ftruncate(self.fd, 0)  # released cleanly: a lock file that still names a PID was left by a killed one
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
