@@ -217,8 +217,13 @@ def chance_levels(metrics: Optional[ModelMetrics], split: str = "test") -> Optio
 def labels_sentence(labels: LabelInfo) -> str:
     """How many clips were labelled, by whom, and how they were chosen (classes are named elsewhere)."""
     share = f" ({100 * labels.fraction:.1f}% of the {labels.pool_clips}-clip training pool)" if labels.fraction else ""
-    chosen = (f", chosen by active learning ({labels.strategy} query strategy, {labels.cold_start} cold start, "
-              f"{labels.rounds} rounds)" if labels.strategy else "")
+    if not labels.strategy:
+        chosen = ""
+    elif (labels.rounds or 0) <= 1:  # only the seed round so far: the cold start chose them, not the query strategy
+        chosen = f", chosen by the {labels.cold_start} cold start of active learning (1 round)"
+    else:
+        chosen = (f", chosen by active learning ({labels.strategy} query strategy after a {labels.cold_start} cold "
+                  f"start, {labels.rounds} rounds)")
     if labels.oracle == "human":
         people = f"{labels.annotators} {'person' if labels.annotators == 1 else 'people'}"
         who = (f"; labelled by {people} in the after-hf labelling page ({labels.answers} answers"

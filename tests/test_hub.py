@@ -77,7 +77,8 @@ def test_dry_run_card_parses_and_shows_metrics(model_dir, tmp_path):
     assert "| validation | 0.7123 | 0.7301 | 0.7002 |" in text
     assert "**4 classes** (neutral, happy, angry, sad)" in text  # classes ...
     assert "**1106 human-labelled clips** (20.0% of the 5531-clip training pool)" in text  # ... and clips, named apart
-    assert "entropy query strategy" in text and "labelled by 3 people" in text and "1130 answers" in text
+    assert "(entropy query strategy after a kmeans cold start, 4 rounds)" in text
+    assert "labelled by 3 people" in text and "1130 answers" in text
     assert "TAPT, 20000 steps" in text
     # chance level and the test set's class balance (from its confusion matrix: 60 / 30 / 30 / 20 clips)
     assert "Chance level on the test set: UA **0.250**" in text and "WA **0.429**" in text and "neutral)" in text

@@ -10,7 +10,7 @@ from after_hf.al import oracle
 from after_hf.al.loop import ALArguments, run_al
 from after_hf.cli import main as cli
 from after_hf.data.manifest import label_names, load_manifest
-from after_hf.model_info import read_provenance
+from after_hf.model_info import labels_sentence, read_provenance
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -94,3 +94,4 @@ def test_two_peoples_answers_reach_the_state_and_the_provenance(synth_manifest, 
     assert cli(["deploy", "--run", args.out, "--out", str(tmp_path / "deployed")]) == 0
     labels = read_provenance(tmp_path / "deployed" / "model").labels
     assert (labels.oracle, labels.labelled_clips, labels.answers, labels.annotators) == ("human", 8, 9, 2)
+    assert "chosen by the random cold start of active learning (1 round)" in labels_sentence(labels)  # not the strategy
