@@ -2,10 +2,11 @@
 
 Utterances are sorted by length and grouped into batches of at most ``batch_seconds`` of *padded* audio,
 decoded whole (never truncated), padded with zeros and normalised per utterance by the feature extractor.
-The attention mask goes into the encoder only for layer-norm feature encoders (large / XLS-R); group-norm
-ones (wav2vec2-base and our named configs) were trained without it. Either way the pooling is a *masked*
-mean over the real frames, so padding never leaks into the utterance vector (the transformers head would
-average the padded frames too when it gets no mask). Training uses the same ``pooled_forward``.
+The CNN feature encoder runs on each clip alone (a group-norm CNN, as in wav2vec2-base, normalises over the
+padded length, so padding would change the real frames), the transformer gets the frame mask and the pooling
+is a *masked* mean over the real frames: a clip gets the same prediction alone (as in the Space or a
+``pipeline``) and in any batch. Training uses the same ``pooled_forward`` (or ``pooled_from_frames`` on cached
+CNN outputs when the CNN is frozen).
 
 Speed: everything runs under ``torch.inference_mode``; on CUDA the forward runs under bf16 autocast (CPU
 stays float32); audio is decoded batch by batch from the paths (the pool is never held in memory) and
@@ -27,7 +28,6 @@ from tqdm.auto import tqdm
 
 from . import SAMPLING_RATE
 from .data.audio import duration_seconds, load_audio
-from .models import uses_attention_mask
 
 
 def autocast_for(device: torch.device):
@@ -81,39 +81,98 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def pooled_forward(
-    model: torch.nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits [B, C], pooled [B, P])`` of an audio classifier with a ``projector`` + ``classifier`` head
-    (Wav2Vec2 / HuBERT / WavLM / Data2VecAudio ``...ForSequenceClassification``), LoRA-wrapped or not.
+def base_encoder(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare encoder (``Wav2Vec2Model`` / ``HubertModel`` / ``WavLMModel``) of a classifier, or the model itself."""
+    net = unwrap(model)
+    return getattr(net, net.base_model_prefix, net)
 
-    ``attention_mask`` [B, samples] marks the real samples; it always drives the pooling and reaches the
-    encoder only when the model's feature encoder uses layer norm. ``pooled`` is the masked mean of the
-    projector output, i.e. exactly what the linear classifier sees.
+
+def cnn_frames(model: torch.nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """The CNN feature encoder's output ``[T_i, C]`` of every clip, each computed on the clip alone.
+
+    One clip at a time because group-norm CNNs (wav2vec2-base, our named configs) normalise over the whole input
+    length: zero padding would change every real frame, so a clip scored in a batch would differ from the same
+    clip scored alone (as the Space or a ``pipeline`` does)."""
+    encoder = base_encoder(model)
+    lengths = attention_mask.sum(1).tolist()
+    return [encoder.feature_extractor(input_values[i: i + 1, : int(n)])[0].transpose(0, 1) for i, n in enumerate(lengths)]
+
+
+def pad_frames(frames: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[T_i, C]`` tensors -> zero-padded ``[B, T, C]`` and the frame mask ``[B, T]`` (1 = a real frame)."""
+    longest = max(f.shape[0] for f in frames)
+    padded = frames[0].new_zeros(len(frames), longest, frames[0].shape[1])
+    mask = torch.zeros(len(frames), longest, dtype=torch.long, device=frames[0].device)
+    for i, f in enumerate(frames):
+        padded[i, : f.shape[0]] = f
+        mask[i, : f.shape[0]] = 1
+    return padded, mask
+
+
+def encode_frames(model: torch.nn.Module, frames: torch.Tensor, frame_mask: torch.Tensor,
+                  output_hidden_states: bool = False) -> tuple[torch.Tensor, tuple | None]:
+    """The encoder after its CNN: feature projection, SpecAugment (training mode only), the transformer with the
+    frame mask, so padded frames are never attended to. Same maths as the model's own forward on one clip.
+
+    Returns ``(last_hidden_state, hidden_states)``; ``hidden_states`` (with ``output_hidden_states``) are the
+    model's own: the input of the first transformer layer, every layer's output, the last one after the
+    encoder's final layer norm (stable-layer-norm models), i.e. ``L + 1`` tensors.
     """
+    encoder = base_encoder(model)
+    hidden = encoder.feature_projection(frames)
+    hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # wav2vec2 also returns the normed CNN features
+    mask = frame_mask.bool()
+    hidden = encoder._mask_hidden_states(hidden, attention_mask=mask)
+    layers = encoder.encoder.layers
+    seen: list[torch.Tensor] = []
+    hooks = []
+    if output_hidden_states:  # transformers v5 records hidden states with hooks on the top-level forward only
+        hooks.append(layers[0].register_forward_pre_hook(lambda _m, args, kwargs=None: seen.append(args[0]),
+                                                         with_kwargs=False))
+        hooks += [layer.register_forward_hook(lambda _m, _i, out: seen.append(out[0] if isinstance(out, tuple) else out))
+                  for layer in layers]
+    try:
+        last = encoder.encoder(hidden, attention_mask=mask).last_hidden_state
+    finally:
+        for hook in hooks:
+            hook.remove()
+    states = (*seen[: len(layers)], last) if output_hidden_states else None
+    return last, states
+
+
+def pooled_from_frames(model: torch.nn.Module, frames: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, pooled)`` of a classifier from CNN outputs (computed live, or cached for a frozen CNN)."""
     net = unwrap(model)
     if not (hasattr(net, "projector") and hasattr(net, "classifier")):
         raise TypeError(
             f"{type(net).__name__} has no projector/classifier head; use a *ForSequenceClassification audio model "
             "(wav2vec2, HuBERT, WavLM, XLS-R, data2vec-audio)."
         )
-    config = net.config
-    encoder = getattr(net, net.base_model_prefix)
-    weighted = bool(getattr(config, "use_weighted_layer_sum", False))
-    outputs = encoder(
-        input_values,
-        attention_mask=attention_mask if uses_attention_mask(config) else None,
-        output_hidden_states=weighted,
-    )
+    weighted = bool(getattr(net.config, "use_weighted_layer_sum", False))
+    last, states = encode_frames(model, frames, frame_mask, output_hidden_states=weighted)
     if weighted:
-        stacked = torch.stack(outputs.hidden_states, dim=1)
+        stacked = torch.stack(states, dim=1)
         hidden = (stacked * torch.softmax(net.layer_weights, dim=-1).view(1, -1, 1, 1)).sum(dim=1)
     else:
-        hidden = outputs.last_hidden_state
+        hidden = last
     hidden = net.projector(hidden)
-    frames = net._get_feature_vector_attention_mask(hidden.shape[1], attention_mask).to(hidden.dtype)
-    pooled = (hidden * frames.unsqueeze(-1)).sum(dim=1) / frames.sum(dim=1, keepdim=True).clamp(min=1.0)
+    mask = frame_mask.to(hidden.dtype)
+    pooled = (hidden * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
     return net.classifier(pooled), pooled
+
+
+def pooled_forward(
+    model: torch.nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits [B, C], pooled [B, P])`` of an audio classifier with a ``projector`` + ``classifier`` head
+    (Wav2Vec2 / HuBERT / WavLM / Data2VecAudio ``...ForSequenceClassification``), LoRA-wrapped or not.
+
+    ``attention_mask`` [B, samples] marks the real samples. The CNN runs on each clip alone, the transformer sees
+    the frame mask and the pooling is a masked mean of the projector output (exactly what the linear classifier
+    sees): a clip gets the same prediction alone and in any batch.
+    """
+    frames, frame_mask = pad_frames(cnn_frames(model, input_values, attention_mask))
+    return pooled_from_frames(model, frames, frame_mask)
 
 
 def length_batches(durations: Sequence[float], batch_seconds: float) -> list[np.ndarray]:

@@ -47,7 +47,7 @@ def test_exported_linear_head_equals_the_head(synth_manifest, tmp_path, backbone
     test = splits["test"]
     encoder = load_backbone(backbone, 3).eval()
     waves = [load_audio(p) for p in test.paths[:12]]
-    feats = np.concatenate([encode_layers(encoder, [w], use_mask=False) for w in waves])
+    feats = np.concatenate([encode_layers(encoder, [w]) for w in waves])
     expected = head.predict(feats)["probs"]
     got = predict(model, fe, list(test.paths[:12]), batch_seconds=0.1, progress=False)["probs"]
     np.testing.assert_allclose(got, expected, atol=2e-5)

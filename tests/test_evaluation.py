@@ -165,3 +165,19 @@ def test_mc_dropout_samples_vary_and_are_seeded(manifest, tiny_model_dir):
     deterministic = predict(model, fe, ds, progress=False)
     np.testing.assert_allclose(deterministic["probs"], out["probs"], atol=1e-6)  # the main pass has no dropout
     assert not model.training  # modes restored
+
+
+def test_a_clip_gets_the_same_prediction_alone_in_a_batch_and_from_the_model_itself(manifest, tiny_model_dir):
+    """Group-norm CNN (no attention mask): the CNN runs per clip, so padding in a batch changes nothing, and the
+    result equals transformers' own forward on the clip alone (what the Space and pipeline() do)."""
+    model = load_classifier(str(tiny_model_dir), ["high", "low"]).eval()
+    assert model.config.feat_extract_norm == "group"
+    fe = feature_extractor_for(model.config)
+    paths = list(load_manifest(manifest, "test")["path"])[:6]
+    batched = predict(model, fe, paths, batch_seconds=1000.0, progress=False)["probs"]
+    alone = np.concatenate([predict(model, fe, [p], progress=False)["probs"] for p in paths])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    with torch.no_grad():
+        own = np.concatenate([model(**fe(load_audio(p), sampling_rate=16000, return_tensors="pt")).logits.softmax(-1).numpy()
+                              for p in paths])
+    np.testing.assert_allclose(alone, own, atol=1e-5)

@@ -40,7 +40,7 @@ def pool(tmp_path_factory):
 
 @pytest.fixture
 def forward_calls(monkeypatch):
-    """Counts the encoder's forward calls (a forward hook on every backbone the cache loads)."""
+    """Counts the encoder's forward calls (a forward hook on the transformer of every backbone the cache loads)."""
     calls = {"batches": 0, "utterances": 0}
     real = features.load_backbone
 
@@ -49,9 +49,9 @@ def forward_calls(monkeypatch):
 
         def count(module, args, kwargs, output):
             calls["batches"] += 1
-            calls["utterances"] += (args[0] if args else kwargs["input_values"]).shape[0]
+            calls["utterances"] += (args[0] if args else kwargs["hidden_states"]).shape[0]
 
-        model.register_forward_hook(count, with_kwargs=True)
+        model.encoder.register_forward_hook(count, with_kwargs=True)
         return model
 
     monkeypatch.setattr(features, "load_backbone", hooked)
@@ -97,7 +97,7 @@ def test_cached_features_equal_a_fresh_computation(pool, tmp_path):
     np.testing.assert_array_equal(reread, fresh)
     # and the same as encoding each length batch by hand
     model = features.load_backbone("tiny").eval()
-    by_hand = np.concatenate([encode_layers(model, [load_audio(paths[i]) for i in batch], use_mask=False)
+    by_hand = np.concatenate([encode_layers(model, [load_audio(paths[i]) for i in batch])
                               for batch in features.length_batches(durations, 4.0)])
     order = np.concatenate(features.length_batches(durations, 4.0))
     np.testing.assert_allclose(fresh[order], by_hand, atol=1e-6)
@@ -146,7 +146,7 @@ def test_features_do_not_depend_on_batch_composition(pool, tmp_path, layer_norm_
     # the longest and the shortest utterance in one batch, in either order
     model = features.load_backbone(layer_norm_backbone).eval()
     short, long = int(np.argmin(durations)), int(np.argmax(durations))
-    pair = encode_layers(model, [load_audio(paths[long]), load_audio(paths[short])], use_mask=True)
+    pair = encode_layers(model, [load_audio(paths[long]), load_audio(paths[short])])
     np.testing.assert_allclose(pair, alone[[long, short]], atol=1e-4)
 
 
@@ -159,10 +159,10 @@ def test_audio_is_decoded_batch_by_batch(pool, tmp_path, monkeypatch):
         decoded_since_forward[0] += 1
         return real_load(path, *a, **kw)
 
-    def counting_encode(model, waves, use_mask):
+    def counting_encode(model, waves):
         worst[0] = max(worst[0], decoded_since_forward[0])
         decoded_since_forward[0] = 0
-        return real_encode(model, waves, use_mask)
+        return real_encode(model, waves)
 
     monkeypatch.setattr(features, "load_audio", counting_load)
     monkeypatch.setattr(features, "encode_layers", counting_encode)

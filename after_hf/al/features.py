@@ -26,20 +26,23 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.audio import load_audio
-from ..inference import autocast_for, length_batches, process_group, release_memory
+from ..inference import autocast_for, cnn_frames, encode_frames, length_batches, pad_frames, process_group, release_memory
 from ..io import atomic_write_json
-from ..models import check_weights, is_named, load_config, uses_attention_mask
+from ..models import check_weights, is_named, load_config
 
 
 ENCODER_STATS = {"forward_calls": 0, "utterances": 0}  # this process's encoder work (tests and benchmarks read it)
 
 
+CACHE_VERSION = "frames-v2"  # how features are computed (v2: per-clip CNN, masked transformer); part of every key
+
+
 def backbone_fingerprint(source: str, init_seed: int = 0) -> str:
     """Identity of a backbone's weights: a content hash for saved models, name + init seed for named configs."""
     if is_named(source):
-        return f"{source}-init{init_seed}"
+        return f"{source}-init{init_seed}-{CACHE_VERSION}"
     path = Path(source)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(CACHE_VERSION.encode())
     if path.is_dir():
         for name in ("config.json", "model.safetensors"):
             if (path / name).is_file():
@@ -62,12 +65,12 @@ def load_backbone(source: str, init_seed: int = 0):
 
 
 @torch.inference_mode()
-def encode_layers(model, waves: list[np.ndarray], use_mask: bool) -> np.ndarray:
+def encode_layers(model, waves: list[np.ndarray]) -> np.ndarray:
     """Time-mean of every hidden layer for a batch of waveforms -> ``[B, L+1, H]`` float32.
 
-    Each waveform is normalised over its own samples, zero-padded to the longest; the mean runs over each
-    utterance's real frames only. The batch goes to the model's device (bf16 autocast on CUDA).
-    """
+    Each waveform is normalised over its own samples; its CNN runs on it alone and the transformer sees the frame
+    mask (``inference.encode_frames``), so a clip's features do not depend on the batch it is in. The mean runs
+    over each utterance's real frames only. The batch goes to the model's device (bf16 autocast on CUDA)."""
     device = next(model.parameters()).device
     lengths = torch.tensor([w.size for w in waves])
     batch = torch.zeros(len(waves), int(lengths.max()))
@@ -76,16 +79,14 @@ def encode_layers(model, waves: list[np.ndarray], use_mask: bool) -> np.ndarray:
         batch[row, : w.size] = torch.from_numpy(w)
     sample_mask = (torch.arange(batch.shape[1])[None] < lengths[:, None]).long()
     with autocast_for(device):
-        out = model(batch.to(device), attention_mask=sample_mask.to(device) if use_mask else None,
-                    output_hidden_states=True)
+        frames, frame_mask = pad_frames(cnn_frames(model, batch.to(device), sample_mask.to(device)))
+        _, states = encode_frames(model, frames, frame_mask, output_hidden_states=True)
     ENCODER_STATS["forward_calls"] += 1
     ENCODER_STATS["utterances"] += len(waves)
-    frames = model._get_feat_extract_output_lengths(lengths).to(device)
-    num_frames = out.hidden_states[0].shape[1]
-    frame_mask = (torch.arange(num_frames, device=device)[None] < frames[:, None]).float()  # [B, T]
-    counts = frame_mask.sum(1, keepdim=True)
+    mask = frame_mask.float()
+    counts = mask.sum(1, keepdim=True)
     # one layer at a time: never materialise [B, L+1, T, H]
-    pooled = torch.stack([torch.bmm(frame_mask[:, None, :], h.float()).squeeze(1) / counts for h in out.hidden_states], 1)
+    pooled = torch.stack([torch.bmm(mask[:, None, :], h.float()).squeeze(1) / counts for h in states], 1)
     return pooled.cpu().numpy()
 
 
@@ -161,7 +162,6 @@ class FeatureCache:
         if not batches:
             return
         model = self._encoder(group)
-        use_mask = uses_attention_mask(model.config)
         show = group is None or group.is_main_process
         bar = tqdm(total=sum(len(b) for b in batches), desc="encoding pool (cached once)", unit="utt", leave=False,
                    disable=None if show else True)  # None: shown on a terminal, not in logs
@@ -169,7 +169,7 @@ class FeatureCache:
         pending: list[np.ndarray] = []
         for number, batch in enumerate(batches):
             waves = [load_audio(paths[i]) for i in batch]
-            pending.extend(encode_layers(model, waves, use_mask))
+            pending.extend(encode_layers(model, waves))
             pending_ids.extend(ids[i] for i in batch)
             del waves
             release_memory()

@@ -43,7 +43,7 @@ class HeadTrainingArgs:
     proj_size: int = 128
     dropout: float = 0.3
     eval_every: int = 5  # epochs between validation checks (best-UA checkpoint is kept)
-    linear: bool = False  # a linear head (exportable into Wav2Vec2ForSequenceClassification, see al/export.py)
+    linear: bool = False  # a linear head (exportable into Wav2Vec2ForSequenceClassification, see deploy.py)
 
 
 class HeadClassifier:
