@@ -92,10 +92,16 @@ def cnn_frames(model: torch.nn.Module, input_values: torch.Tensor, attention_mas
 
     One clip at a time because group-norm CNNs (wav2vec2-base, our named configs) normalise over the whole input
     length: zero padding would change every real frame, so a clip scored in a batch would differ from the same
-    clip scored alone (as the Space or a ``pipeline`` does)."""
+    clip scored alone (as the Space or a ``pipeline`` does). Clips of the same length (training crops) share a call."""
     encoder = base_encoder(model)
-    lengths = attention_mask.sum(1).tolist()
-    return [encoder.feature_extractor(input_values[i: i + 1, : int(n)])[0].transpose(0, 1) for i, n in enumerate(lengths)]
+    lengths = [int(n) for n in attention_mask.sum(1).tolist()]
+    out: list[torch.Tensor | None] = [None] * len(lengths)
+    for n in sorted(set(lengths)):  # clips of equal length share one call (no padding among them)
+        rows = [i for i, length in enumerate(lengths) if length == n]
+        frames = encoder.feature_extractor(input_values[rows, :n]).transpose(1, 2)
+        for j, i in enumerate(rows):
+            out[i] = frames[j]
+    return out
 
 
 def pad_frames(frames: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

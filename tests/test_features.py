@@ -226,3 +226,23 @@ def test_two_real_processes_share_the_work(pool, tmp_path):
     single = FeatureCache(tmp_path / "single", "tiny", batch_seconds=2.0).get(ids, paths, durations)
     for rank in (0, 1):
         np.testing.assert_array_equal(np.load(tmp_path / "cache" / f"out{rank}.npy"), single)
+
+
+def test_frame_cache_holds_each_clips_cnn_output_once(pool, tmp_path, monkeypatch):
+    """Frozen-CNN fine-tuning reads the CNN outputs from disk: equal to the live CNN on the clip alone, computed once."""
+    from after_hf.al.features import FrameCache
+    from after_hf.inference import cnn_frames
+
+    ids, paths, durations = pool
+    frames = FrameCache(tmp_path, "tiny", shard_size=7).get(ids, paths, durations)
+    model = features.load_backbone("tiny").eval()
+    for i in (0, 5, 19):
+        wave = load_audio(paths[i])
+        wave = (wave - wave.mean()) / (wave.std() + 1e-7)
+        with torch.no_grad():
+            live = cnn_frames(model, torch.from_numpy(wave)[None], torch.ones(1, wave.size, dtype=torch.long))[0]
+        assert frames[i].shape == tuple(live.shape) and frames[i].shape[0] == model._get_feat_extract_output_lengths(wave.size)
+        np.testing.assert_allclose(frames[i], live.numpy(), rtol=2e-3, atol=2e-3)  # stored as float16
+    monkeypatch.setattr(features, "encode_frames_of", lambda *a: pytest.fail("a cached clip was encoded again"))
+    again = FrameCache(tmp_path, "tiny").get(ids[::-1], paths[::-1], durations[::-1])
+    assert all(np.array_equal(a, b) for a, b in zip(again, frames[::-1]))

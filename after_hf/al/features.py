@@ -145,11 +145,14 @@ class FeatureCache:
             self._model = load_backbone(self.source, self.init_seed).to(device).eval()
         return self._model
 
-    def _write_shard(self, ids: list[str], array: np.ndarray) -> None:
+    def _encode(self, model, waves: list[np.ndarray]) -> list[np.ndarray]:
+        return list(encode_layers(model, waves))
+
+    def _write_shard(self, ids: list[str], rows: list[np.ndarray]) -> None:
         """shard_<n>-<token>.npy then its id list; a reader only trusts a shard whose id list exists and matches."""
         shard = self.dir / f"shard_{len(self._shards):05d}-{uuid.uuid4().hex[:8]}.npy"
         tmp = shard.with_name(f".{shard.name}.tmp.npy")
-        np.save(tmp, array)
+        np.save(tmp, np.stack(rows).astype(np.float32))
         tmp.replace(shard)
         atomic_write_json(shard.with_suffix(".ids.json"), ids)
         self._add_shard(shard.name, np.load(shard, mmap_mode="r"), ids)
@@ -169,13 +172,13 @@ class FeatureCache:
         pending: list[np.ndarray] = []
         for number, batch in enumerate(batches):
             waves = [load_audio(paths[i]) for i in batch]
-            pending.extend(encode_layers(model, waves))
+            pending.extend(self._encode(model, waves))
             pending_ids.extend(ids[i] for i in batch)
             del waves
             release_memory()
             bar.update(len(batch))
             if len(pending_ids) >= self.shard_size or number == len(batches) - 1:
-                self._write_shard(pending_ids, np.stack(pending).astype(np.float32))
+                self._write_shard(pending_ids, pending)
                 self.encoded_this_session += len(pending_ids)
                 pending_ids, pending = [], []
         bar.close()
@@ -195,6 +198,9 @@ class FeatureCache:
             late = [i for i, s in enumerate(ids) if s not in self._rows]
             if late:  # should not happen; computed here rather than failing
                 self._compute([ids[i] for i in late], [paths[i] for i in late], [float(durations[i]) for i in late])
+        return self._gather(ids)
+
+    def _gather(self, ids: Sequence[str]) -> np.ndarray:
         where = np.array([self._rows[i] for i in ids], dtype=np.int64).reshape(-1, 2)
         if not len(where):
             raise ValueError("FeatureCache.get: no ids given.")
@@ -203,4 +209,73 @@ class FeatureCache:
         for shard in np.unique(where[:, 0]):
             rows = np.flatnonzero(where[:, 0] == shard)
             out[rows] = self._shards[shard][where[rows, 1]]
+        return out
+
+
+@torch.inference_mode()
+def encode_frames_of(model, waves: list[np.ndarray]) -> list[np.ndarray]:
+    """The CNN feature encoder's output ``[T, C]`` of each waveform, computed on the waveform alone (float16)."""
+    device = next(model.parameters()).device
+    out = []
+    for w in waves:
+        x = torch.from_numpy((w - w.mean()) / (w.std() + 1e-7)).float()[None].to(device)
+        with autocast_for(device):
+            frames = model.feature_extractor(x)[0].transpose(0, 1)
+        out.append(frames.float().cpu().numpy().astype(np.float16))
+    ENCODER_STATS["forward_calls"] += 1
+    ENCODER_STATS["utterances"] += len(waves)
+    return out
+
+
+class FrameCache(FeatureCache):
+    """The frozen CNN's outputs ``[T_i, C]`` per utterance, cached once: ``cache.get(ids, paths, durations)`` -> a
+    list of float32 arrays. Fine-tuning with a frozen CNN (AFTER's setting) then trains only the projection and the
+    transformer, every epoch and every AL round reusing them (SpecAugment masks after the CNN, so it still applies).
+
+    Shards hold the rows of several utterances back to back (float16, memory-mapped); the id list of a shard is
+    ``{"ids": [...], "stops": [...]}`` (row ``k`` spans ``stops[k-1]:stops[k]``)."""
+
+    def __init__(self, cache_root: str | Path, backbone_source: str, init_seed: int = 0, **kw):
+        super().__init__(Path(cache_root) / "cnn_frames", backbone_source, init_seed, **kw)
+
+    def _encode(self, model, waves: list[np.ndarray]) -> list[np.ndarray]:
+        return encode_frames_of(model, waves)
+
+    def _load_index(self) -> None:
+        for shard_path in sorted(self.dir.glob("shard_*.npy")):
+            ids_path = shard_path.with_suffix(".ids.json")
+            if shard_path.name in self._loaded or not ids_path.is_file():
+                continue
+            try:
+                meta = json.loads(ids_path.read_text())
+                shard = np.load(shard_path, mmap_mode="r")
+            except (ValueError, OSError):
+                continue
+            if not isinstance(meta, dict) or len(meta["ids"]) != len(meta["stops"]) or meta["stops"][-1] != shard.shape[0]:
+                continue
+            self._add_shard(shard_path.name, shard, meta["ids"])
+            self._stops[len(self._shards) - 1] = [0, *meta["stops"]]
+
+    @property
+    def _stops(self) -> dict[int, list[int]]:
+        if not hasattr(self, "_stops_by_shard"):
+            self._stops_by_shard: dict[int, list[int]] = {}
+        return self._stops_by_shard
+
+    def _write_shard(self, ids: list[str], rows: list[np.ndarray]) -> None:
+        shard = self.dir / f"shard_{len(self._shards):05d}-{uuid.uuid4().hex[:8]}.npy"
+        tmp = shard.with_name(f".{shard.name}.tmp.npy")
+        np.save(tmp, np.concatenate(rows).astype(np.float16))
+        tmp.replace(shard)
+        stops = np.cumsum([r.shape[0] for r in rows]).tolist()
+        atomic_write_json(shard.with_suffix(".ids.json"), {"ids": ids, "stops": stops})
+        self._add_shard(shard.name, np.load(shard, mmap_mode="r"), ids)
+        self._stops[len(self._shards) - 1] = [0, *stops]
+
+    def _gather(self, ids: Sequence[str]) -> list[np.ndarray]:
+        out = []
+        for sample_id in ids:
+            shard, row = self._rows[sample_id]
+            stops = self._stops[shard]
+            out.append(np.asarray(self._shards[shard][stops[row]: stops[row + 1]], dtype=np.float32))
         return out
