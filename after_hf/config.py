@@ -4,10 +4,18 @@ Every entry point declares its options as dataclasses whose ``metadata={"help": 
 ``--help`` text. ``--config recipe.yaml`` supplies values (the section named after the command if
 the file has one, else the whole file); flags given on the command line override the recipe.
 Unknown keys and wrong types fail fast with the closest valid key named.
+
+The parser follows ``transformers.HfArgumentParser``'s conventions (``--flag`` or ``--flag true/false`` for
+booleans, ``--no_flag`` for those that default to true, ``nargs="+"`` lists, ``Literal`` choices, dashes or
+underscores) but is built here from the standard library, so that ``after-hf <command> --help`` imports
+neither torch nor transformers (transformers' parser alone costs seconds of imports). Unlike argparse's
+default, abbreviated flags are refused (``--head_epoch`` is not silently ``--head_epochs``), and a
+parsing error is a ``ConfigError`` (one line, exit 2) instead of a usage dump.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import sys
@@ -17,15 +25,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
-from transformers import HfArgumentParser
+
+from .errors import DEBUG_FLAG, DEBUG_ENV, AfterHFError
 
 
-class ConfigError(ValueError):
+class ConfigError(AfterHFError, ValueError):
     """A recipe or flag that cannot be used as given; the message says what to change."""
 
 
-def load_recipe(path: str | Path, section: str | None = None) -> dict[str, Any]:
-    """Read a YAML recipe; return ``data[section]`` when that section exists, else the whole mapping."""
+def load_recipe(path: str | Path, section: str | None = None, drop: Sequence[str] = ()) -> dict[str, Any]:
+    """Read a YAML recipe; return ``data[section]`` when that section exists, else the whole mapping.
+
+    ``drop``: keys the caller sets itself (e.g. an experiment's ``manifest`` / ``output_dir``), left out.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} not found: pass an existing YAML file to --config (see recipes/).")
@@ -36,13 +48,21 @@ def load_recipe(path: str | Path, section: str | None = None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a mapping of option: value, got {type(data).__name__}.")
     if section and isinstance(data.get(section), dict):
-        return dict(data[section])
-    if section and data and all(isinstance(v, dict) for v in data.values()):
+        data = dict(data[section])
+    elif section and data and all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(
             f"recipe {path} has sections {sorted(data)} but no '{section}:' section for this command; add one "
             f"(or pass the recipe written for `{section.replace('_', '-')}`)."
         )
-    return data
+    return {k: v for k, v in data.items() if k not in drop}
+
+
+def load_checked_recipe(path: str | Path, section: str, dataclass_types: Sequence[type],
+                        drop: Sequence[str] = ()) -> dict[str, Any]:
+    """``load_recipe`` + ``check_recipe``: the recipe's options (minus ``drop``), every key and type checked."""
+    values = load_recipe(path, section, drop)
+    check_recipe(values, dataclass_types, f"recipe {path}")
+    return values
 
 
 def _field_names(dataclass_types: Sequence[type]) -> dict[str, dataclasses.Field]:
@@ -103,6 +123,115 @@ def check_recipe(values: dict[str, Any], dataclass_types: Sequence[type], source
             )
 
 
+# ----------------------------------------------------------------------------------------------
+# the parser: dataclass fields -> argparse options
+# ----------------------------------------------------------------------------------------------
+def string_to_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false, yes/no, 1/0), got '{value}'")
+
+
+def _choice_type(choices: Sequence[Any]):
+    by_text = {str(c): c for c in choices}
+    return lambda text: by_text.get(text, text)
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X | None`` / ``Optional[X]`` -> ``X``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option; the command's docstring kept as written (its examples stay readable)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse without abbreviations, whose errors are ``ConfigError`` (one line at the CLI boundary)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        raise ConfigError(f"{message}. Run `{self.prog} --help` for the options.")
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, dataclass_type: type) -> None:
+    """One ``--name`` (and ``--na-me``) option per init field; ``metadata`` entries are argparse keywords."""
+    hints = typing.get_type_hints(dataclass_type)
+    for f in dataclasses.fields(dataclass_type):
+        if not f.init:
+            continue
+        kwargs = dict(f.metadata)
+        kwargs["help"] = kwargs.get("help", "").replace("%", "%%")  # argparse %-formats help strings
+        names = [f"--{f.name}"]  # --na-me is accepted too: `parse_args` spells it --na_me before parsing
+        if f.default is not dataclasses.MISSING:
+            kwargs["default"] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            kwargs["default"] = f.default_factory()
+        else:
+            kwargs["required"] = True
+        annotation = _unwrap_optional(hints[f.name])
+        origin = typing.get_origin(annotation)
+        if origin is typing.Literal:
+            kwargs.setdefault("choices", list(typing.get_args(annotation)))
+            kwargs["type"] = _choice_type(kwargs["choices"])
+        elif annotation is bool:
+            kwargs.update(type=string_to_bool, nargs="?", const=True)
+            kwargs.setdefault("default", False)
+            kwargs.pop("required", None)
+        elif origin is list:
+            kwargs.update(type=typing.get_args(annotation)[0], nargs="+")
+        else:
+            kwargs["type"] = annotation
+        parser.add_argument(*names, **kwargs)
+        if annotation is bool and f.default is True:
+            parser.add_argument(f"--no_{f.name}", action="store_false", dest=f.name, help=f"Set --{f.name} false.")
+
+
+def build_parser(dataclass_types: Sequence[type], prog: str | None = None, description: str | None = None
+                 ) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description=description)
+    for dataclass_type in dataclass_types:
+        add_dataclass_arguments(parser, dataclass_type)
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="YAML recipe whose keys are the options above (a section named after the command is used if present); "
+        "flags on the command line override it.",
+    )
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help=f"On an error, show the full traceback instead of one line (or set {DEBUG_ENV}=1).")
+    return parser
+
+
+def _underscored(arg: str) -> str:
+    """``--dry-run=x`` -> ``--dry_run=x`` (option names only; values and positional arguments are left alone)."""
+    if not arg.startswith("--"):
+        return arg
+    name, eq, value = arg.partition("=")
+    return "--" + name[2:].replace("-", "_") + eq + value
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    path = None
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+    return path
+
+
 def parse_args(
     dataclass_types: Sequence[type],
     argv: Sequence[str] | None = None,
@@ -114,39 +243,25 @@ def parse_args(
 
     ``--config FILE`` loads a YAML recipe whose values become the defaults; explicit flags win.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(list(dataclass_types), prog=prog, description=description)
-    parser.add_argument(
-        "--config",
-        default=None,
-        help="YAML recipe whose keys are the options below (a section named after the command is used if present); "
-        "flags on the command line override it.",
-    )
-    config_path = None
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            config_path = argv[i + 1]
-        elif arg.startswith("--config="):
-            config_path = arg.split("=", 1)[1]
+    argv = [_underscored(a) for a in (sys.argv[1:] if argv is None else argv)]
+    parser = build_parser(dataclass_types, prog=prog, description=description)
+    config_path = _config_path(argv)
     if config_path:
-        recipe = load_recipe(config_path, section)
-        check_recipe(recipe, dataclass_types, f"recipe {config_path}")
+        recipe = load_checked_recipe(config_path, section, dataclass_types)
         for action in parser._actions:
             if action.dest in recipe:
                 action.required = False
                 action.default = recipe[action.dest]
-    *namespace_parts, remaining = parser.parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True, look_for_args_file=False
-    )
+    namespace, remaining = parser.parse_known_args(argv)
     if remaining:
         fields = _field_names(dataclass_types)
         unknown = next((a for a in remaining if a.startswith("-")), remaining[0])
-        name = unknown.lstrip("-").split("=", 1)[0]
+        name = unknown.lstrip("-").split("=", 1)[0].replace("-", "_")
         close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.5)
         hint = f" Did you mean '--{close[0]}'?" if close else ""
-        raise ConfigError(f"{prog or 'after-hf'}: unknown argument(s) {remaining}.{hint} "
-                          f"Run with --help for the valid options.")
-    return tuple(p for p in namespace_parts if dataclasses.is_dataclass(p))
+        raise ConfigError(f"unknown argument(s) {remaining}.{hint} Run `{prog or 'after-hf'} --help` for the options.")
+    values = vars(namespace)
+    return tuple(dc(**{f.name: values[f.name] for f in dataclasses.fields(dc) if f.init}) for dc in dataclass_types)
 
 
 def to_dict(*args_objects: Any) -> dict[str, Any]:

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from .config import parse_args
 from .data.manifest import label_names as manifest_label_names
 from .data.manifest import load_manifest
-from .inference import predict
 from .data.ratings import has_votes, vote_matrix
-from .io import atomic_write_text
+from .io import atomic_write_text, check_output_dir
 from .metrics import compute_ser_metrics, compute_soft_label_metrics
 from .model_info import ModelMetrics, write_metrics
 from .models import is_named, load_classifier, load_config, load_feature_extractor
@@ -78,6 +75,8 @@ def evaluate_dataset(model, feature_extractor, ds, label_names: Sequence[str], b
             f"manifest labels {sorted(present & set(unknown))} are not classes of the model {label_names}; "
             f"evaluate on a manifest built with the model's label set."
         )
+    from .inference import predict  # torch is imported here, not when `after-hf evaluate --help` runs
+
     references = np.asarray([label_names.index(data_names[i]) for i in ds["label"]], dtype=np.int64)
     out = predict(model, feature_extractor, ds, batch_seconds=batch_seconds)
     predicted = out["probs"].argmax(-1)
@@ -142,6 +141,10 @@ def write_report(scores: dict, out_dir: str | Path, title: str | None = None, ro
 
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([EvaluateArguments], argv, prog="after-hf evaluate", description=__doc__, section="evaluate")
+    import torch
+
+    if args.out:
+        check_output_dir(args.out, "--out")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, feature_extractor, names = load_model_for_eval(args.model, device)
     ds = load_manifest(args.manifest, split=args.split)
@@ -156,4 +159,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("evaluate", main)

@@ -7,13 +7,12 @@ corpus (generated or on disk) -> prepare (manifest) -> TAPT -> AL grid (strategi
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import parse_args
-from .io import atomic_write_json
+from .io import atomic_write_json, check_output_dir
 
 ALL_OF_POOL = 1 - 1e-9  # a fraction that rounds to every sample of the pool (1 would mean one sample)
 
@@ -26,7 +25,7 @@ class ExperimentArguments:
     synth_profile: str = field(default="recipes/demo/corpus.yaml", metadata={"help": "Profile of the generated corpus (class shares, emotion effects, speakers, lengths; see `after-hf synth --help`)."})
     label_noise: float = field(default=0.0, metadata={"help": "Generated corpus: probability that a clip's label is wrong (AFTER's noisy pool; the ceiling still scores the true emotion)."})
     corpus: list[str] = field(default_factory=list, metadata={"help": "Corpora on disk as NAME=PATH (iemocap, ravdess, cremad, ...); several = a merged pool."})
-    protocol: str = field(default="speaker", metadata={"help": "Split protocol passed to prepare: speaker (speaker-independent) or loso (IEMOCAP folds)."})
+    protocol: str = field(default="speaker", metadata={"help": "Split protocol passed to prepare: speaker (speaker-independent), loso (IEMOCAP folds) or utterance (speaker-dependent, for corpora with too few speakers: optimistic scores).", "choices": ["speaker", "loso", "utterance"]})
     folds: list[int] = field(default_factory=lambda: [1], metadata={"help": "LOSO folds to run (IEMOCAP: 1 2 3 4 5)."})
     tapt_config: str = field(default="", metadata={"help": "YAML recipe for `after-hf tapt` ('' = no TAPT: the backbone is used as it is)."})
     backbone: str = field(default="small", metadata={"help": "Starting backbone: named config, local dir or Hub id (TAPT starts from it)."})
@@ -72,7 +71,7 @@ def plan(args: ExperimentArguments) -> list[dict]:
         manifest = str(out / (f"manifest_fold{fold}" if fold else "manifest"))
         prefix = f"fold{fold}/" if fold else ""
         common = dict(manifest=manifest, mode=args.mode, finetune_config=args.finetune_config,
-                      mc_passes=args.mc_passes, cache_dir=str(out / "cache" / "features"), resume=True)
+                      mc_passes=args.mc_passes, cache_dir=str(out / "cache" / "features"))
         grid = [(s, c, "", tapt_dir) for s in args.strategies for c in args.cold_starts]
         if args.ablation_no_tapt and args.tapt_config:
             grid.append((args.strategies[0], args.cold_starts[0], "-no_tapt", args.backbone))
@@ -138,7 +137,7 @@ def reference_stage(args: ExperimentArguments, out: Path, timings: dict) -> None
 
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([ExperimentArguments], argv, prog="after-hf experiment", description=__doc__, section="experiment")
-    out = Path(args.out)
+    out = check_output_dir(args.out, "--out")
     runs = plan(args)
     if args.dry_run:
         print(f"experiment {out}: corpus={'synth:%d' % args.synth_utterances if args.synth_utterances else args.corpus}, "
@@ -179,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             timings[f"prepare{fold or ''}"] = time.perf_counter() - t0
     reference_stage(args, out, timings)
     if args.tapt_config:
+        from .tapt import has_started
         from .tapt import main as tapt_main
 
         for fold in folds_of(args):
@@ -187,14 +187,15 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             if not (tapt_dir / "model.safetensors").is_file():
                 tapt_main(["--config", args.tapt_config, "--model_name_or_path", args.backbone, "--manifest", str(manifest),
-                           "--output_dir", str(tapt_dir), "--resume"])
+                           "--output_dir", str(tapt_dir), *(["--resume"] if has_started(tapt_dir) else [])])
             timings[tapt_dir.name] = time.perf_counter() - t0
     from .al.loop import run_al
+    from .al.state import RunState
 
     for i, run in enumerate(runs, 1):
         print(f"\n[{i}/{len(runs)}] {Path(run.out).name}")
         t0 = time.perf_counter()
-        run_al(run)
+        run_al(replace(run, resume=RunState.started(run.out)))  # a finished or killed run continues
         timings[Path(run.out).name] = time.perf_counter() - t0
     deploy_stages(args, runs, timings)
     from .report import build_report
@@ -202,11 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(out)
     timings["total"] = time.perf_counter() - started
     atomic_write_json(out / "timings.json", timings)
-    print(f"\nReport: {report}\nLearning curves: {out / 'learning_curves.png'}\nTAPT model: {out / 'tapt'}\n"
+    tapt_dirs = [tapt_dir_of(args, fold) for fold in folds_of(args)] if args.tapt_config else []
+    print(f"\nReport: {report}\nLearning curves: {out / 'learning_curves.png'}\n"
+          + (f"TAPT model: {', '.join(tapt_dirs)}\n" if tapt_dirs else "")
           + (f"Deployable model: {out / 'final' / 'model'}\n" if args.final_model != "none" else "")
-          + f"Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME --dry_run OUT`.")
+          + "Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME --dry_run OUT`.")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("experiment", main)

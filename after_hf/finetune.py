@@ -14,29 +14,25 @@ best checkpoint is chosen on validation UA (not on the last epoch, as AFTER did)
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from . import SAMPLING_RATE
 from .config import ConfigError, parse_args, to_dict
-from .data.audio import load_audio
 from .data.manifest import label_names as manifest_label_names
-from .data.manifest import load_manifest
-from .inference import pooled_forward, predict
-from .io import atomic_write_json, replace_dir
+from .data.manifest import ManifestError, load_manifest
+from .io import atomic_write_json, check_output_dir, replace_dir
 from .metrics import compute_ser_metrics
 from .model_info import KINDS, ModelMetrics, read_metrics, write_metrics
-from .models import load_classifier, load_feature_extractor
+from .models import check_source, load_classifier, load_feature_extractor, min_samples_for_masking
+
+if TYPE_CHECKING:  # torch is imported by the functions that train: `after-hf finetune --help` stays light
+    import torch
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # attention projections of every layer
 
@@ -45,46 +41,83 @@ DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # attention p
 class FinetuneArguments:
     model: str = field(
         default="small",
-        metadata={"help": "Backbone: a named config (tiny, small), a TAPT output / save_pretrained directory, or a Hub id "
-                  "such as facebook/wav2vec2-base (any AutoModelForAudioClassification with a projector+classifier head)."},
+        metadata={"help": "Backbone: a named config (tiny, small), a TAPT output / save_pretrained directory, or a Hub "
+                          "id such as facebook/wav2vec2-base (any AutoModelForAudioClassification with a "
+                          "projector+classifier head)."},
     )
     manifest: str | None = field(default=None, metadata={"help": "Manifest directory (after-hf prepare / synth)."})
-    output_dir: str | None = field(default=None, metadata={"help": "Run directory: the final model goes to OUTPUT_DIR/model."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Run directory: the final model goes to OUTPUT_DIR/model."})
     train_split: str = field(default="train", metadata={"help": "Manifest split to train on."})
-    eval_split: str = field(default="validation", metadata={"help": "Speaker-independent split for checkpoint selection; '' = none (train the fixed schedule)."})
-    test_split: str = field(default="test", metadata={"help": "Split scored once with the selected model at the end (CLI only); '' = skip."})
-    freeze_feature_encoder: bool = field(default=True, metadata={"help": "Freeze the CNN feature encoder (AFTER, and standard practice)."})
-    freeze_feature_projection: bool = field(default=False, metadata={"help": "Also freeze the feature projection (AFTER froze it)."})
-    mask_time_prob: float = field(default=0.08, metadata={"help": "SpecAugment: probability of a time-mask span start per frame (AFTER 0.08)."})
+    eval_split: str = field(
+        default="validation",
+        metadata={"help": "Speaker-independent split for checkpoint selection; '' = none (train the fixed schedule)."},
+    )
+    test_split: str = field(
+        default="test",
+        metadata={"help": "Split scored once with the selected model at the end (CLI only); '' = skip."},
+    )
+    freeze_feature_encoder: bool = field(
+        default=True, metadata={"help": "Freeze the CNN feature encoder (AFTER, and standard practice)."})
+    freeze_feature_projection: bool = field(
+        default=False, metadata={"help": "Also freeze the feature projection (AFTER froze it)."})
+    mask_time_prob: float = field(
+        default=0.08, metadata={"help": "SpecAugment: probability of a time-mask span start per frame (AFTER 0.08)."})
     mask_time_length: int = field(default=15, metadata={"help": "SpecAugment: time-mask span in frames (AFTER 15)."})
-    mask_feature_prob: float = field(default=0.05, metadata={"help": "SpecAugment: probability of a feature-mask span start per channel (AFTER 0.05)."})
-    mask_feature_length: int = field(default=64, metadata={"help": "SpecAugment: feature-mask span in channels (AFTER 64); must be <= hidden size."})
-    class_weighted_loss: bool = field(default=True, metadata={"help": "Cross-entropy weighted by n / (C * n_c) from the current labelled set."})
-    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) + the head instead of the whole encoder; merged on export."})
+    mask_feature_prob: float = field(
+        default=0.05,
+        metadata={"help": "SpecAugment: probability of a feature-mask span start per channel (AFTER 0.05)."},
+    )
+    mask_feature_length: int = field(
+        default=64, metadata={"help": "SpecAugment: feature-mask span in channels (AFTER 64); must be <= hidden size."})
+    class_weighted_loss: bool = field(
+        default=True, metadata={"help": "Cross-entropy weighted by n / (C * n_c) from the current labelled set."})
+    lora: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (peft) + the head instead of the whole encoder; merged on export."},
+    )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha (the update is scaled by alpha / r)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
     lora_target_modules: list[str] = field(
         default_factory=lambda: list(DEFAULT_LORA_TARGETS),
-        metadata={"help": "Modules that get adapters (add intermediate_dense output_dense for the feed-forward layers)."},
+        metadata={"help": "Modules that get adapters (add intermediate_dense output_dense for the feed-forward "
+                          "layers)."},
     )
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (AFTER: Adam 1e-4, constant)."})
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name: constant, linear, cosine, ..."})
+    lr_scheduler_type: str = field(
+        default="constant", metadata={"help": "transformers scheduler name: constant, linear, cosine, ..."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (0 = Adam, as AFTER)."})
-    per_device_train_batch_size: int = field(default=64, metadata={"help": "Utterances per batch per device (AFTER 64)."})
+    per_device_train_batch_size: int = field(
+        default=64, metadata={"help": "Utterances per batch per device (AFTER 64)."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches accumulated per optimizer step."})
-    num_train_epochs: float = field(default=30.0, metadata={"help": "Epochs (AFTER 30); early stopping may end sooner."})
+    num_train_epochs: float = field(
+        default=30.0, metadata={"help": "Epochs (AFTER 30); early stopping may end sooner."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0: total optimizer steps, overriding num_train_epochs."})
-    max_train_seconds: float = field(default=10.0, metadata={"help": "Random crop length in training, re-drawn every epoch (AFTER truncated to 10 s). Evaluation is always full length."})
-    eval_batch_seconds: float = field(default=160.0, metadata={"help": "Seconds of padded audio per evaluation batch (length-sorted)."})
-    eval_steps: int = field(default=0, metadata={"help": "Evaluate (and checkpoint) every N steps; 0 = once per epoch."})
-    early_stopping_patience: int = field(default=5, metadata={"help": "Stop after N evaluations without a better validation UA; 0 = never."})
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={"help": "auto = bf16 on a GPU that supports it, else fp32 (never reduced precision on CPU)."})
-    seed: int = field(default=42, metadata={"help": "Seed for the head initialisation, shuffling, crops and dropout: same seed, same model."})
+    max_train_seconds: float = field(
+        default=10.0,
+        metadata={"help": "Random crop length in training, re-drawn every epoch (AFTER truncated to 10 s). "
+                          "Evaluation is always full length."},
+    )
+    eval_batch_seconds: float = field(
+        default=160.0, metadata={"help": "Seconds of padded audio per evaluation batch (length-sorted)."})
+    eval_steps: int = field(
+        default=0, metadata={"help": "Evaluate (and checkpoint) every N steps; 0 = once per epoch."})
+    early_stopping_patience: int = field(
+        default=5, metadata={"help": "Stop after N evaluations without a better validation UA; 0 = never."})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        default="auto",
+        metadata={"help": "auto = bf16 on a GPU that supports it, else fp32 (never reduced precision on CPU)."},
+    )
+    seed: int = field(
+        default=42,
+        metadata={"help": "Seed for the head initialisation, shuffling, crops and dropout: same seed, same model."},
+    )
     dataloader_num_workers: int = field(default=0, metadata={"help": "Decoding worker processes."})
     logging_steps: int = field(default=10, metadata={"help": "Log the training loss every N steps."})
-    keep_checkpoints: bool = field(default=False, metadata={"help": "Keep OUTPUT_DIR/checkpoints (Trainer state) after training."})
+    keep_checkpoints: bool = field(
+        default=False, metadata={"help": "Keep OUTPUT_DIR/checkpoints (Trainer state) after training."})
     report_to: str = field(default="none", metadata={"help": "Trainer loggers: none, tensorboard, wandb, ..."})
 
 
@@ -110,57 +143,14 @@ def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
     return np.divide(n, num_classes * counts, out=np.zeros(num_classes), where=counts > 0).astype(np.float32)
 
 
-class PooledClassifier(torch.nn.Module):
-    """The trained module: ``pooled_forward`` + (weighted) cross-entropy, so DDP wraps one forward."""
-
-    def __init__(self, model: torch.nn.Module, weights: torch.Tensor | None):
-        super().__init__()
-        self.model = model
-        self.register_buffer("class_weights", weights, persistent=False)
-
-    def forward(self, input_values, attention_mask, labels=None):
-        logits, _ = pooled_forward(self.model, input_values, attention_mask)
-        loss = None if labels is None else F.cross_entropy(logits.float(), labels, weight=self.class_weights)
-        return {"loss": loss, "logits": logits}
-
-
-@dataclass
-class CropCollator:
-    """Decode a batch: random windows of ``max_seconds`` from longer utterances (fresh each time a batch is
-    drawn, i.e. every epoch), dynamic zero padding, per-utterance normalisation, labels."""
-
-    feature_extractor: object
-    max_seconds: float | None
-    min_samples: int = 0  # pad at least this far so SpecAugment time masks fit in short batches
-
-    def __call__(self, rows: list[dict]) -> dict:
-        waves = []
-        for row in rows:
-            duration = float(row["duration"])
-            if self.max_seconds and duration > self.max_seconds:
-                start = float(torch.rand(()).item()) * (duration - self.max_seconds)
-                waves.append(load_audio(row["path"], start=start, seconds=self.max_seconds))
-            else:
-                waves.append(load_audio(row["path"]))
-        batch = self.feature_extractor(
-            waves, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
-        )
-        short = self.min_samples - batch["input_values"].shape[1]
-        if short > 0:
-            batch["input_values"] = F.pad(batch["input_values"], (0, short))
-            batch["attention_mask"] = F.pad(batch["attention_mask"], (0, short))
-        return {
-            "input_values": batch["input_values"],
-            "attention_mask": batch["attention_mask"],
-            "labels": torch.tensor([int(row["label"]) for row in rows], dtype=torch.long),
-        }
-
-
 def _trainer_class():
     from transformers import Trainer
 
+    from .inference import predict
+
     class SERTrainer(Trainer):
-        """Trainer whose evaluation is full-length, length-batched ``predict`` + UA/WA/F1 (``eval_ua`` picks the best)."""
+        """Trainer whose evaluation is full-length, length-batched ``predict`` + UA/WA/F1 (``eval_ua`` picks the
+        best)."""
 
         def __init__(self, *a, eval_batch_seconds: float, label_names: list[str], **kw):
             super().__init__(*a, **kw)
@@ -170,7 +160,8 @@ def _trainer_class():
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
             ds = self.eval_dataset if eval_dataset is None else eval_dataset
             start = time.perf_counter()
-            out = predict(self.model.model, self.processing_class, ds, batch_seconds=self.eval_batch_seconds, progress=False)
+            out = predict(self.model.model, self.processing_class, ds, batch_seconds=self.eval_batch_seconds,
+                          progress=False)
             scores = compute_ser_metrics(out["probs"].argmax(-1), ds["label"], self.class_names)
             self.eval_by_step[self.state.global_step] = scores
             metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("ua", "wa", "macro_f1")}
@@ -194,6 +185,8 @@ def _check_args(args: FinetuneArguments, config) -> None:
 
 
 def _precision(choice: str) -> dict:
+    import torch
+
     cuda = torch.cuda.is_available()
     if choice == "auto":
         return {"bf16": bool(cuda and torch.cuda.is_bf16_supported())}
@@ -216,9 +209,10 @@ def _apply_lora(model, args: FinetuneArguments):
 def _check_labels(ds, label_names: list[str], what: str) -> None:
     names = manifest_label_names(ds) if "label" in ds.features and hasattr(ds.features["label"], "names") else None
     if names is not None and names != list(label_names):
-        raise ValueError(f"{what} labels {names} differ from the label set {list(label_names)}; rebuild it with the same labels.")
+        raise ManifestError(f"{what} labels {names} differ from the label set {list(label_names)}; rebuild it with the "
+                            "same labels.")
     if len(ds) == 0:
-        raise ValueError(f"{what} is empty: nothing to train or evaluate on.")
+        raise ManifestError(f"{what} is empty: nothing to train or evaluate on.")
 
 
 def build_model(args: FinetuneArguments, label_names: Sequence[str]):
@@ -251,34 +245,13 @@ def _model_metrics(args: FinetuneArguments, label_names: list[str], num_train: i
                                   "train_seconds": round(train_seconds, 3)})
 
 
-def finetune(
-    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path
-) -> FinetuneResult:
-    """Train ``args.model`` on the manifest rows ``train_ds``; select the best checkpoint on ``eval_ds`` UA.
+def training_arguments(args: FinetuneArguments, checkpoints: Path, has_eval: bool):
+    """transformers ``TrainingArguments`` of a run: best validation UA kept (when there is a validation set)."""
+    import torch
+    from transformers import TrainingArguments
 
-    Writes ``output_dir/model`` (atomically) and returns the model, its validation metrics and timings.
-    """
-    from transformers import EarlyStoppingCallback, TrainingArguments
-
-    wall_start = time.perf_counter()
-    label_names = list(label_names)
-    output_dir = Path(output_dir)
-    _check_labels(train_ds, label_names, "training set")
-    if eval_ds is not None:
-        _check_labels(eval_ds, label_names, "validation set")
-
-    model, feature_extractor = build_model(args, label_names)
-    labels = list(map(int, train_ds["label"]))
-    weights = class_weights(labels, len(label_names)) if args.class_weighted_loss else None
-    module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))
-
-    columns = ["path", "duration", "label"]
-    train_rows = train_ds.select_columns(columns)
-    eval_rows = None if eval_ds is None else eval_ds.select_columns(columns)
-    has_eval = eval_rows is not None
     strategy = ("steps" if args.eval_steps > 0 else "epoch") if has_eval else "no"
-    checkpoints = output_dir / "checkpoints"
-    training_args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(checkpoints),
         eval_strategy=strategy,
         save_strategy=strategy,
@@ -307,13 +280,69 @@ def finetune(
         dataloader_pin_memory=torch.cuda.is_available(),
         **_precision(args.precision),
     )
-    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if has_eval and args.early_stopping_patience > 0 else []
-    min_samples = 400 + 320 * args.mask_time_length if args.mask_time_prob > 0 else 0
+
+
+def _selected(trainer, has_eval: bool) -> tuple[dict, int | None]:
+    """(validation metrics, step) of the model the trainer ended with: the best checkpoint's."""
+    if not has_eval:
+        return {}, None
+    best_step = trainer.state.best_global_step
+    if best_step is None or best_step not in trainer.eval_by_step:  # no evaluation happened: score the final model
+        trainer.evaluate()
+        best_step = trainer.state.global_step
+    return trainer.eval_by_step[best_step], best_step
+
+
+def _save_model(final, feature_extractor, output_dir: Path, training_config: dict, metrics: ModelMetrics) -> Path:
+    """``output_dir/model``: safetensors + preprocessor + training_config.json + metrics.json, moved in atomically."""
+    model_dir = output_dir / "model"
+    tmp = output_dir / ".model.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    final.save_pretrained(str(tmp))  # safetensors
+    feature_extractor.save_pretrained(str(tmp))
+    atomic_write_json(tmp / "training_config.json", training_config)
+    write_metrics(tmp, metrics)
+    replace_dir(tmp, model_dir)
+    return model_dir
+
+
+def finetune(
+    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path
+) -> FinetuneResult:
+    """Train ``args.model`` on the manifest rows ``train_ds``; select the best checkpoint on ``eval_ds`` UA.
+
+    Writes ``output_dir/model`` (atomically) and returns the model, its validation metrics and timings.
+    """
+    import torch
+    from transformers import EarlyStoppingCallback
+
+    from .data.batching import CropCollator
+    from .inference import PooledClassifier
+
+    wall_start = time.perf_counter()
+    label_names = list(label_names)
+    output_dir = Path(output_dir)
+    _check_labels(train_ds, label_names, "training set")
+    if eval_ds is not None:
+        _check_labels(eval_ds, label_names, "validation set")
+
+    model, feature_extractor = build_model(args, label_names)
+    labels = list(map(int, train_ds["label"]))
+    weights = class_weights(labels, len(label_names)) if args.class_weighted_loss else None
+    module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))
+
+    columns = ["path", "duration", "label"]
+    has_eval = eval_ds is not None
+    checkpoints = output_dir / "checkpoints"
+    stopping = has_eval and args.early_stopping_patience > 0
+    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if stopping else []
+    min_samples = min_samples_for_masking(model, args.mask_time_length) if args.mask_time_prob > 0 else 0
     trainer = _trainer_class()(
         model=module,
-        args=training_args,
-        train_dataset=train_rows,
-        eval_dataset=eval_rows,
+        args=training_arguments(args, checkpoints, has_eval),
+        train_dataset=train_ds.select_columns(columns),
+        eval_dataset=eval_ds.select_columns(columns) if has_eval else None,
         data_collator=CropCollator(feature_extractor, args.max_train_seconds, min_samples),
         processing_class=feature_extractor,
         callbacks=callbacks,
@@ -323,25 +352,13 @@ def finetune(
     train_start = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - train_start
-
-    best_step = trainer.state.best_global_step if has_eval else None
-    metrics = {}
-    if has_eval:
-        if best_step is None or best_step not in trainer.eval_by_step:  # no evaluation happened: score the final model
-            trainer.evaluate()
-            best_step = trainer.state.global_step
-        metrics = trainer.eval_by_step[best_step]
+    metrics, best_step = _selected(trainer, has_eval)
 
     final = module.model.merge_and_unload() if args.lora else module.model
     final.eval()
     model_dir = output_dir / "model"
     if trainer.is_world_process_zero():
-        tmp = output_dir / ".model.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        final.save_pretrained(str(tmp))  # safetensors
-        feature_extractor.save_pretrained(str(tmp))
-        atomic_write_json(tmp / "training_config.json", {
+        training_config = {
             **to_dict(args),
             "label_names": label_names,
             "class_weights": None if weights is None else weights.tolist(),
@@ -349,10 +366,10 @@ def finetune(
             "num_train": len(train_ds),
             "num_eval": 0 if eval_ds is None else len(eval_ds),
             "output_dir": str(output_dir),
-        })
-        write_metrics(tmp, _model_metrics(args, label_names, len(train_ds), {"validation": metrics} if metrics else {},
-                                          best_step, trainer.state.global_step, train_seconds))
-        replace_dir(tmp, model_dir)
+        }
+        _save_model(final, feature_extractor, output_dir, training_config,
+                    _model_metrics(args, label_names, len(train_ds), {"validation": metrics} if metrics else {},
+                                   best_step, trainer.state.global_step, train_seconds))
         if not args.keep_checkpoints and checkpoints.exists():
             shutil.rmtree(checkpoints)
     return FinetuneResult(
@@ -365,7 +382,9 @@ def finetune(
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([FinetuneArguments], argv, prog="after-hf finetune", description=__doc__, section="finetune")
     if not args.manifest or not args.output_dir:
-        raise ConfigError("after-hf finetune needs --manifest DIR and --output_dir DIR (or both in the --config recipe).")
+        raise ConfigError("needs --manifest DIR and --output_dir DIR (on the command line or in the --config recipe).")
+    check_output_dir(args.output_dir, "--output_dir")
+    check_source(args.model)
     train_ds = load_manifest(args.manifest, split=args.train_split)
     names = manifest_label_names(train_ds)
     eval_ds = load_manifest(args.manifest, split=args.eval_split) if args.eval_split else None
@@ -379,9 +398,10 @@ def main(argv: list[str] | None = None) -> int:
 
         test_ds = load_manifest(args.manifest, split=args.test_split)
         scores, rows = evaluate_dataset(result.model, result.feature_extractor, test_ds, names, args.eval_batch_seconds)
-        write_report(scores, result.model_dir / f"eval_{args.test_split}", title=f"{args.test_split}: {result.model_dir}",
-                     rows=rows, split=args.test_split, model=args.model)
-        print(f"test ({args.test_split}): UA {scores['ua']:.4f}  WA {scores['wa']:.4f}  macro-F1 {scores['macro_f1']:.4f}")
+        write_report(scores, result.model_dir / f"eval_{args.test_split}",
+                     title=f"{args.test_split}: {result.model_dir}", rows=rows, split=args.test_split, model=args.model)
+        print(f"test ({args.test_split}): UA {scores['ua']:.4f}  WA {scores['wa']:.4f}  "
+              f"macro-F1 {scores['macro_f1']:.4f}")
         saved = read_metrics(result.model_dir)
         saved.splits[args.test_split] = scores
         write_metrics(result.model_dir, saved)
@@ -389,4 +409,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("finetune", main)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import ConfigError, parse_args
+from .errors import AfterHFError
 from .io import atomic_write_text
 from .model_info import (GENERATED_NOTICE, ModelInfoError, ModelMetrics, Provenance, chance_levels, is_hub_id,
                          labels_sentence, portable_name, read_metrics, read_provenance)
@@ -58,7 +59,7 @@ class PushArguments:
                                 metadata={"help": "Commit message of the upload."})
 
 
-class PushError(ValueError):
+class PushError(AfterHFError, ValueError):
     """A model directory or repo id that cannot be pushed; the message names the fix."""
 
 

@@ -38,7 +38,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SPACE_DIR = PACKAGE_DIR.parent / "spaces_demo"
 # What the Space's app.py imports from after_hf (tests check the bundled copy alone is enough).
 SPACE_MODULES = (
-    "__init__.py", "io.py", "config.py", "models.py", "model_info.py",
+    "__init__.py", "errors.py", "io.py", "config.py", "models.py", "model_info.py",
     "data/__init__.py", "data/audio.py",
     "al/__init__.py", "al/oracle.py",
 )

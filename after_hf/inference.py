@@ -181,6 +181,22 @@ def pooled_forward(
     return pooled_from_frames(model, frames, frame_mask)
 
 
+class PooledClassifier(torch.nn.Module):
+    """What fine-tuning trains: ``pooled_forward`` + (class-weighted) cross-entropy in one forward, so DDP
+    wraps one module and padding never enters the utterance vector in training either."""
+
+    def __init__(self, model: torch.nn.Module, weights: torch.Tensor | None):
+        super().__init__()
+        self.model = model
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def forward(self, input_values, attention_mask, labels=None):
+        logits, _ = pooled_forward(self.model, input_values, attention_mask)
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits.float(), labels,
+                                                                             weight=self.class_weights)
+        return {"loss": loss, "logits": logits}
+
+
 def length_batches(durations: Sequence[float], batch_seconds: float) -> list[np.ndarray]:
     """Indices grouped longest-first so that ``len(batch) * longest <= batch_seconds`` (one utterance at least)."""
     durations = np.asarray(durations, dtype=np.float64)

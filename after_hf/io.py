@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .errors import AfterHFError
+
 CRASH_ENV = "AFTER_HF_CRASH_AT"
 _crash_counts: Counter = Counter()
 
@@ -67,7 +69,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
-class StateError(RuntimeError):
+class StateError(AfterHFError, RuntimeError):
     """A state file that exists but cannot be trusted (half-written, edited, corrupted)."""
 
 
@@ -93,3 +95,16 @@ def replace_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:
     os.replace(tmp_dir, final_dir)
     if old.exists():
         shutil.rmtree(old)
+
+
+class OutputDirError(AfterHFError, FileExistsError):
+    """An output path that cannot be used: a file where a directory belongs, or another run's directory."""
+
+
+def check_output_dir(path: str | Path, option: str) -> Path:
+    """``path`` as a Path, refused (naming ``option``) when it is an existing file: outputs are directories."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputDirError(f"{option} {path} is a file, but it names a directory to write into (created if "
+                             f"missing): pass a directory path, e.g. {path.with_suffix('')}_out.")
+    return path

@@ -6,17 +6,15 @@ configs below are built from ``Wav2Vec2Config`` and pre-trained by our own TAPT.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-
-from transformers import (
-    AutoConfig,
-    AutoModelForAudioClassification,
-    Wav2Vec2Config,
-    Wav2Vec2FeatureExtractor,
-    Wav2Vec2ForPreTraining,
-)
+from typing import TYPE_CHECKING
 
 from . import SAMPLING_RATE
+from .errors import AfterHFError, one_line
+
+if TYPE_CHECKING:  # transformers is imported by the functions that load a model: `--help` stays light
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForPreTraining
 
 _CONV = dict(conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2))  # 20 ms frames, as wav2vec2
 NAMED_CONFIGS: dict[str, dict] = {
@@ -45,7 +43,7 @@ _NAMED_COMMON = dict(
 )
 
 
-class ModelError(OSError):
+class ModelError(AfterHFError, OSError):
     """A model directory that cannot (or must not) be loaded; the message says what is missing and what to do."""
 
 
@@ -80,17 +78,41 @@ def check_weights(source: str) -> None:
     )
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # NAME or USER/NAME
+_KINDS = "a directory written by `save_pretrained` (a TAPT output, RUN/model), a Hub id such as facebook/wav2vec2-base"
+
+
+def check_source(source: str) -> None:
+    """Refuse, with what to pass instead, a model source that is neither a named config, a model directory
+    nor a possible Hub id: a missing local path would otherwise reach the Hub client as a malformed repo id."""
+    if is_named(source):
+        return
+    path = Path(source).expanduser()
+    if path.is_file():
+        raise ModelError(f"{source} is a file, not a model: pass {_KINDS}, or a named config {sorted(NAMED_CONFIGS)}.")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{source} has no config.json: pass {_KINDS}, or one of the named configs "
+                             f"{sorted(NAMED_CONFIGS)}.")
+        return
+    if not HUB_ID.match(source):
+        raise ModelError(f"{source}: no such directory, and not a Hub id (USER/NAME): pass {_KINDS}, or a named "
+                         f"config {sorted(NAMED_CONFIGS)}.")
+
+
 def load_config(source: str, **overrides) -> Wav2Vec2Config:
     """Config for a named small model, a local directory or a Hub id (never remote code)."""
+    from transformers import AutoConfig, Wav2Vec2Config
+
     if is_named(source):
         return Wav2Vec2Config(**{**_NAMED_COMMON, **NAMED_CONFIGS[source], **overrides})
-    path = Path(source)
-    if path.exists() and not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{source} has no config.json: pass a directory written by `save_pretrained` (e.g. a TAPT output), "
-            f"a Hub id such as facebook/wav2vec2-base, or one of the named configs {sorted(NAMED_CONFIGS)}."
-        )
-    return AutoConfig.from_pretrained(source, trust_remote_code=False, **overrides)
+    check_source(source)
+    try:
+        return AutoConfig.from_pretrained(source, trust_remote_code=False, **overrides)
+    except OSError as err:  # not a local directory: a Hub id that is unknown, or not cached while offline
+        raise ModelError(f"{source}: no such directory, and it could not be loaded as a Hub id ({one_line(err)[:200]}). "
+                         f"Pass {_KINDS} (online, or cached for HF_HUB_OFFLINE=1), or a named config "
+                         f"{sorted(NAMED_CONFIGS)}.") from err
 
 
 def uses_attention_mask(config) -> bool:
@@ -98,7 +120,26 @@ def uses_attention_mask(config) -> bool:
     return getattr(config, "feat_extract_norm", "layer") == "layer"
 
 
+def min_samples_for_masking(model, mask_length: int) -> int:
+    """Fewest audio samples whose CNN output has more frames than one masked span of ``mask_length`` frames.
+
+    The one mask-span rule (``_compute_mask_indices`` needs more frames than the span): TAPT leaves shorter
+    utterances out, fine-tuning pads shorter batches up to it so SpecAugment's time masks fit.
+    """
+    net = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft-wrapped classifier
+    lo, hi = 1, SAMPLING_RATE * 60
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if int(net._get_feat_extract_output_lengths(mid)) > mask_length:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def feature_extractor_for(config) -> Wav2Vec2FeatureExtractor:
+    from transformers import Wav2Vec2FeatureExtractor
+
     return Wav2Vec2FeatureExtractor(
         feature_size=1,
         sampling_rate=SAMPLING_RATE,
@@ -110,6 +151,8 @@ def feature_extractor_for(config) -> Wav2Vec2FeatureExtractor:
 
 def load_feature_extractor(source: str, config=None) -> Wav2Vec2FeatureExtractor:
     """The saved feature extractor of a directory / Hub id, else one matching the config."""
+    from transformers import Wav2Vec2FeatureExtractor
+
     if not is_named(source):
         try:
             return Wav2Vec2FeatureExtractor.from_pretrained(source)
@@ -120,6 +163,8 @@ def load_feature_extractor(source: str, config=None) -> Wav2Vec2FeatureExtractor
 
 def load_pretraining_model(source: str, **config_overrides) -> Wav2Vec2ForPreTraining:
     """``Wav2Vec2ForPreTraining`` from random init (named config) or pre-trained weights (dir / Hub id)."""
+    from transformers import Wav2Vec2ForPreTraining
+
     config = load_config(source, **config_overrides)
     if is_named(source):
         return Wav2Vec2ForPreTraining(config)
@@ -135,6 +180,8 @@ def load_classifier(source: str, label_names: list[str], **config_overrides):
     A TAPT output (``Wav2Vec2ForPreTraining`` weights) loads into ``Wav2Vec2ForSequenceClassification``:
     the shared ``wav2vec2.*`` encoder weights are kept, the head is newly initialised.
     """
+    from transformers import AutoModelForAudioClassification
+
     id2label = {str(i): name for i, name in enumerate(label_names)}
     label2id = {name: str(i) for i, name in enumerate(label_names)}
     kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id, **config_overrides)

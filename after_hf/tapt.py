@@ -28,19 +28,25 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import torch
 
-from .config import parse_args, to_dict
-from .data.batching import AudioCollator, AudioWindowDataset, DynamicBatchSampler
+from . import SAMPLING_RATE
+from .config import ConfigError, parse_args, to_dict
 from .data.manifest import load_manifest
-from .io import atomic_write_json, atomic_write_text, read_json, replace_dir
-from .models import feature_extractor_for, load_config, load_pretraining_model, uses_attention_mask
+from .io import OutputDirError, atomic_write_json, atomic_write_text, check_output_dir, read_json, replace_dir
+from .models import (feature_extractor_for, load_config, load_pretraining_model, min_samples_for_masking,
+                     uses_attention_mask)
+
+if TYPE_CHECKING:  # torch (and the batching that needs it) are imported by the run: `--help` stays light
+    import torch
+
+    from .data.batching import DynamicBatchSampler
 
 logger = logging.getLogger("after_hf.tapt")
 
@@ -117,20 +123,9 @@ def gumbel_temperature(step: int, args: TaptArguments) -> float:
     return max(args.max_gumbel_temperature * args.gumbel_temperature_decay**step, args.min_gumbel_temperature)
 
 
-def min_samples_for_masking(model, mask_length: int) -> int:
-    """Fewest audio samples whose CNN output has more frames than one masked span."""
-    lo, hi = 1, 16000 * 60
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if int(model._get_feat_extract_output_lengths(mid)) > mask_length:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
 def make_masks(model, lengths: torch.Tensor, num_samples: int, args: TaptArguments, num_negatives: int):
     """Mask spans and negatives restricted to each utterance's real frames (padding never enters the loss)."""
+    import torch
     from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
     seq_len = int(model._get_feat_extract_output_lengths(num_samples))
@@ -145,7 +140,6 @@ def make_masks(model, lengths: torch.Tensor, num_samples: int, args: TaptArgumen
     return mask, negatives, int(frames.sum())
 
 
-@torch.no_grad()
 def contrastive_stats(outputs, mask: torch.Tensor, negatives: torch.Tensor) -> tuple[float, float]:
     """(masked frames whose true target scores above every distractor, sum of chance-level losses).
 
@@ -153,15 +147,18 @@ def contrastive_stats(outputs, mask: torch.Tensor, negatives: torch.Tensor) -> t
     target): distractors equal to the target are excluded by the model, so this level falls when the
     codebook concentrates. The loss alone can thus fall without learning; accuracy cannot.
     """
-    q = outputs.projected_quantized_states.float()
-    c = outputs.projected_states.float()[mask]
-    target = q[mask]
-    distractors = q.reshape(-1, q.shape[-1])[negatives[mask]]  # (masked, K, D)
-    same = (distractors == target[:, None]).all(-1)
-    positive = torch.cosine_similarity(c, target, dim=-1)
-    negative = torch.cosine_similarity(c[:, None], distractors, dim=-1).masked_fill(same, float("-inf"))
-    correct = (positive > negative.max(-1).values).sum()
-    chance = torch.log1p((~same).sum(-1).float()).sum()
+    import torch
+
+    with torch.no_grad():
+        q = outputs.projected_quantized_states.float()
+        c = outputs.projected_states.float()[mask]
+        target = q[mask]
+        distractors = q.reshape(-1, q.shape[-1])[negatives[mask]]  # (masked, K, D)
+        same = (distractors == target[:, None]).all(-1)
+        positive = torch.cosine_similarity(c, target, dim=-1)
+        negative = torch.cosine_similarity(c[:, None], distractors, dim=-1).masked_fill(same, float("-inf"))
+        correct = (positive > negative.max(-1).values).sum()
+        chance = torch.log1p((~same).sum(-1).float()).sum()
     return float(correct), float(chance)
 
 
@@ -239,20 +236,29 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict, keep:
     return final
 
 
+def has_started(output_dir: str | Path) -> bool:
+    """Whether ``output_dir`` holds (part of) a TAPT run: what ``--resume`` can continue."""
+    out = Path(output_dir)
+    return any((out / name).exists() for name in ("checkpoints", "model.safetensors", "config.json", LOG_FILE))
+
+
 def prepare_output_dir(args: TaptArguments, is_main: bool) -> Path | None:
     """Return the checkpoint to resume from (or None); refuse to mix two runs in one directory."""
-    out = Path(args.output_dir)
+    out = check_output_dir(args.output_dir, "--output_dir")
     ours = [out / "checkpoints", out / "model.safetensors", out / "config.json", out / LOG_FILE]
     previous = [p for p in ours if p.exists()]
     if args.resume:
+        if not previous:
+            raise OutputDirError(f"--resume: {out} holds no TAPT run to continue (no checkpoints/, no log.jsonl); "
+                                 f"run without --resume to start one, or check --output_dir.")
         found = checkpoint_dirs(out)
         if found:
             return found[-1]
-        if previous and is_main:
+        if is_main:
             logger.warning("--resume: %s has no complete checkpoint; starting from step 0.", out)
     elif previous:
         if not args.overwrite_output_dir:
-            raise FileExistsError(
+            raise OutputDirError(
                 f"{out} already holds a TAPT run ({previous[0].name}). Pass --resume to continue it, "
                 f"--overwrite_output_dir to start over, or choose another --output_dir."
             )
@@ -270,16 +276,16 @@ def parse_config_overrides(source: str, text: str) -> dict:
     out = {}
     for item in text.split(","):
         if "=" not in item:
-            raise ValueError(f"config_overrides item '{item}' is not key=value (e.g. 'layerdrop=0.0').")
+            raise ConfigError(f"config_overrides item '{item}' is not key=value (e.g. 'layerdrop=0.0').")
         key, value = (s.strip() for s in item.split("=", 1))
         if not hasattr(config, key):
             close = difflib.get_close_matches(key, list(config.to_dict()), n=1)
-            raise ValueError(f"config_overrides: '{key}' is not a {type(config).__name__} field."
+            raise ConfigError(f"config_overrides: '{key}' is not a {type(config).__name__} field."
                              + (f" Did you mean '{close[0]}'?" if close else ""))
         current = getattr(config, key)
         if isinstance(current, bool):
             if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"config_overrides: '{key}' needs true/false, got '{value}'.")
+                raise ConfigError(f"config_overrides: '{key}' needs true/false, got '{value}'.")
             out[key] = value.lower() in ("true", "1")
         elif isinstance(current, int):
             out[key] = int(value)
@@ -291,8 +297,10 @@ def parse_config_overrides(source: str, text: str) -> dict:
 
 
 def resolve_mixed_precision(choice: str, cpu: bool) -> str | None:
+    import torch
+
     if choice not in ("auto", "no", "bf16", "fp16"):
-        raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got '{choice}'.")
+        raise ConfigError(f"mixed_precision must be auto, no, bf16 or fp16, got '{choice}'.")
     if choice != "auto":
         return choice
     if os.environ.get("ACCELERATE_MIXED_PRECISION"):
@@ -336,31 +344,157 @@ def _save_final_model(accelerator, model, feature_extractor, args: TaptArguments
 
 
 # ----------------------------------------------------------------------------------------------
+# one optimiser step
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class StepStats:
+    """Sums over one optimiser step's micro-batches (then over processes): what a log.jsonl record is made of."""
+
+    loss: float = 0.0  # model loss (contrastive + weighted diversity), a sum over masked frames
+    contrastive_loss: float = 0.0
+    diversity_loss: float = 0.0
+    perplexity: float = 0.0  # codevector perplexity, summed over micro-batches
+    micro_batches: float = 0.0
+    real_frames: float = 0.0  # CNN frames of real (unpadded) audio
+    audio_samples: float = 0.0  # samples of real audio
+    correct: float = 0.0  # masked frames whose true target scores above every distractor
+    chance_loss: float = 0.0  # the loss of scoring all candidates alike, summed over masked frames
+
+    def add_batch(self, outputs, real_frames: int, lengths, correct: float, chance: float) -> None:
+        self.loss += outputs.loss.item()
+        self.contrastive_loss += outputs.contrastive_loss.item()
+        self.diversity_loss += outputs.diversity_loss.item()
+        self.perplexity += outputs.codevector_perplexity.item()
+        self.micro_batches += 1.0
+        self.real_frames += real_frames
+        self.audio_samples += float(lengths.sum())
+        self.correct += correct
+        self.chance_loss += chance
+
+    def reduced(self, accelerator) -> "StepStats":
+        """The sums over every process."""
+        import torch
+
+        local = torch.tensor(dataclasses.astuple(self), dtype=torch.float64, device=accelerator.device)
+        return StepStats(*accelerator.reduce(local, reduction="sum").tolist())
+
+    def record(self, step: int, masked: float, **extra) -> dict:
+        """The per-step log line: losses per masked frame, accuracy against its chance level, codebook use."""
+        return {
+            "step": step,
+            "loss": self.loss / masked,
+            "contrastive_loss": self.contrastive_loss / masked,
+            "chance_loss": self.chance_loss / masked,  # what scoring all candidates alike would give
+            "contrastive_accuracy": self.correct / masked,  # target above every distractor (chance ~ 1 / (K + 1))
+            "diversity_loss": self.diversity_loss / masked,
+            "codevector_perplexity": self.perplexity / self.micro_batches,
+            "masked_frames_pct": 100.0 * masked / self.real_frames,
+            **extra,
+        }
+
+
+@dataclass
+class TaptRun:
+    """What a TAPT run holds between optimiser steps."""
+
+    args: TaptArguments
+    accelerator: Any
+    model: Any  # as prepared by accelerate (DDP-wrapped when several processes)
+    optimizer: Any
+    scheduler: Any
+    sampler: DynamicBatchSampler
+    max_steps: int
+    num_negatives: int
+    pass_mask: bool
+    spec_augment_was: bool  # the checkpoint's apply_spec_augment, restored in the saved config
+    data: Iterator[dict] | None = None
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def batches_per_step(self) -> int:
+        return self.args.gradient_accumulation_steps * self.accelerator.num_processes
+
+    def micro_batches(self) -> list[tuple]:
+        """This process's micro-batches of one step, with masks and negatives seeded by the global batch number."""
+        micro = []
+        for _ in range(self.args.gradient_accumulation_steps):
+            batch = next(self.data)
+            np.random.seed(batch_seed(self.args.seed, batch["batch"]))
+            mask, negatives, real_frames = make_masks(self.unwrapped, batch["lengths"], batch["input_values"].shape[1],
+                                                      self.args, self.num_negatives)
+            micro.append((batch, mask, negatives, real_frames))
+        return micro
+
+    def step(self, step: int) -> dict:
+        """One optimiser step (``step`` done so far); returns its log record (sums over all processes)."""
+        import torch
+
+        accelerator, args, device = self.accelerator, self.args, self.accelerator.device
+        micro = self.micro_batches()
+        # gradients are divided by the masked frames of the whole step (all micro-batches, all processes);
+        # DDP averages over processes, hence the factor num_processes.
+        local_masked = sum(int(mask.sum()) for _, mask, _, _ in micro)
+        total_masked = accelerator.reduce(torch.tensor(float(local_masked), device=device), reduction="sum")
+        scale = accelerator.num_processes / total_masked.clamp(min=1.0)
+        temperature = gumbel_temperature(step, args)
+        self.unwrapped.set_gumbel_temperature(temperature)
+        stats = StepStats()
+        for k, (batch, mask, negatives, real_frames) in enumerate(micro):
+            torch.manual_seed(batch_seed(args.seed, batch["batch"]))  # dropout and Gumbel noise of this batch
+            inputs = {
+                "input_values": batch["input_values"].to(device),
+                "mask_time_indices": torch.from_numpy(mask).to(device),
+                "sampled_negative_indices": torch.from_numpy(negatives).long().to(device),
+            }
+            if self.pass_mask:
+                inputs["attention_mask"] = batch["attention_mask"].to(device)
+            with contextlib.nullcontext() if k == len(micro) - 1 else accelerator.no_sync(self.model):
+                outputs = self.model(**inputs)
+                accelerator.backward(outputs.loss * scale)
+            correct, chance = contrastive_stats(outputs, inputs["mask_time_indices"], inputs["sampled_negative_indices"])
+            stats.add_batch(outputs, real_frames, batch["lengths"], correct, chance)
+        grad_norm = accelerator.clip_grad_norm_(self.model.parameters(),
+                                                args.max_grad_norm if args.max_grad_norm > 0 else float("inf"))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.sampler.consumed_through(micro[-1][0]["batch"])  # the stream position moves past this step's batches
+        stats = stats.reduced(accelerator)
+        return stats.record(step + 1, float(total_masked), gumbel_temperature=temperature, lr=lr,
+                            grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
+                            audio_seconds=stats.audio_samples / SAMPLING_RATE)
+
+
+# ----------------------------------------------------------------------------------------------
 # the run
 # ----------------------------------------------------------------------------------------------
-def run_tapt(args: TaptArguments) -> Path:
-    """Continue pre-training ``args.model_name_or_path`` on the manifest's audio; return ``args.output_dir``."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
+def check_args(args: TaptArguments) -> None:
+    """Options that cannot work, refused before anything is loaded."""
     if args.gradient_accumulation_steps < 1:
-        raise ValueError("gradient_accumulation_steps must be >= 1.")
+        raise ConfigError("gradient_accumulation_steps must be >= 1.")
     if args.mask_time_length < 2 or args.mask_time_min_masks < 1:
-        raise ValueError("mask_time_length must be >= 2 and mask_time_min_masks >= 1 so every utterance has negatives.")
+        raise ConfigError("mask_time_length must be >= 2 and mask_time_min_masks >= 1 so every utterance has negatives.")
     if not 0 < args.mask_time_prob < 1:
-        raise ValueError(f"mask_time_prob must be in (0, 1), got {args.mask_time_prob} (AFTER 0.05, pre-training example 0.65).")
+        raise ConfigError(f"mask_time_prob must be in (0, 1), got {args.mask_time_prob} (AFTER 0.05, pre-training "
+                          f"example 0.65).")
     if args.report_to not in ("none", "tensorboard"):
-        raise ValueError(f"report_to must be 'none' or 'tensorboard', got '{args.report_to}'.")
+        raise ConfigError(f"report_to must be 'none' or 'tensorboard', got '{args.report_to}'.")
     if args.report_to == "tensorboard":
         try:
             import tensorboard  # noqa: F401
         except ImportError as err:
-            raise ImportError("--report_to tensorboard needs TensorBoard: `pip install tensorboard` (or use --report_to none).") from err
+            raise ConfigError("--report_to tensorboard needs TensorBoard: `pip install tensorboard` (or use "
+                              "--report_to none).") from err
 
-    output_dir = Path(args.output_dir)
-    overrides = parse_config_overrides(args.model_name_or_path, args.config_overrides)
+
+def make_accelerator(args: TaptArguments, overrides: dict):
+    import torch
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
     cpu = args.use_cpu or not torch.cuda.is_available()
     layerdrop = float(overrides.get("layerdrop", getattr(load_config(args.model_name_or_path), "layerdrop", 0.0)))
     accelerator = Accelerator(
@@ -369,161 +503,147 @@ def run_tapt(args: TaptArguments) -> Path:
         step_scheduler_with_optimizer=False,  # one scheduler step per optimiser step, whatever the process count
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=layerdrop > 0)],  # LayerDrop skips layers
         log_with="tensorboard" if args.report_to == "tensorboard" else None,
-        project_dir=str(output_dir),
+        project_dir=str(args.output_dir),
     )
     if accelerator.distributed_type == "DEEPSPEED" and args.gradient_accumulation_steps > 1:
         # accelerate's DeepSpeed backward() steps the engine after every micro-batch outside accelerator.accumulate()
-        raise ValueError("under DeepSpeed use --gradient_accumulation_steps 1 (more processes or a larger batch_seconds instead).")
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
-    resume_from = prepare_output_dir(args, accelerator.is_main_process)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for stray in (output_dir / "checkpoints").glob(".tmp-*"):
-            shutil.rmtree(stray)  # a checkpoint that a killed run never finished
+        raise ConfigError("under DeepSpeed use --gradient_accumulation_steps 1 (more processes or a larger "
+                          "batch_seconds instead).")
+    return accelerator
 
-    # --- data ---
-    ds = load_manifest(args.manifest, split=args.split)
-    paths, durations, ids = list(ds["path"]), [float(d) for d in ds["duration"]], list(ds["id"])
 
-    # --- model ---
-    set_seed(args.seed)
+def load_model(args: TaptArguments, overrides: dict):
+    """The pre-training model with TAPT's settings (masks applied, diversity-loss weight, optional freezing) and
+    the checkpoint's own ``apply_spec_augment``."""
     model = load_pretraining_model(args.model_name_or_path, **overrides)
-    config = model.config
-    spec_augment_was = getattr(config, "apply_spec_augment", True)
-    config.apply_spec_augment = True  # the masks we pass are only applied when this is on
-    config.diversity_loss_weight = args.diversity_loss_weight
-    num_negatives = args.num_negatives or config.num_negatives
+    spec_augment_was = getattr(model.config, "apply_spec_augment", True)
+    model.config.apply_spec_augment = True  # the masks we pass are only applied when this is on
+    model.config.diversity_loss_weight = args.diversity_loss_weight
     if args.freeze_feature_encoder:
         model.freeze_feature_encoder()
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    feature_extractor = feature_extractor_for(config)
-    pass_mask = uses_attention_mask(config)
+    return model, spec_augment_was
 
-    min_seconds = max(args.min_seconds, (min_samples_for_masking(model, args.mask_time_length) + 320) / 16000)
+
+def make_sampler(args: TaptArguments, model, ds, accelerator) -> DynamicBatchSampler:
+    """Length-bucketed batches of this process; utterances too short for one masked span are listed in skipped.json."""
+    from .data.batching import DynamicBatchSampler
+
+    durations, ids, paths = [float(d) for d in ds["duration"]], list(ds["id"]), list(ds["path"])
+    min_seconds = max(args.min_seconds, (min_samples_for_masking(model, args.mask_time_length) + 320) / SAMPLING_RATE)
     sampler = DynamicBatchSampler(
         durations, batch_seconds=args.batch_seconds, max_seconds=args.max_seconds, min_seconds=min_seconds,
         shuffle=True, seed=args.seed, num_replicas=accelerator.num_processes, rank=accelerator.process_index,
         length_jitter=args.length_jitter,
     )
     if sampler.skipped:
-        skipped = [{"id": ids[i], "path": paths[i], "duration": float(durations[i]),
-                    "reason": f"shorter than {min_seconds:.3f} s (too short for one {args.mask_time_length}-frame masked span)"}
+        reason = f"shorter than {min_seconds:.3f} s (too short for one {args.mask_time_length}-frame masked span)"
+        skipped = [{"id": ids[i], "path": paths[i], "duration": durations[i], "reason": reason}
                    for i in sampler.skipped]
+        path = Path(args.output_dir) / "skipped.json"
         if accelerator.is_main_process:
-            atomic_write_json(output_dir / "skipped.json", skipped)
+            atomic_write_json(path, skipped)
         logger.warning("skipping %d of %d utterances shorter than %.3f s (listed in %s)", len(skipped), len(ds),
-                       min_seconds, output_dir / "skipped.json")
-    batches_per_step = args.gradient_accumulation_steps * accelerator.num_processes
-    epoch_batches = len(sampler.epoch_batches(0))
-    max_steps = math.ceil(args.num_train_epochs * epoch_batches / batches_per_step) if args.num_train_epochs > 0 else args.max_steps
-    if max_steps < 1:
-        raise ValueError("max_steps (or num_train_epochs) must give at least one step.")
+                       min_seconds, path)
+    return sampler
 
+
+def resume(run: TaptRun, checkpoint: Path | None) -> int:
+    """Load a checkpoint's weights, optimiser, scheduler, RNG and data position; return its step (0: none)."""
+    if checkpoint is None:
+        return 0
+    run.accelerator.load_state(str(checkpoint))
+    state = read_json(checkpoint / TRAINER_STATE, what="TAPT checkpoint state")
+    if state.get("batches_per_step") != run.batches_per_step:
+        logger.warning("resuming with %d batches per step (processes x accumulation) where the checkpoint used %s: "
+                       "the run continues but will not repeat the uninterrupted one exactly.",
+                       run.batches_per_step, state.get("batches_per_step"))
+    run.sampler.load_state_dict(state["sampler"])
+    logger.info("resumed from %s at step %d", checkpoint, int(state["step"]))
+    return int(state["step"])
+
+
+def start(args: TaptArguments) -> tuple[TaptRun, Path | None, Any]:
+    """Everything before the first step: accelerator, output directory, data, model, optimiser, schedule."""
+    import torch
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    check_args(args)
+    overrides = parse_config_overrides(args.model_name_or_path, args.config_overrides)
+    accelerator = make_accelerator(args, overrides)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
+    checkpoint = prepare_output_dir(args, accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        for stray in (Path(args.output_dir) / "checkpoints").glob(".tmp-*"):
+            shutil.rmtree(stray)  # a checkpoint that a killed run never finished
+    ds = load_manifest(args.manifest, split=args.split)
+    set_seed(args.seed)
+    model, spec_augment_was = load_model(args, overrides)
+    sampler = make_sampler(args, model, ds, accelerator)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay,
     )
+    max_steps = resolve_max_steps(args, sampler, args.gradient_accumulation_steps * accelerator.num_processes)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(args.warmup_steps, max_steps), max_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    unwrapped = accelerator.unwrap_model(model)
+    prepared = accelerator.prepare(model, optimizer, scheduler)
+    run = TaptRun(args, accelerator, *prepared, sampler=sampler, max_steps=max_steps,
+                  num_negatives=args.num_negatives or model.config.num_negatives,
+                  pass_mask=uses_attention_mask(model.config), spec_augment_was=spec_augment_was)
+    return run, checkpoint, ds
 
-    step = 0
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        state = read_json(resume_from / TRAINER_STATE, what="TAPT checkpoint state")
-        if state.get("batches_per_step") != batches_per_step:
-            logger.warning("resuming with %d batches per step (processes x accumulation) where the checkpoint used %s: "
-                           "the run continues but will not repeat the uninterrupted one exactly.",
-                           batches_per_step, state.get("batches_per_step"))
-        step = int(state["step"])
-        sampler.load_state_dict(state["sampler"])
-        logger.info("resumed from %s at step %d", resume_from, step)
+
+def resolve_max_steps(args: TaptArguments, sampler: DynamicBatchSampler, batches_per_step: int) -> int:
+    epoch_batches = len(sampler.epoch_batches(0))
+    max_steps = math.ceil(args.num_train_epochs * epoch_batches / batches_per_step) if args.num_train_epochs > 0 else args.max_steps
+    if max_steps < 1:
+        raise ConfigError("max_steps (or num_train_epochs) must give at least one step.")
+    return max_steps
+
+
+def run_tapt(args: TaptArguments) -> Path:
+    """Continue pre-training ``args.model_name_or_path`` on the manifest's audio; return ``args.output_dir``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data.batching import AudioCollator, AudioWindowDataset
+
+    run, checkpoint, ds = start(args)
+    accelerator, sampler, output_dir = run.accelerator, run.sampler, Path(args.output_dir)
+    max_steps = run.max_steps
+    step = resume(run, checkpoint)
     if accelerator.is_main_process:
         _truncate_log(output_dir / LOG_FILE, step)
     if args.report_to == "tensorboard":
         accelerator.init_trackers("tapt", config={k: v for k, v in to_dict(args).items() if isinstance(v, (int, float, str, bool))})
-
+    feature_extractor = feature_extractor_for(run.unwrapped.config)
     loader = torch.utils.data.DataLoader(
-        AudioWindowDataset(paths),
+        AudioWindowDataset(list(ds["path"])),
         batch_sampler=sampler.iter_replica(sampler.consumed),
-        collate_fn=AudioCollator(feature_extractor, pass_attention_mask=pass_mask),
+        collate_fn=AudioCollator(feature_extractor, pass_attention_mask=run.pass_mask),
         num_workers=args.dataloader_num_workers,
     )
-    data = iter(loader)
-    detector = CollapseDetector(config.num_codevector_groups, window=args.collapse_window)
+    run.data = iter(loader)
+    detector = CollapseDetector(run.unwrapped.config.num_codevector_groups, window=args.collapse_window)
     logger.info(
         "TAPT %s on %d utterances (%.0f s of audio) of %s[%s]: %d steps x %d batches of <= %.0f padded s, %d process(es), "
-        "mask %.2f/%d, %s", args.model_name_or_path, len(sampler.kept), float(np.sum(np.asarray(durations)[sampler.kept])),
-        args.manifest, args.split, max_steps, batches_per_step, args.batch_seconds, accelerator.num_processes,
-        args.mask_time_prob, args.mask_time_length, "attention mask" if pass_mask else "zero padding, no attention mask",
+        "mask %.2f/%d, %s", args.model_name_or_path, len(sampler.kept), float(np.sum(sampler.durations[sampler.kept])),
+        args.manifest, args.split, max_steps, run.batches_per_step, args.batch_seconds, accelerator.num_processes,
+        args.mask_time_prob, args.mask_time_length, "attention mask" if run.pass_mask else "zero padding, no attention mask",
     )
     progress = tqdm(total=max_steps, initial=step, desc="tapt", disable=not accelerator.is_local_main_process)
     log_file = open(output_dir / LOG_FILE, "a", encoding="utf-8") if accelerator.is_main_process else None
     started = time.perf_counter()
-    model.train()
+    run.model.train()
     while step < max_steps:
-        # 1. this process's micro-batches, their masks and negatives (seeded by the global batch number)
-        micro = []
-        for _ in range(args.gradient_accumulation_steps):
-            batch = next(data)
-            np.random.seed(batch_seed(args.seed, batch["batch"]))
-            mask, negatives, real_frames = make_masks(unwrapped, batch["lengths"], batch["input_values"].shape[1], args, num_negatives)
-            micro.append((batch, mask, negatives, real_frames))
-        # 2. gradients are divided by the masked frames of the whole step (all micro-batches, all processes);
-        #    DDP averages over processes, hence the factor num_processes.
-        local_masked = sum(int(m.sum()) for _, m, _, _ in micro)
-        total_masked = accelerator.reduce(torch.tensor(float(local_masked), device=accelerator.device), reduction="sum")
-        scale = accelerator.num_processes / total_masked.clamp(min=1.0)
-        temperature = gumbel_temperature(step, args)
-        unwrapped.set_gumbel_temperature(temperature)
-        sums = torch.zeros(9, dtype=torch.float64, device=accelerator.device)
-        for k, (batch, mask, negatives, real_frames) in enumerate(micro):
-            torch.manual_seed(batch_seed(args.seed, batch["batch"]))  # dropout and Gumbel noise of this batch
-            inputs = {
-                "input_values": batch["input_values"].to(accelerator.device),
-                "mask_time_indices": torch.from_numpy(mask).to(accelerator.device),
-                "sampled_negative_indices": torch.from_numpy(negatives).long().to(accelerator.device),
-            }
-            if pass_mask:
-                inputs["attention_mask"] = batch["attention_mask"].to(accelerator.device)
-            sync = k == len(micro) - 1
-            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                outputs = model(**inputs)
-                accelerator.backward(outputs.loss * scale)
-            correct, chance = contrastive_stats(outputs, inputs["mask_time_indices"], inputs["sampled_negative_indices"])
-            sums += torch.tensor([
-                outputs.loss.item(), outputs.contrastive_loss.item(), outputs.diversity_loss.item(),
-                outputs.codevector_perplexity.item(), 1.0, real_frames, float(batch["lengths"].sum()), correct, chance,
-            ], dtype=torch.float64, device=accelerator.device)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm if args.max_grad_norm > 0 else float("inf"))
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        sampler.consumed += batches_per_step
-
-        # 3. monitoring: per-step record (sums over processes), progress bar, collapse detector
-        sums = accelerator.reduce(sums, reduction="sum")
-        masked = float(total_masked)
-        record = {
-            "step": step,
-            "loss": float(sums[0]) / masked,
-            "contrastive_loss": float(sums[1]) / masked,
-            "chance_loss": float(sums[8]) / masked,  # what scoring all candidates alike would give
-            "contrastive_accuracy": float(sums[7]) / masked,  # target above every distractor (chance ~ 1 / (K + 1))
-            "diversity_loss": float(sums[2]) / masked,
-            "codevector_perplexity": float(sums[3] / sums[4]),
-            "masked_frames_pct": 100.0 * masked / float(sums[5]),
-            "gumbel_temperature": temperature,
-            "lr": lr,
-            "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-            "audio_seconds": float(sums[6]) / 16000,
-            "elapsed_s": time.perf_counter() - started,
-        }
+        record = run.step(step)
+        step = record["step"]
+        record["elapsed_s"] = time.perf_counter() - started
         for message in detector.update(record):
             logger.warning(message)
             record.setdefault("warnings", []).append(message)
@@ -533,27 +653,32 @@ def run_tapt(args: TaptArguments) -> Path:
         if args.report_to == "tensorboard":
             accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=step)
         progress.update(1)
-        progress.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['contrastive_accuracy']:.2f}", ppl=f"{record['codevector_perplexity']:.1f}", lr=f"{lr:.1e}")
-
-        # 4. checkpoints every save_steps and at the end
+        progress.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['contrastive_accuracy']:.2f}",
+                             ppl=f"{record['codevector_perplexity']:.1f}", lr=f"{record['lr']:.1e}")
         if step % args.save_steps == 0 or step == max_steps:
             state = {"step": step, "max_steps": max_steps, "sampler": sampler.state_dict(), "seed": args.seed,
-                     "batches_per_step": batches_per_step, "num_processes": accelerator.num_processes}
+                     "batches_per_step": run.batches_per_step, "num_processes": accelerator.num_processes}
             save_checkpoint(accelerator, output_dir, step, state, args.save_total_limit)
     progress.close()
     if log_file is not None:
         log_file.close()
+    finish(run, feature_extractor, step)
+    return output_dir
 
-    config.apply_spec_augment = spec_augment_was
+
+def finish(run: TaptRun, feature_extractor, step: int) -> None:
+    """Save the model (``apply_spec_augment`` as the starting checkpoint had it) and close the trackers."""
+    accelerator, args = run.accelerator, run.args
+    config = run.unwrapped.config
+    config.apply_spec_augment = run.spec_augment_was
     accelerator.wait_for_everyone()
-    _save_final_model(accelerator, model, feature_extractor, args, output_dir,
-                      {"max_steps_resolved": max_steps, "num_processes": accelerator.num_processes,
-                       "skipped_utterances": len(sampler.skipped)})
+    _save_final_model(accelerator, run.model, feature_extractor, args, Path(args.output_dir),
+                      {"max_steps_resolved": run.max_steps, "num_processes": accelerator.num_processes,
+                       "skipped_utterances": len(run.sampler.skipped)})
     accelerator.wait_for_everyone()
     if args.report_to == "tensorboard":
         accelerator.end_training()
-    logger.info("TAPT model saved to %s (step %d)", output_dir, step)
-    return output_dir
+    logger.info("TAPT model saved to %s (step %d)", args.output_dir, step)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -567,4 +692,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("tapt", main)

@@ -116,7 +116,8 @@ def main(argv=None) -> dict:
     from after_hf.data.batching import AudioCollator, DynamicBatchSampler
     from after_hf.data.manifest import load_manifest
     from after_hf.models import feature_extractor_for, load_pretraining_model, uses_attention_mask
-    from after_hf.tapt import TaptArguments, min_samples_for_masking
+    from after_hf.models import min_samples_for_masking
+    from after_hf.tapt import TaptArguments
 
     C.quiet_libraries()
     threads = C.set_threads(args.threads)

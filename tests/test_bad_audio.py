@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from after_hf.cli import main as cli_main
+from after_hf.cli import run as cli_main
 from after_hf.data.audio import AudioError, load_audio
 from after_hf.data.manifest import ManifestError, build_manifest, check_manifest, load_manifest
 from after_hf.data.prepare import prepare

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from after_hf.cli import main as cli
+from after_hf.cli import run as cli
 from after_hf.data.audio import load_audio
 from after_hf.data.manifest import load_manifest
 from after_hf.inference import length_batches, pooled_forward, predict

@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from after_hf.data.batching import CropCollator
 from after_hf.data.manifest import label_names, load_manifest
-from after_hf.inference import predict
+from after_hf.finetune import FinetuneArguments, build_model, class_weights, finetune
+from after_hf.inference import PooledClassifier, predict
 from after_hf.models import load_classifier
-from after_hf.finetune import CropCollator, FinetuneArguments, PooledClassifier, build_model, class_weights, finetune
 from tones import make_tone_manifest
 
 # tiny model, fast settings: crops of 1 s, feature masks sized for hidden_size 32, no early stop

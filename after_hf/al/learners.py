@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
 

@@ -13,25 +13,26 @@ the process (test-only: they do nothing unless ``AFTER_HF_CRASH_AT`` is set, see
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import check_recipe, load_recipe, parse_args, to_dict
 from ..data.manifest import label_names as manifest_label_names
 from ..data.manifest import ManifestError, load_manifest
-from ..io import StateError, atomic_write_json, crash_point
+from ..io import StateError, atomic_write_json, check_output_dir, crash_point
 from ..models import check_weights, is_named, load_config
 from . import oracle as oracle_files
 from .budget import budget_schedule
-from .head import HeadTrainingArgs
-from .learners import HeadLearner, SplitData
-from .state import RunLock, RunLocked, RunState
+from .state import RunLock, RunState
 from .stopping import StabilisingPredictions
 from .strategies import LabelledView, PoolView, get_cold_start, get_strategy
+
+if TYPE_CHECKING:  # the learners import torch: they are loaded by the run, not by `after-hf al --help`
+    from .learners import SplitData
 
 logger = logging.getLogger("after_hf.al")
 
@@ -69,6 +70,9 @@ class ALArguments:
 
 def make_learner(args: ALArguments, splits: dict[str, SplitData], labels: list[str]):
     if args.mode == "head_only":
+        from .head import HeadTrainingArgs
+        from .learners import HeadLearner
+
         head_args = HeadTrainingArgs(epochs=args.head_epochs, learning_rate=args.head_learning_rate, dropout=args.head_dropout)
         return HeadLearner(args.backbone, splits, labels, args.cache_dir, head_args, init_seed=args.seed,
                            speaker_norm=args.speaker_norm)
@@ -228,8 +232,11 @@ def announce_encoding(args: ALArguments, splits: dict[str, SplitData]) -> None:
 def run_al(args: ALArguments) -> RunState:
     args.cache_dir = args.cache_dir or default_cache_dir(args.manifest)
     config = to_dict(args)
+    check_output_dir(args.out, "--out")
     manifest = load_manifest(args.manifest)  # checked before the run directory is created
     labels = manifest_label_names(manifest)
+    from .learners import SplitData
+
     splits = SplitData.from_manifest(manifest)
     if "train" not in splits:
         raise ManifestError(f"manifest {args.manifest} has no 'train' rows: the active-learning pool is the train split; "
@@ -310,13 +317,11 @@ def summarise(state: RunState) -> dict:
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([ALArguments], argv, prog="after-hf al", description=__doc__, section="al")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run_al(args)
-    except RunLocked as err:  # one line: which process holds the run, and what to do
-        print(f"after-hf al: {err}", file=sys.stderr)
-        return 2
+    run_al(args)  # a run in use by another process (RunLocked) is one line at the CLI's boundary
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("al", main)

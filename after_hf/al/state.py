@@ -29,7 +29,7 @@ from ..io import StateError, atomic_write_json, crash_point, read_json
 STATE_FILE, PREVIOUS_FILE, CONFIG_FILE, LOCK_FILE = "state.json", "state.prev.json", "config.json", ".lock"
 FORMAT = 1
 # Options that may change between a run and its resume without changing what the run computes.
-RESUMABLE_OPTIONS = {"resume", "out", "wait_minutes", "oracle", "budget", "progress", "cache_dir"}
+RESUMABLE_OPTIONS = {"resume", "out", "wait_minutes", "oracle", "budget", "cache_dir"}
 PHASES = ("selected", "labelled", "trained")
 
 
@@ -164,12 +164,20 @@ class RunState:
                 raise StateError(f"--resume with a different configuration than {run_dir} was started with "
                                  f"(changed: {changed}). Use the original options, or another --out.")
             return cls(run_dir, data)
+        if resume:
+            raise StateError(f"--resume: {run_dir} holds no active-learning run to continue ({STATE_FILE} missing); "
+                             f"run without --resume to start one, or check --out.")
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / CONFIG_FILE, config)
         state = cls(run_dir, {"format": FORMAT, "config_fingerprint": config_fingerprint(config),
                               "rounds": [], "stopped": None})
         state.save()
         return state
+
+    @staticmethod
+    def started(run_dir: str | Path) -> bool:
+        """Whether ``run_dir`` holds a run that ``--resume`` can continue."""
+        return (Path(run_dir) / STATE_FILE).is_file()
 
     @classmethod
     def read(cls, run_dir: str | Path) -> "RunState":

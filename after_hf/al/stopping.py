@@ -4,7 +4,6 @@ held-out unlabelled stop set agree across consecutive rounds (Cohen's kappa) for
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
 
 class StabilisingPredictions:
@@ -17,6 +16,8 @@ class StabilisingPredictions:
     def update(self, round_index: int, predictions: np.ndarray) -> bool:
         """Feed this round's stop-set predictions; True when the run should stop."""
         if self.previous is not None:
+            from sklearn.metrics import cohen_kappa_score  # scikit-learn is loaded by a run, not by `--help`
+
             same = np.array_equal(self.previous, predictions)
             kappa = 1.0 if same else float(cohen_kappa_score(self.previous, predictions))
             self.kappas.append(kappa)

@@ -17,12 +17,13 @@ import numpy as np
 import soundfile as sf
 
 from .. import SAMPLING_RATE
+from ..errors import AfterHFError
 
 MIN_SECONDS = 0.1  # below this wav2vec2's CNN yields < 5 frames: nothing to classify
 LOSSLESS = {"WAV", "WAVEX", "W64", "RF64", "FLAC", "AIFF", "CAF"}  # libsndfile formats read without FFmpeg
 
 
-class AudioError(ValueError):
+class AudioError(AfterHFError, ValueError):
     """An audio file that cannot be used; ``reason`` is short (for skip reports), the message names the fix."""
 
     def __init__(self, path: str | Path, reason: str, fix: str = ""):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .. import SAMPLING_RATE
+from ..errors import AfterHFError
 from .audio import load_audio
 
 
@@ -38,7 +39,7 @@ class Window(NamedTuple):
     batch: int = -1
 
 
-class BatchingError(ValueError):
+class BatchingError(AfterHFError, ValueError):
     """Batching options that cannot work together; the message names the option to change."""
 
 
@@ -180,6 +181,11 @@ class DynamicBatchSampler:
     def __len__(self) -> int:
         return len(range(self.rank, len(self.epoch_batches(self.epoch)), self.num_replicas))
 
+    def consumed_through(self, number: int) -> None:
+        """Move the stream position past the optimiser step whose last batch on this replica was global batch
+        ``number``: every replica's batches of that step are consumed (replica ``r`` holds ``g % num_replicas == r``)."""
+        self.consumed = (int(number) // self.num_replicas + 1) * self.num_replicas
+
     # --- resumable state (JSON-serialisable) ---
     def state_dict(self) -> dict:
         return {"consumed": int(self.consumed), "seed": self.seed, "num_items": int(len(self.durations))}
@@ -242,6 +248,38 @@ class AudioCollator:
         if self.pass_attention_mask:
             batch["attention_mask"] = features["attention_mask"].long()
         return batch
+
+
+@dataclass
+class CropCollator:
+    """Fine-tuning batches from manifest rows: random windows of ``max_seconds`` from longer utterances (fresh
+    each time a batch is drawn, i.e. every epoch), dynamic zero padding, per-utterance normalisation, labels."""
+
+    feature_extractor: object
+    max_seconds: float | None
+    min_samples: int = 0  # pad at least this far so SpecAugment time masks fit in short batches
+
+    def __call__(self, rows: list[dict]) -> dict:
+        waves = []
+        for row in rows:
+            duration = float(row["duration"])
+            if self.max_seconds and duration > self.max_seconds:
+                start = float(torch.rand(()).item()) * (duration - self.max_seconds)
+                waves.append(load_audio(row["path"], start=start, seconds=self.max_seconds))
+            else:
+                waves.append(load_audio(row["path"]))
+        batch = self.feature_extractor(
+            waves, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
+        )
+        short = self.min_samples - batch["input_values"].shape[1]
+        if short > 0:
+            batch["input_values"] = torch.nn.functional.pad(batch["input_values"], (0, short))
+            batch["attention_mask"] = torch.nn.functional.pad(batch["attention_mask"], (0, short))
+        return {
+            "input_values": batch["input_values"],
+            "attention_mask": batch["attention_mask"],
+            "labels": torch.tensor([int(row["label"]) for row in rows], dtype=torch.long),
+        }
 
 
 def audio_seconds(lengths: torch.Tensor) -> float:

@@ -14,6 +14,7 @@ from typing import Mapping
 
 import yaml
 
+from ..errors import AfterHFError
 from .manifest import DEFAULT_LABELS
 
 # raw code (as it appears in the corpus) -> canonical emotion name
@@ -56,7 +57,7 @@ NOT_EMOTIONS = {"no_agreement"}
 FOUR_CLASS = {"neutral": "neutral", "happy": "happy", "excited": "happy", "angry": "angry", "sad": "sad"}
 
 
-class LabelError(ValueError):
+class LabelError(AfterHFError, ValueError):
     """A label set or label map that cannot be applied; the message names the fix."""
 
 

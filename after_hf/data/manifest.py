@@ -36,13 +36,15 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Sequence
-
-from datasets import Audio, ClassLabel, Dataset, Features, List, Value, load_from_disk
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from .. import SAMPLING_RATE
+from ..errors import AfterHFError
 from ..io import replace_dir
 from .ratings import OTHER, RATING_COLUMNS, counted, tally
+
+if TYPE_CHECKING:  # datasets is imported where it is used: `after-hf <command> --help` stays light
+    from datasets import Dataset, Features
 
 DEFAULT_LABELS = ("neutral", "happy", "angry", "sad")  # AFTER / IEMOCAP 4-class
 SPLITS = ("train", "validation", "test")
@@ -52,11 +54,13 @@ MANIFEST_COLUMNS = (
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(AfterHFError, ValueError):
     """A manifest that later stages cannot trust; the message names the manifest and the fix."""
 
 
 def manifest_features(label_names: Sequence[str]) -> Features:
+    from datasets import Audio, ClassLabel, Features, Value
+
     return Features(
         {
             "id": Value("string"),
@@ -75,6 +79,8 @@ def manifest_features(label_names: Sequence[str]) -> Features:
 
 
 def rating_features(num_labels: int) -> dict:
+    from datasets import List, Value
+
     return {
         "ratings": List({"rater": Value("string"), "labels": List(Value("string")), "raw": List(Value("string")),
                          "self_eval": Value("bool")}),
@@ -114,6 +120,8 @@ def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LA
     Rows are sorted by ``id`` so the manifest does not depend on directory-listing order. Self-evaluations count in
     the votes only with ``count_self_evaluations``.
     """
+    from datasets import Dataset, Features, Value
+
     label_names = list(label_names)
     rows = sorted(rows, key=lambda r: r["id"])
     columns: dict[str, list] = {c: [] for c in MANIFEST_COLUMNS + RATING_COLUMNS}
@@ -147,6 +155,8 @@ def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LA
 
 def check_manifest(ds: Dataset, where: str, check_files: bool = True) -> None:
     """Fail fast on a manifest a later stage would misuse: missing columns, duplicate ids, unknown splits, missing files."""
+    from datasets import ClassLabel
+
     missing = [c for c in MANIFEST_COLUMNS if c not in ds.column_names]
     if missing:
         raise ManifestError(
@@ -180,6 +190,8 @@ def check_manifest(ds: Dataset, where: str, check_files: bool = True) -> None:
 
 def save_manifest(ds: Dataset, out_dir: str | Path) -> Path:
     """Save with ``save_to_disk`` into a temporary directory, then move it into place (atomic for readers)."""
+    from datasets import Audio, Value
+
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     if tmp.exists():
@@ -194,6 +206,8 @@ def save_manifest(ds: Dataset, out_dir: str | Path) -> Path:
 
 def load_manifest(path: str | Path, split: str | None = None, check_files: bool = True) -> Dataset:
     """Load a saved manifest (optionally one split), checked; errors name the directory and the fix."""
+    from datasets import Audio, load_from_disk
+
     path = Path(path)
     if not (path / "dataset_info.json").is_file() and not (path / "state.json").is_file():
         raise ManifestError(
@@ -207,7 +221,7 @@ def load_manifest(path: str | Path, split: str | None = None, check_files: bool 
     if split is not None:
         if split not in SPLITS:
             raise ManifestError(f"unknown split '{split}'; choose one of {SPLITS}.")
-        ds = ds.filter(lambda s: s == split, input_columns="split")
+        ds = ds.select([i for i, s in enumerate(ds["split"]) if s == split])  # no progress bar, no cache file
         if len(ds) == 0:
             raise ManifestError(f"manifest {path} has no '{split}' rows; check the split options used by prepare.")
     return ds

@@ -17,8 +17,11 @@ an argument no part accepts is an error. See ``base.py`` for the interface.
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from typing import Callable
+from typing import Any, Callable
+
+from ...errors import AfterHFError
 
 from .badge import BADGE
 from .base import PENDING, LabelledView, PoolView, QueryStrategy, ScoreStrategy, Strategy
@@ -76,30 +79,69 @@ WRAPPERS: tuple[str, ...] = tuple(_WRAPPERS)
 COLD_STARTS: tuple[str, ...] = tuple(_COLD_STARTS)
 
 
+class StrategyError(AfterHFError, ValueError):
+    """A strategy name or option that does not exist, or a value a strategy refuses."""
+
+
+class StrategyOptionError(StrategyError, TypeError):
+    """An option that no part of the strategy takes, or parts that cannot be combined."""
+
+
 def _options(factory) -> list[str]:
     params = inspect.signature(factory).parameters
     return [name for name in params if name not in ("self", "base", "inner")]
 
 
+def _unknown(kind: str, name: str, spelling: str, known) -> StrategyError:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return StrategyError(f"unknown {kind} {name!r} in {spelling!r}{hint}; choose one of {sorted(known)}")
+
+
 def _build(spelling: str, bases: dict, kwargs: dict) -> Strategy:
     *wrappers, base_name = spelling.strip().split(":")
     if base_name not in bases:
-        raise ValueError(f"unknown strategy {base_name!r} in {spelling!r}; choose one of {sorted(bases)}")
+        raise _unknown("strategy", base_name, spelling, bases)
     for wrapper in wrappers:
         if wrapper not in _WRAPPERS:
-            raise ValueError(f"unknown wrapper {wrapper!r} in {spelling!r}; choose from {list(_WRAPPERS)}")
+            raise _unknown("wrapper", wrapper, spelling, _WRAPPERS)
     unused = dict(kwargs)
 
     def take(factory):
         return {name: unused.pop(name) for name in _options(factory) if name in unused}
 
-    strategy = bases[base_name](**take(bases[base_name]))
-    for wrapper in reversed(wrappers):
-        strategy = _WRAPPERS[wrapper](strategy, **take(_WRAPPERS[wrapper]))
-    if unused:
-        accepted = sorted({o for f in [bases[base_name], *(_WRAPPERS[w] for w in wrappers)] for o in _options(f)})
-        raise TypeError(f"{spelling!r} takes no {sorted(unused)}; its options are {accepted}")
+    accepted = {o for f in [bases[base_name], *(_WRAPPERS[w] for w in wrappers)] for o in _options(f)}
+    if set(unused) - accepted:
+        raise StrategyOptionError(f"{spelling!r} takes no {sorted(set(unused) - accepted)}; its options are "
+                                  f"{sorted(accepted) or 'none'}")
+    try:
+        strategy = bases[base_name](**take(bases[base_name]))
+        for wrapper in reversed(wrappers):
+            strategy = _WRAPPERS[wrapper](strategy, **take(_WRAPPERS[wrapper]))
+    except (TypeError, ValueError) as err:  # a combination or value the strategy refuses (its message names it)
+        kind = StrategyOptionError if isinstance(err, TypeError) else StrategyError
+        raise kind(f"{spelling!r}" + (f" with options {kwargs}" if kwargs else "") + f": {err}") from err
     return strategy
+
+
+def options_of(name: str, cold_start: bool = False) -> list[str]:
+    """The options ``name`` (any spelling, wrappers included) takes, e.g. ``['beta']`` for ``power_bald``."""
+    *wrappers, base_name = name.strip().split(":")
+    bases = _COLD_STARTS if cold_start else _BASES
+    factories = [bases[base_name]] if base_name in bases else []
+    factories += [_WRAPPERS[w] for w in wrappers if w in _WRAPPERS]
+    return sorted({o for f in factories for o in _options(f)})
+
+
+def describe(cold_start: bool = False) -> str:
+    """Help text generated from the registry: every name with the options it takes."""
+    def listed(registry: dict) -> str:
+        return ", ".join(f"{n} ({', '.join(_options(f))})" if _options(f) else n for n, f in registry.items())
+
+    if cold_start:
+        return f"Seed-set strategy: {listed(_COLD_STARTS)}."
+    return (f"Query strategy: {listed(_BASES)}; wrapped as WRAPPER:NAME (right to left) with {listed(_WRAPPERS)}. "
+            f"Options in parentheses are set with --strategy_options.")
 
 
 def get_strategy(name: str, **kwargs) -> Strategy:
@@ -114,7 +156,8 @@ def get_cold_start(name: str, **kwargs) -> Strategy:
 
 __all__ = [
     "PENDING", "LabelledView", "PoolView", "QueryStrategy", "ScoreStrategy", "Strategy",
-    "STRATEGIES", "WRAPPERS", "COLD_STARTS", "get_strategy", "get_cold_start",
+    "STRATEGIES", "WRAPPERS", "COLD_STARTS", "get_strategy", "get_cold_start", "options_of", "describe",
+    "StrategyError", "StrategyOptionError",
     "RandomSampling", "EntropySampling", "LeastConfidence", "MarginSampling", "BALD", "BatchBALD",
     "CoreSet", "BADGE", "StochasticBatch", "ClassBalanced", "SpeakerDiverse", "KMeansColdStart", "TypiClust",
 ]

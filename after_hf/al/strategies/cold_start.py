@@ -4,9 +4,6 @@ model (``pool.embeddings``). Random cold start is ``RandomSampling``."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.metrics import silhouette_score
-from sklearn.neighbors import NearestNeighbors
 
 from .base import Strategy
 
@@ -14,6 +11,8 @@ _MINIBATCH_ABOVE = 50  # clusters; like TypiClust's authors, use MiniBatchKMeans
 
 
 def _kmeans(points: np.ndarray, num_clusters: int, seed: int):
+    from sklearn.cluster import KMeans, MiniBatchKMeans  # scikit-learn is imported when a cold start runs
+
     kind = MiniBatchKMeans if num_clusters > _MINIBATCH_ABOVE else KMeans
     return kind(n_clusters=num_clusters, n_init=3, random_state=seed).fit(points)
 
@@ -56,6 +55,8 @@ class KMeansColdStart(Strategy):
 
     def choose_num_clusters(self, points: np.ndarray, seed: int) -> int:
         """The number of clusters in ``silhouette_range`` with the highest silhouette score."""
+        from sklearn.metrics import silhouette_score
+
         low, high = self.silhouette_range
         high = min(high, len(points) - 1)
         if high < max(low, 2):
@@ -94,6 +95,8 @@ def typicality(points: np.ndarray, num_neighbours: int) -> np.ndarray:
     """Inverse mean Euclidean distance to the ``num_neighbours`` nearest other points (Hacohen et al. 2022)."""
     if len(points) < 2:
         return np.ones(len(points))
+    from sklearn.neighbors import NearestNeighbors
+
     neighbours = min(num_neighbours, len(points) - 1)
     distances, _ = NearestNeighbors(n_neighbors=neighbours + 1).fit(points).kneighbors(points)
     return 1.0 / (distances[:, 1:].mean(axis=1) + 1e-12)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import pairwise_distances_argmin_min
 
 from .base import Strategy
 
@@ -35,6 +34,8 @@ class CoreSet(Strategy):
             if labelled.embeddings is None:
                 raise ValueError("coreset needs labelled.embeddings (the labelled items are the first centres); "
                                  "have the scorer embed the labelled set too")
+            from sklearn.metrics import pairwise_distances_argmin_min
+
             _, nearest = pairwise_distances_argmin_min(pool.embeddings, labelled.embeddings)
             nearest_sq = nearest ** 2
         else:

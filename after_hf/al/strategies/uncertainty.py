@@ -4,13 +4,14 @@ Literature Survey", §3.1): entropy, least confidence and margin. Higher score =
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import entr
 
 from .base import ScoreStrategy
 
 
 def entropy(probs: np.ndarray, axis: int = -1) -> np.ndarray:
     """Shannon entropy in nats along ``axis`` (0 log 0 = 0)."""
+    from scipy.special import entr  # scipy is imported when a strategy scores, not when the CLI starts
+
     return entr(probs).sum(axis=axis)
 
 

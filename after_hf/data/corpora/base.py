@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ...errors import AfterHFError
+
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".sph"}
 
 
-class CorpusError(ValueError):
+class CorpusError(AfterHFError, ValueError):
     """A corpus path that does not look like the corpus; the message says which folder was expected."""
 
 

@@ -12,17 +12,21 @@ An optional ratings column (``ratings_column``) holds the raters' answers per ro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from datasets import Audio, ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 from tqdm.auto import tqdm
 
 from .base import CorpusError, Rating, RatingsError, Skipped, Utterance, parse_ratings_text
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 NAME = "hub"
 
 
 def _open(source: str, config: str | None, split: str | None) -> dict[str, Dataset]:
+    from datasets import DatasetDict, load_dataset, load_from_disk  # here, so that `after-hf --help` stays light
+
     path = Path(source).expanduser()
     if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
         data = load_from_disk(str(path))
@@ -103,6 +107,8 @@ def read(
     session_column: str | None = None,
     ratings_column: str | None = None,
 ) -> Iterator[Utterance | Skipped]:
+    from datasets import Audio, ClassLabel
+
     audio_dir = Path(audio_dir)
     for split_name, ds in _open(source, config, split).items():
         columns = (audio_column, label_column, speaker_column, session_column, ratings_column)
