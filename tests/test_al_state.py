@@ -20,6 +20,23 @@ def test_budget_schedule_is_exact_and_ends_at_budget():
         assert sizes[-1] == round(0.2 * n) and all(b > a for a, b in zip(sizes, sizes[1:]))
 
 
+def test_fractions_are_cumulative_fractions_of_the_pool_without_a_one_label_round():
+    # 5 / 10 / 15 / 20 % of 667 clips; adding rounded 5 % steps gave 33/66/99/132 and then a 1-label round to 133
+    assert budget_schedule(667, 0.05, 0.05, 0.20) == [33, 67, 100, 133]
+    for n in range(40, 2000, 7):
+        sizes = budget_schedule(n, 0.05, 0.05, 0.20)
+        assert len(sizes) == 4 and all(abs(size - k * 0.05 * n) <= 0.5 + 1e-6 for k, size in enumerate(sizes, 1)), n
+    assert budget_schedule(1000, 0.05, 0.1, 0.3) == [50, 150, 250, 300]  # a last partial round only when asked
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_budgets_name_the_option(value):
+    for what, args in (("budget", (0.05, 0.05, value)), ("seed_size", (value, 0.05, 0.2)),
+                       ("step_size", (0.05, value, 0.2))):
+        with pytest.raises(ValueError, match=f"--{what} must be a finite number"):
+            budget_schedule(100, *args)
+
+
 def test_budget_errors_name_the_fix():
     with pytest.raises(ValueError, match="raise budget"):
         budget_schedule(100, 20, 5, 10)

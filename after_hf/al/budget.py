@@ -1,32 +1,65 @@
-"""Labelling budgets: exact cumulative label counts per round, from counts or fractions of the pool."""
+"""Labelling budgets: exact cumulative label counts per round, from counts or fractions of the pool.
+
+A fraction is a share of the pool and sizes are *cumulative*: ``seed_size 0.05, step_size 0.05, budget 0.20``
+on a 667-clip pool gives 33 / 67 / 100 / 133 labels (5 / 10 / 15 / 20 % of the pool, each rounded), not
+33 / 66 / 99 / 132 / 133 (rounded steps added up, then a 1-label round to reach the budget).
+"""
 
 from __future__ import annotations
 
+import math
+
+from ..config import ConfigError
+
+
+class BudgetError(ConfigError):
+    """A seed / step / budget size that cannot be met; the message names the option and the fix."""
+
+
+def _exact(value: float, pool_size: int, what: str) -> float:
+    """``value`` as a (fractional) number of samples: < 1 is a fraction of the pool, >= 1 a count."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BudgetError(f"--{what} must be a finite number: a count (>= 1) or a fraction of the pool (< 1), "
+                          f"e.g. 0.05; got {value!r}.")
+    if value <= 0:
+        raise BudgetError(f"--{what} must be > 0 (a count, or a fraction of the pool below 1), got {value}.")
+    return value * pool_size if value < 1 else float(int(value))
+
+
+def _rounded(exact: float) -> int:
+    """Half up (not Python's half to even), with a tolerance for 0.05 * 3 != 0.15 in binary floating point."""
+    return math.floor(exact + 0.5 + 1e-9)
+
 
 def resolve_size(value: float, pool_size: int, what: str) -> int:
-    """``value`` < 1 is a fraction of the pool (rounded), >= 1 an absolute count."""
-    if value <= 0:
-        raise ValueError(f"{what} must be > 0 (a count, or a fraction of the pool below 1), got {value}")
-    n = round(value * pool_size) if value < 1 else int(value)
+    """``value`` < 1 is a fraction of the pool (rounded half up), >= 1 an absolute count."""
+    n = _rounded(_exact(value, pool_size, what))
     if n < 1:
-        raise ValueError(f"{what}={value} is less than one sample of a pool of {pool_size}; raise it.")
+        raise BudgetError(f"{what}={value} is less than one sample of a pool of {pool_size}; raise it.")
     if n > pool_size:
-        raise ValueError(f"{what}={value} asks for {n} labels but the pool has only {pool_size} samples.")
+        raise BudgetError(f"{what}={value} asks for {n} labels but the pool has only {pool_size} samples; lower it.")
     return n
 
 
 def budget_schedule(pool_size: int, seed_size: float, step_size: float, budget: float) -> list[int]:
     """Cumulative labelled-set sizes, one per round: seed, seed+step, ..., ending exactly at ``budget``.
 
+    Round ``r`` reaches ``round(seed + r * step)`` with seed and step as exact (fractional) sample counts, so
+    fractions give the fractions of the pool they name, and the last round ends at ``budget`` without overshoot.
+
     >>> budget_schedule(1000, 0.05, 0.05, 0.20)
     [50, 100, 150, 200]
+    >>> budget_schedule(667, 0.05, 0.05, 0.20)
+    [33, 67, 100, 133]
     """
     seed = resolve_size(seed_size, pool_size, "seed_size")
-    step = resolve_size(step_size, pool_size, "step_size")
+    resolve_size(step_size, pool_size, "step_size")
     total = resolve_size(budget, pool_size, "budget")
     if total < seed:
-        raise ValueError(f"budget ({total}) is smaller than the seed set ({seed}); raise budget or lower seed_size.")
+        raise BudgetError(f"budget ({total}) is smaller than the seed set ({seed}); raise budget or lower seed_size.")
+    seed_exact, step_exact = _exact(seed_size, pool_size, "seed_size"), _exact(step_size, pool_size, "step_size")
     sizes = [seed]
     while sizes[-1] < total:
-        sizes.append(min(sizes[-1] + step, total))
+        target = _rounded(seed_exact + len(sizes) * step_exact)
+        sizes.append(min(max(target, sizes[-1] + 1), total))
     return sizes
