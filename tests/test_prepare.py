@@ -471,6 +471,25 @@ def test_speaker_independent_split_per_corpus(speaker_split):
         assign_splits([{"corpus": "tess", "speaker": s, "session": ""} for s in ("OAF", "YAF")])
 
 
+def test_tess_alone_fails_with_a_suggestion_that_works(corpora, tmp_path, capsys):
+    """2 speakers cannot be split by speaker whatever the fractions; the error names --protocol utterance, and
+    following it prepares a seeded, speaker-dependent split that is warned about and recorded."""
+    out = tmp_path / "tess"
+    with pytest.raises(SplitError) as info:
+        prepare({"tess": corpora["tess"]}, out, verbose=False)
+    message = str(info.value)
+    assert "--protocol utterance" in message and "lower --test_fraction" not in message  # lowering cannot help
+    assert not out.exists()
+    ds = prepare({"tess": corpora["tess"]}, out, protocol="utterance")  # the suggestion, followed
+    report = report_of(out)
+    assert report["protocol"] == "utterance" and report["options"]["protocol"] == "utterance"
+    assert Counter(ds["split"]) == {"train": 11, "test": 3, "validation": 2}  # 20 % / 10 % of the 16 clips
+    assert any(n.startswith("WARNING protocol utterance: a speaker-DEPENDENT split") for n in report["notes"])
+    assert "note: WARNING protocol utterance" in capsys.readouterr().out
+    again = prepare({"tess": corpora["tess"]}, tmp_path / "again", protocol="utterance", verbose=False)
+    assert dict(zip(again["id"], again["split"])) == dict(zip(ds["id"], ds["split"]))  # seeded: the same split
+
+
 class _ShuffledScandir:
     """os.scandir with its entries in a random order (a file system that lists files unsorted)."""
 

@@ -23,19 +23,21 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Literal, Mapping, Optional, Sequence
 
-from datasets import Dataset
 from tqdm.auto import tqdm
 
 from .. import SAMPLING_RATE
-from ..io import atomic_write_json
+from ..io import atomic_write_json, check_output_dir
 from .audio import MIN_SECONDS, AudioError, load_audio
 from .corpora import READERS, CorpusError, Skipped, Utterance
 from .labels import LabelError, LabelMap
 from .manifest import SPLITS, build_manifest, save_manifest
 from .ratings import OTHER, format_summary, summary
 from .splits import assign_splits
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 REPORT_NAME = "prepare_report.json"
 
@@ -58,12 +60,12 @@ class PrepareArguments:
                   "action": _ReplaceThenExtend},
     )
     label_set: str = field(default="4class", metadata={"help": "4class (neutral/happy/angry/sad), native (each corpus' own emotions) or a YAML file {corpus: {raw: target}}."})
-    protocol: Literal["auto", "loso", "speaker"] = field(default="auto", metadata={"help": "loso: IEMOCAP leave-one-session-out; speaker: seeded speaker-independent split per corpus; auto: loso when iemocap is given."})
+    protocol: Literal["auto", "loso", "speaker", "utterance"] = field(default="auto", metadata={"help": "loso: IEMOCAP leave-one-session-out; speaker: seeded speaker-independent split per corpus; utterance: seeded split of the utterances for corpora with too few speakers (TESS: 2), speaker-DEPENDENT (optimistic scores, warned and recorded); auto: loso when iemocap is given."})
     fold: int = field(default=1, metadata={"help": "loso: the test session (1-5)."})
     loso_validation: Literal["speaker", "session"] = field(default="speaker", metadata={"help": "loso: validation = one speaker of the next session, or that whole session."})
     seed: int = field(default=0, metadata={"help": "Seed of the speaker hash that decides the speaker splits."})
-    validation_fraction: float = field(default=0.1, metadata={"help": "speaker protocol: fraction of each corpus' speakers held out for validation (at least one)."})
-    test_fraction: float = field(default=0.2, metadata={"help": "speaker protocol: fraction of each corpus' speakers held out for test (at least one)."})
+    validation_fraction: float = field(default=0.1, metadata={"help": "speaker / utterance protocol: fraction of each corpus' speakers / utterances held out for validation (at least one)."})
+    test_fraction: float = field(default=0.2, metadata={"help": "speaker / utterance protocol: fraction of each corpus' speakers / utterances held out for test (at least one)."})
     eval_corpora: Optional[str] = field(default=None, metadata={"help": "Comma-separated corpora that give validation/test speakers; the others go to train (default: all, or the session corpora for loso)."})
     on_bad_audio: Literal["skip", "error"] = field(default="skip", metadata={"help": "skip: leave bad files out and list them with the reason; error: stop and list them."})
     min_seconds: float = field(default=MIN_SECONDS, metadata={"help": "Files shorter than this (after decoding) are bad audio."})
@@ -152,6 +154,7 @@ def _check_audio(paths: list[str], min_seconds: float, workers: int) -> tuple[di
 
 
 def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
+    check_output_dir(args.out, "--out")
     corpora = parse_corpora(args.corpus)
     label_map = LabelMap(args.label_set)
     protocol = args.protocol if args.protocol != "auto" else ("loso" if "iemocap" in corpora else "speaker")

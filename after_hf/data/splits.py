@@ -5,8 +5,12 @@
              part of the test session. Corpora without sessions (a merged pool) go to train (AFTER's setup).
     speaker  every evaluated corpus' speakers are ordered by a seeded hash and cut into test / validation /
              train by speaker counts (at least one speaker each), so no speaker is in two splits.
+    utterance  for corpora with too few speakers (TESS: 2): every evaluated corpus' *utterances* are ordered
+             by a seeded hash of their id and cut by the same fractions. Speaker-DEPENDENT (the same voices in
+             train and test, so scores are optimistic); prepare prints a warning and records the protocol.
 
-Only speakers (and sessions) decide a split, so the same corpus listed in any order gets the same splits.
+Only speakers (and sessions, or utterance ids) decide a split, so the same corpus listed in any order gets
+the same splits.
 Corpora outside ``eval_corpora`` (and corpora with fewer than 3 speakers in a merged pool) go to train.
 """
 
@@ -16,8 +20,10 @@ import hashlib
 from collections import defaultdict
 from typing import Iterable, Sequence
 
+from ..errors import AfterHFError
 
-class SplitError(ValueError):
+
+class SplitError(AfterHFError, ValueError):
     """The data cannot be split as asked; the message names the option to change."""
 
 
@@ -29,19 +35,47 @@ def speaker_split(
     speakers: Iterable[str], seed: int = 0, validation_fraction: float = 0.1, test_fraction: float = 0.2
 ) -> dict[str, str]:
     """speaker -> split for one corpus; fractions are of speakers, each non-zero split gets at least one."""
-    ordered = sorted(set(speakers), key=lambda s: (speaker_hash(s, seed), s))
+    return _cut(set(speakers), seed, validation_fraction, test_fraction, "speakers")
+
+
+def _cut(items: set[str], seed: int, validation_fraction: float, test_fraction: float, what: str) -> dict[str, str]:
+    """item -> split: items ordered by a seeded hash, the first ``test_fraction`` to test, then validation."""
+    ordered = sorted(items, key=lambda s: (speaker_hash(s, seed), s))
     n = len(ordered)
     n_test = max(1, round(test_fraction * n)) if test_fraction > 0 else 0
     n_val = max(1, round(validation_fraction * n)) if validation_fraction > 0 else 0
     if n_test + n_val >= n:
-        raise SplitError(
-            f"{n} speakers cannot give {n_test} test + {n_val} validation speakers and keep one for training: "
-            f"lower --test_fraction / --validation_fraction or add corpora."
-        )
+        fix = ("lower --test_fraction / --validation_fraction, add corpora" if n >= 3 else
+               "add corpora with more speakers") if what == "speakers" else "add utterances"
+        if what == "speakers":
+            fix += (", or use --protocol utterance (a speaker-dependent split of the utterances: the same voices "
+                    "in train and test, so scores are optimistic)")
+        raise SplitError(f"{n} {what} cannot give {n_test} test + {n_val} validation {what} and keep one for "
+                         f"training (each split takes at least one): {fix}.")
     out = {s: "test" for s in ordered[:n_test]}
     out.update({s: "validation" for s in ordered[n_test : n_test + n_val]})
     out.update({s: "train" for s in ordered[n_test + n_val :]})
     return out
+
+
+UTTERANCE_WARNING = ("WARNING protocol utterance: a speaker-DEPENDENT split (the same voices in train, validation and "
+                     "test), so test scores are optimistic and not comparable with speaker-independent results")
+
+
+def utterance_splits(rows: Sequence[dict], evaluated: Sequence[str], seed: int, validation_fraction: float,
+                     test_fraction: float) -> list[str]:
+    """A split per row, cutting each evaluated corpus' utterances (by a seeded hash of their id) by the fractions."""
+    split_of: dict[str, str] = {}
+    for corpus in sorted({r["corpus"] for r in rows}):
+        ids = {r["id"] for r in rows if r["corpus"] == corpus}
+        if corpus in evaluated:
+            try:
+                split_of.update(_cut(ids, seed, validation_fraction, test_fraction, "utterances"))
+            except SplitError as err:
+                raise SplitError(f"{corpus}: {err}") from None
+        else:
+            split_of.update({i: "train" for i in ids})
+    return [split_of[r["id"]] for r in rows]
 
 
 def loso_split(speaker_sessions: dict[str, str], fold: int, seed: int = 0, validation: str = "speaker") -> dict[str, str]:
@@ -86,13 +120,16 @@ def assign_splits(
         if not session_corpora:
             raise SplitError("--protocol loso needs a corpus with sessions (IEMOCAP); use --protocol speaker.")
         evaluated = list(eval_corpora) if eval_corpora else session_corpora
-    elif protocol == "speaker":
+    elif protocol in ("speaker", "utterance"):
         evaluated = list(eval_corpora) if eval_corpora else sorted(by_corpus)
     else:
-        raise SplitError(f"--protocol must be 'loso' or 'speaker', got '{protocol}'.")
+        raise SplitError(f"--protocol must be 'loso', 'speaker' or 'utterance', got '{protocol}'.")
     unknown = sorted(set(evaluated) - set(by_corpus))
     if unknown:
         raise SplitError(f"--eval_corpora names {unknown}, which are not among the corpora read ({sorted(by_corpus)}).")
+    if protocol == "utterance":
+        notes.append(UTTERANCE_WARNING)
+        return utterance_splits(rows, evaluated, seed, validation_fraction, test_fraction), notes
     split_of: dict[tuple[str, str], str] = {}
     for corpus, speakers in sorted(by_corpus.items()):
         if corpus not in evaluated:
