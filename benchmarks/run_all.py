@@ -42,6 +42,8 @@ BENCHMARKS = [
     ("bench_strategies", "query strategy selection time", ["--n", "1000"]),
     ("bench_manifest_ratings", "prepare time and manifest size with vs without per-rater columns (IEMOCAP layout)",
      ["--turns", "200", "--repeats", "1"]),
+    ("bench_help", "after-hf <command> --help in a fresh process vs importing torch + transformers + datasets",
+     ["--repeats", "1"]),
 ]
 DEFAULT_CORPUS, QUICK_CORPUS = 1000, 200
 
