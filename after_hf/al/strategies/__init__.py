@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable
+from typing import Callable
 
 from ...errors import AfterHFError
 

@@ -58,6 +58,8 @@ def _write_bytes(target: Path, data: bytes) -> None:
 
 def _decoder(feature, label_feature, where: str):
     """A function int -> label name for ClassLabel-coded answers."""
+    from datasets import ClassLabel
+
     inner = getattr(feature, "feature", None)
     names = inner if isinstance(inner, ClassLabel) else label_feature if isinstance(label_feature, ClassLabel) else None
 
