@@ -136,6 +136,26 @@ def string_to_bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false, yes/no, 1/0), got '{value}'")
 
 
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value parsed as YAML: ``2`` -> 2, ``true`` -> True, ``[2, 12]`` -> a list)."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    try:
+        return key.strip(), yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"the value of '{text}' is not valid YAML ({err})") from None
+
+
+class MergeKeyValues(argparse.Action):
+    """``--opt K=V K2=V2``: a mapping merged over the recipe's (a flag changes single keys, keeps the others)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        merged = dict(getattr(namespace, self.dest, None) or {})
+        merged.update(values)
+        setattr(namespace, self.dest, merged)
+
+
 def _choice_type(choices: Sequence[Any]):
     by_text = {str(c): c for c in choices}
     return lambda text: by_text.get(text, text)
@@ -191,6 +211,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, dataclass_type: typ
             kwargs.pop("required", None)
         elif origin is list:
             kwargs.update(type=typing.get_args(annotation)[0], nargs="+")
+        elif origin is dict or annotation is dict:
+            kwargs.update(type=key_value, nargs="+", action=MergeKeyValues, metavar="KEY=VALUE")
         else:
             kwargs["type"] = annotation
         parser.add_argument(*names, **kwargs)

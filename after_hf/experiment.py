@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from .config import parse_args
+from .config import ConfigError, check_recipe, parse_args
 from .io import atomic_write_json, check_output_dir
 
 ALL_OF_POOL = 1 - 1e-9  # a fraction that rounds to every sample of the pool (1 would mean one sample)
+GRID_SET = ("manifest", "out", "backbone", "strategy", "cold_start", "seed", "cache_dir", "resume")  # set per run
 
 
 @dataclass
@@ -29,15 +31,11 @@ class ExperimentArguments:
     folds: list[int] = field(default_factory=lambda: [1], metadata={"help": "LOSO folds to run (IEMOCAP: 1 2 3 4 5)."})
     tapt_config: str = field(default="", metadata={"help": "YAML recipe for `after-hf tapt` ('' = no TAPT: the backbone is used as it is)."})
     backbone: str = field(default="small", metadata={"help": "Starting backbone: named config, local dir or Hub id (TAPT starts from it)."})
-    mode: str = field(default="head_only", metadata={"help": "AL learner: head_only (cached features + small head) or full (re-fine-tune the classifier)."})
     finetune_config: str = field(default="", metadata={"help": "YAML recipe (`finetune:` section) for full-mode AL rounds, the final model and the fine-tuning references."})
-    strategies: list[str] = field(default_factory=lambda: ["entropy", "random"], metadata={"help": "Query strategies to compare."})
-    cold_starts: list[str] = field(default_factory=lambda: ["kmeans"], metadata={"help": "Cold starts to compare."})
+    strategies: list[str] = field(default_factory=lambda: ["entropy", "random"], metadata={"help": "Query strategies to compare (any `after-hf al --strategy`)."})
+    cold_starts: list[str] = field(default_factory=lambda: ["kmeans"], metadata={"help": "Cold starts to compare (any `after-hf al --cold_start`)."})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds (each setting runs once per seed)."})
-    seed_size: float = field(default=0.05, metadata={"help": "Seed set (count or fraction of the pool)."})
-    step_size: float = field(default=0.05, metadata={"help": "Labels per round (count or fraction)."})
-    budget: float = field(default=0.20, metadata={"help": "Labels to reach (count or fraction)."})
-    mc_passes: int = field(default=20, metadata={"help": "MC-dropout passes for BALD-type strategies."})
+    al: dict[str, Any] = field(default_factory=dict, metadata={"help": "Options of every AL run of the grid: any `after-hf al` option (mode, seed_size, step_size, budget, mc_passes, head_epochs, warm_start, stop_kappa, strategy_options, ...; see `after-hf al --help`) but those the grid sets (" + ", ".join(GRID_SET) + "). An `al:` mapping inside the recipe's `experiment:` section; KEY=VALUE on the command line, merged over the recipe (e.g. --al budget=0.3 warm_start=true). strategy_options / cold_start_options go to the strategies that take them."})
     baseline: bool = field(default=True, metadata={"help": "Also train on 100% of the pool's labels (the baseline of every ratio)."})
     ablation_no_tapt: bool = field(default=True, metadata={"help": "Also run the full-data baseline and the first strategy without TAPT."})
     final_model: str = field(default="head", metadata={"help": "The deployable classifier (OUT/final/model: `make space`, `after-hf push`), `after-hf deploy` on the first strategy's first-seed run: head (frozen TAPT encoder + a linear layer-weighted head, exported as Wav2Vec2ForSequenceClassification; seconds), lora or full (fine-tune with --finetune_config), or none.", "choices": ["head", "lora", "full", "none"]})
@@ -60,31 +58,56 @@ def tapt_dir_of(args: ExperimentArguments, fold: int | None) -> str:
     return str(Path(args.out) / (f"tapt_fold{fold}" if fold else "tapt"))
 
 
-def plan(args: ExperimentArguments) -> list[dict]:
-    """Every AL run of the grid as resolved `after-hf al` options."""
+def al_options(args: ExperimentArguments) -> dict[str, Any]:
+    """The `al:` options shared by every run, checked against `after-hf al`'s (names, types, choices)."""
     from .al.loop import ALArguments
 
-    out = Path(args.out)
+    owned = sorted(set(args.al) & set(GRID_SET))
+    if owned:
+        raise ConfigError(f"experiment option al: {owned} are set by the grid for each run; use strategies / "
+                          f"cold_starts / seeds / backbone / out instead, and remove them from al.")
+    check_recipe(args.al, [ALArguments], "experiment option al")
+    return {"finetune_config": args.finetune_config, **args.al}
+
+
+def _routed(options: dict[str, Any], names: list[str], kind: str, cold_start: bool = False) -> dict[str, dict]:
+    """name -> the options of ``options`` that strategy takes; an option none of them takes is an error."""
+    from .al.strategies import options_of
+
+    per_name = {n: {k: v for k, v in options.items() if k in options_of(n, cold_start)} for n in names}
+    unused = sorted(set(options) - {k for taken in per_name.values() for k in taken})
+    if unused:
+        raise ConfigError(f"experiment option al.{kind}: {unused} are taken by none of {names}; see "
+                          f"`after-hf al --help` for the options of each.")
+    return per_name
+
+
+def plan(args: ExperimentArguments) -> list:
+    """Every AL run of the grid as resolved `after-hf al` options (ALArguments)."""
+    from .al.loop import ALArguments
+
+    out, shared = Path(args.out), al_options(args)
+    strategy_options = _routed(shared.pop("strategy_options", {}), list(args.strategies), "strategy_options")
+    cold_options = _routed(shared.pop("cold_start_options", {}), list(args.cold_starts), "cold_start_options", True)
     runs = []
     for fold in folds_of(args):
         tapt_dir = tapt_dir_of(args, fold)
-        manifest = str(out / (f"manifest_fold{fold}" if fold else "manifest"))
-        prefix = f"fold{fold}/" if fold else ""
-        common = dict(manifest=manifest, mode=args.mode, finetune_config=args.finetune_config,
-                      mc_passes=args.mc_passes, cache_dir=str(out / "cache" / "features"))
+        common = dict(shared, manifest=str(out / (f"manifest_fold{fold}" if fold else "manifest")),
+                      cache_dir=str(out / "cache" / "features"))
+        run_dir = out / "al" / (f"fold{fold}" if fold else "")
         grid = [(s, c, "", tapt_dir) for s in args.strategies for c in args.cold_starts]
         if args.ablation_no_tapt and args.tapt_config:
             grid.append((args.strategies[0], args.cold_starts[0], "-no_tapt", args.backbone))
         for seed in args.seeds:
             for strategy, cold, tag, backbone in grid:
-                runs.append(ALArguments(out=str(out / "al" / (prefix + _run_name(strategy, cold, tag, seed))), backbone=backbone,
-                                        strategy=strategy, cold_start=cold, seed=seed, seed_size=args.seed_size,
-                                        step_size=args.step_size, budget=args.budget, **common))
+                runs.append(ALArguments(**common, out=str(run_dir / _run_name(strategy, cold, tag, seed)), backbone=backbone,
+                                        strategy=strategy, strategy_options=strategy_options[strategy], cold_start=cold,
+                                        cold_start_options=cold_options[cold], seed=seed))
             if args.baseline:  # one round with every label of the pool
                 for tag, backbone in [("", tapt_dir)] + ([("_no_tapt", args.backbone)] if args.ablation_no_tapt and args.tapt_config else []):
-                    runs.append(ALArguments(out=str(out / "al" / f"{prefix}full_data{tag}__s{seed}"), backbone=backbone,
-                                            strategy="random", cold_start="random", seed=seed, seed_size=ALL_OF_POOL,
-                                            step_size=ALL_OF_POOL, budget=ALL_OF_POOL, **common))
+                    everything = dict(seed_size=ALL_OF_POOL, step_size=ALL_OF_POOL, budget=ALL_OF_POOL)
+                    runs.append(ALArguments(**{**common, **everything}, out=str(run_dir / f"full_data{tag}__s{seed}"),
+                                            backbone=backbone, strategy="random", cold_start="random", seed=seed))
     return runs
 
 

@@ -115,3 +115,26 @@ def test_warm_start_continues_from_the_previous_rounds_head(synth_manifest, tmp_
     starts.clear()
     run_al(_args(synth_manifest, tmp_path / "cold", tmp_path / "cache", strategy="random", budget=26, head_epochs=3))
     assert [w for w, _ in starts] == [False, False, False]
+
+
+def test_strategy_and_cold_start_options_reach_the_strategies(synth_manifest, tmp_path):
+    """--strategy_options / --cold_start_options from the command line: max_per_speaker=1 spreads round 1 over
+    every train speaker; an option the strategy does not take fails before the run directory exists."""
+    from after_hf.cli import run as cli
+    from after_hf.al.strategies import StrategyError
+
+    out = tmp_path / "run"
+    base = ["al", "--manifest", str(synth_manifest), "--backbone", "tiny", "--cache_dir", str(tmp_path / "cache"),
+            "--seed_size", "6", "--step_size", "5", "--budget", "11", "--head_epochs", "3", "--cold_start", "kmeans",
+            "--cold_start_options", "num_clusters=2", "--strategy", "speaker_diverse:random"]
+    with pytest.raises(StrategyError, match="takes no \\['beta'\\]"):
+        cli([*base, "--out", str(out), "--strategy_options", "beta=2"])
+    assert not out.exists()
+    assert cli([*base, "--out", str(out), "--strategy_options", "max_per_speaker=1"]) == 0
+    rounds, state = _selected(out)
+    train = load_manifest(synth_manifest, split="train")
+    speaker = dict(zip(train["id"], train["speaker"]))
+    assert len(set(speaker.values())) == 5  # so 5 picks from 5 speakers: by chance alone, 5! / 5**5 = 4 %
+    assert len(rounds[1]) == 5 and len({speaker[i] for i in rounds[1]}) == 5
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy_options"] == {"max_per_speaker": 1} and config["cold_start_options"] == {"num_clusters": 2}

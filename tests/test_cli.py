@@ -77,6 +77,11 @@ BAD_INPUTS = {
     "unknown strategy": (AL + " --out {fresh} --strategy entropyy",
                          ["'entropyy'", "entropy"]),
     "unknown cold start": (AL + " --out {fresh} --cold_start kmean", ["kmeans"]),
+    "strategy option the strategy does not take": (AL + " --out {fresh} --strategy entropy --strategy_options beta=2",
+                                                   ["takes no ['beta']"]),
+    "strategy option value refused": (AL + " --out {fresh} --strategy speaker_diverse:random --strategy_options "
+                                      "max_per_speaker=0", ["max_per_speaker must be >= 1"]),
+    "experiment al option misspelt": ("experiment --out {fresh} --dry_run --al head_epoch=3", ["'head_epochs'"]),
     "missing corpus folder": ("prepare --corpus cremad={root}/no_such_corpus --out {fresh}",
                               ["no_such_corpus", "does not exist"]),
     "missing manifest": ("al --manifest {root}/no_manifest --out {fresh}", ["after-hf prepare"]),

@@ -21,8 +21,8 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     out = tmp_path / "exp"
     argv = ["experiment", "--out", str(out), "--corpus", f"cremad={synth_corpus}", "--backbone", "tiny",
             "--tapt_config", str(tapt), "--finetune_config", str(finetune), "--strategies", "entropy", "random",
-            "--cold_starts", "kmeans", "--seeds", "0", "--seed_size", "10", "--step_size", "10", "--budget", "30",
-            "--mc_passes", "2", "--finetune_references"]
+            "--cold_starts", "kmeans", "--seeds", "0", "--al", "seed_size=10", "step_size=10", "budget=30",
+            "mc_passes=2", "--finetune_references"]
     assert cli(argv) == 0
 
     runs = sorted(p.name for p in (out / "al").iterdir())
@@ -95,3 +95,38 @@ def test_paper_grid_dry_run_resolves_every_fold_and_trains_nothing(tmp_path, cap
         assert f"--manifest {out}/manifest_fold{fold} --backbone {out}/tapt_fold{fold} --mode full" in printed
     assert "--seed_size 0.05 --step_size 0.05 --budget 0.2" in printed
     assert not out.exists()
+
+
+def test_the_al_section_composes_every_al_option_and_routes_strategy_options(tmp_path):
+    """`al:` inside `experiment:` reaches every `after-hf al` option; `--al KEY=VALUE` overrides single keys;
+    strategy / cold-start options go to the strategies that take them; mistakes are named before anything runs."""
+    from after_hf.config import ConfigError, parse_args
+    from after_hf.experiment import ExperimentArguments, plan
+
+    recipe = tmp_path / "grid.yaml"
+    recipe.write_text(yaml.safe_dump({"experiment": {
+        "strategies": ["entropy", "power_bald", "speaker_diverse:bald"], "cold_starts": ["kmeans", "random"],
+        "seeds": [0], "baseline": False, "al": {
+            "head_epochs": 7, "warm_start": True, "stop_kappa": 0.99, "budget": 0.2,
+            "strategy_options": {"beta": 2.0, "max_per_speaker": 3}, "cold_start_options": {"num_clusters": 4}}}}))
+
+    def runs(*flags):
+        (args,) = parse_args([ExperimentArguments], ["--config", str(recipe), "--out", str(tmp_path / "x"), *flags],
+                             section="experiment")
+        return {(r.strategy, r.cold_start): r for r in plan(args)}
+
+    by = runs("--al", "budget=0.3", "mc_passes=4")
+    assert len(by) == 6
+    for run in by.values():
+        assert (run.head_epochs, run.warm_start, run.stop_kappa, run.budget, run.mc_passes) == (7, True, 0.99, 0.3, 4)
+    assert by[("power_bald", "kmeans")].strategy_options == {"beta": 2.0}
+    assert by[("speaker_diverse:bald", "random")].strategy_options == {"max_per_speaker": 3}
+    assert by[("entropy", "kmeans")].strategy_options == {}
+    assert by[("entropy", "kmeans")].cold_start_options == {"num_clusters": 4}
+    assert by[("entropy", "random")].cold_start_options == {}
+    with pytest.raises(ConfigError, match="unknown option 'head_epoch'. Did you mean 'head_epochs'"):
+        runs("--al", "head_epoch=3")
+    with pytest.raises(ConfigError, match=r"\['strategy'\] are set by the grid"):
+        runs("--al", "strategy=bald")
+    with pytest.raises(ConfigError, match=r"strategy_options: \['num_samples'\] are taken by none of"):
+        runs("--al", "strategy_options={num_samples: 100}")

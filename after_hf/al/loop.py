@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from . import oracle as oracle_files
 from .budget import budget_schedule
 from .state import RunLock, RunState
 from .stopping import StabilisingPredictions
-from .strategies import LabelledView, PoolView, get_cold_start, get_strategy
+from .strategies import LabelledView, PoolView, describe, get_cold_start, get_strategy
 
 if TYPE_CHECKING:  # the learners import torch: they are loaded by the run, not by `after-hf al --help`
     from .learners import SplitData
@@ -43,8 +43,10 @@ class ALArguments:
     out: str = field(metadata={"help": "Run directory (state.json, per-round selections, models, metrics)."})
     backbone: str = field(default="small", metadata={"help": "TAPT output dir, Hub id (facebook/wav2vec2-base) or named config (tiny/small)."})
     mode: str = field(default="head_only", metadata={"help": "head_only: frozen backbone, cached features, small head per round (cheap); full: re-fine-tune the whole classifier each round.", "choices": ["head_only", "full"]})
-    strategy: str = field(default="entropy", metadata={"help": "Query strategy (random, entropy, least_confidence, margin, bald, batchbald, coreset, badge, power_entropy, power_bald; wrappers: class_balanced:<name>, speaker_diverse:<name>)."})
-    cold_start: str = field(default="kmeans", metadata={"help": "Seed-set strategy: random, kmeans, typiclust."})
+    strategy: str = field(default="entropy", metadata={"help": describe()})
+    strategy_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Options of --strategy as KEY=VALUE (a mapping in a recipe), e.g. beta=2 (power_*), num_samples=500 (batchbald), max_per_speaker=3 (speaker_diverse:...); checked by the strategy before the run starts."})
+    cold_start: str = field(default="kmeans", metadata={"help": describe(cold_start=True)})
+    cold_start_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Options of --cold_start as KEY=VALUE, e.g. num_clusters=silhouette (kmeans: k by silhouette score) or num_clusters=8."})
     seed: int = field(default=0, metadata={"help": "Seed of selections, training and MC dropout (runs are reproducible per seed)."})
     seed_size: float = field(default=0.05, metadata={"help": "Seed set: a count (>=1) or a fraction of the pool (<1)."})
     step_size: float = field(default=0.05, metadata={"help": "Labels added per round: a count or a fraction of the pool."})
@@ -103,7 +105,7 @@ def select_round(args, state, learner, train: SplitData, index: int, target: int
     rng = np.random.default_rng([args.seed, index])
     started = time.perf_counter()
     name = args.cold_start if index == 0 else args.strategy
-    strategy = get_cold_start(name) if index == 0 else get_strategy(name)
+    strategy = get_cold_start(name, **args.cold_start_options) if index == 0 else get_strategy(name, **args.strategy_options)
     needs = frozenset(strategy.needs)
     arrays: dict[str, np.ndarray] = {}
     if index == 0:
@@ -246,7 +248,8 @@ def run_al(args: ALArguments) -> RunState:
     stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False)) if args.stop_kappa else set()
     pool_size = len(train) - len(stop_ids)
     schedule = budget_schedule(pool_size, args.seed_size, args.step_size, args.budget)
-    get_cold_start(args.cold_start), get_strategy(args.strategy)  # a misspelt name fails now, not after round 0
+    # a misspelt name or an option the strategy refuses fails now, not after round 0
+    get_cold_start(args.cold_start, **args.cold_start_options), get_strategy(args.strategy, **args.strategy_options)
     if not is_named(args.backbone):  # a backbone directory without config / weights is named now too
         load_config(args.backbone)
         check_weights(args.backbone)
@@ -260,7 +263,8 @@ def run_al(args: ALArguments) -> RunState:
         if lock.previous.get("pid"):
             print(f"note: {args.out} was left locked by process {lock.previous['pid']}, which is no longer running "
                   f"(killed?); taking it over and continuing from what it saved.")
-        defaults = {f.name: f.default for f in fields(ALArguments) if f.default is not MISSING}
+        defaults = {f.name: f.default if f.default is not MISSING else f.default_factory()
+                    for f in fields(ALArguments) if f.default is not MISSING or f.default_factory is not MISSING}
         state = RunState.open(args.out, config, args.resume, defaults)
         announce_encoding(args, splits)
         started = time.perf_counter()

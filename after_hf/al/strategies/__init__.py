@@ -139,7 +139,7 @@ def describe(cold_start: bool = False) -> str:
         return ", ".join(f"{n} ({', '.join(_options(f))})" if _options(f) else n for n, f in registry.items())
 
     if cold_start:
-        return f"Seed-set strategy: {listed(_COLD_STARTS)}."
+        return f"Seed-set strategy: {listed(_COLD_STARTS)}. Options in parentheses are set with --cold_start_options."
     return (f"Query strategy: {listed(_BASES)}; wrapped as WRAPPER:NAME (right to left) with {listed(_WRAPPERS)}. "
             f"Options in parentheses are set with --strategy_options.")
 
