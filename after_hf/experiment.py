@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:
             print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
                   f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
-                  f"--seed_size {run.seed_size:g} --step_size {run.step_size:g} --budget {run.budget:g}")
+                  f"--seed_size {run.seed_size:.10g} --step_size {run.step_size:.10g} --budget {run.budget:.10g}"
+                  + "".join(f" --{name} " + " ".join(f"{k}={v}" for k, v in getattr(run, name).items())
+                            for name in ("strategy_options", "cold_start_options") if getattr(run, name)))
         if args.final_model != "none":
             print(f"  deploy --run {runs[0].out} --out {out / 'final'} --kind {args.final_model}   (the deployable model)")
         if args.finetune_references:
