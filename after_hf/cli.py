@@ -11,6 +11,7 @@ traceback instead. ``run()`` is the same without the boundary (it raises), for t
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Callable
 
@@ -80,6 +81,9 @@ def guarded(command: str, function: Callable[[list[str]], int | None], argv: lis
         if debug:
             raise
         return report(command, err)
+    except BrokenPipeError:  # `after-hf ... | head`: the reader left early; no traceback (Python's signal docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         if debug:
             raise
