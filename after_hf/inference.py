@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import SAMPLING_RATE
 from .data.audio import duration_seconds, load_audio
+from .data.batching import length_batches
 
 
 def autocast_for(device: torch.device):
@@ -195,22 +196,6 @@ class PooledClassifier(torch.nn.Module):
         loss = None if labels is None else torch.nn.functional.cross_entropy(logits.float(), labels,
                                                                              weight=self.class_weights)
         return {"loss": loss, "logits": logits}
-
-
-def length_batches(durations: Sequence[float], batch_seconds: float) -> list[np.ndarray]:
-    """Indices grouped longest-first so that ``len(batch) * longest <= batch_seconds`` (one utterance at least)."""
-    durations = np.asarray(durations, dtype=np.float64)
-    order = np.argsort(-durations, kind="stable")
-    batches, current = [], []
-    for idx in order:
-        longest = durations[current[0]] if current else durations[idx]
-        if current and (len(current) + 1) * longest > batch_seconds:
-            batches.append(np.asarray(current))
-            current = []
-        current.append(int(idx))
-    if current:
-        batches.append(np.asarray(current))
-    return batches
 
 
 def _sources(items) -> tuple[list, list[float]]:

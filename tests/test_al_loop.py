@@ -138,3 +138,21 @@ def test_strategy_and_cold_start_options_reach_the_strategies(synth_manifest, tm
     assert len(rounds[1]) == 5 and len({speaker[i] for i in rounds[1]}) == 5
     config = json.loads((out / "config.json").read_text())
     assert config["strategy_options"] == {"max_per_speaker": 1} and config["cold_start_options"] == {"num_clusters": 2}
+
+
+def test_the_loop_uses_only_the_learner_interface():
+    """Both learners implement every method of `Learner`, and the loop touches nothing else of a learner."""
+    import ast
+    import inspect
+
+    import after_hf.al.loop as loop
+    from after_hf.al.full_learner import FullLearner
+    from after_hf.al.learners import HeadLearner, Learner
+
+    for cls in (HeadLearner, FullLearner):
+        assert issubclass(cls, Learner) and not cls.__abstractmethods__, cls
+    interface = {name for name, _ in inspect.getmembers(Learner) if not name.startswith("_")}
+    interface |= set(Learner.__annotations__)
+    used = {node.attr for node in ast.walk(ast.parse(inspect.getsource(loop)))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "learner"}
+    assert used and used <= interface, used - interface

@@ -10,25 +10,29 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import load_recipe, check_recipe
-from ..models import load_classifier, load_feature_extractor
+from ..config import load_checked_recipe
 from ..finetune import FinetuneArguments, finetune
 from ..inference import predict
+from ..models import load_classifier, load_feature_extractor
 from .features import FeatureCache
-from .learners import SplitData, ser_metrics
+from .learners import Learner, SplitArrays, ser_metrics
+
+RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set per round by the learner, not by the recipe
 
 
-class FullLearner:
+def finetune_options(recipe: str) -> dict:
+    """The `finetune:` options of a full-mode AL recipe (checked; '' = the defaults)."""
+    return load_checked_recipe(recipe, "finetune", [FinetuneArguments], drop=RECIPE_OWN_KEYS) if recipe else {}
+
+
+class FullLearner(Learner):
     mode = "full"
 
-    def __init__(self, backbone: str, splits: dict[str, SplitData], label_names: Sequence[str],
+    def __init__(self, backbone: str, splits: dict[str, SplitArrays], label_names: Sequence[str],
                  models_dir: Path, finetune_config: str, cache_dir: str | Path):
         self.backbone, self.splits, self.label_names = backbone, splits, list(label_names)
         self.models_dir = Path(models_dir)
-        options = load_recipe(finetune_config, "finetune") if finetune_config else {}
-        options = {k: v for k, v in options.items() if k not in ("manifest", "output_dir", "model")}
-        check_recipe(options, [FinetuneArguments], f"recipe {finetune_config}")
-        self.options = options
+        self.options = finetune_options(finetune_config)
         self.cache = FeatureCache(cache_dir, backbone)
         self.model = self.feature_extractor = None
 

@@ -1,23 +1,28 @@
-"""What the loop trains each round. ``HeadLearner``: a head on cached frozen-encoder features (cheap mode).
-``FullLearner`` (in ``full_learner.py``): the whole wav2vec2 classifier re-fine-tuned from the TAPT checkpoint.
+"""What the loop trains each round, behind one interface (``Learner``):
 
-Both answer the same four calls: ``fit(ids, labels, seed, init_from=None)``, ``score(ids, needs, mc_passes, seed)``,
-``evaluate(split)``, ``save(dir)`` / ``load(dir)``; and ``embed(ids)`` gives the backbone's pooled
-embeddings for cold starts.
+* ``HeadLearner``: a head on cached frozen-encoder features (``head_only`` mode, seconds a round);
+* ``FullLearner`` (``full_learner.py``): the whole wav2vec2 classifier re-fine-tuned from the TAPT checkpoint.
+
+The loop calls only ``Learner``'s methods: ``embed`` (cold starts), ``fit``, ``score`` (what the query strategy
+``needs``), ``evaluate``, ``save`` / ``load`` (one directory per round). ``SplitArrays`` holds one manifest
+split as arrays.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
-from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
 from ..data.normalise import speaker_normalise
 from .features import FeatureCache
 from .head import HeadClassifier, HeadTrainingArgs
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 
 def ser_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> dict:
@@ -26,8 +31,8 @@ def ser_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_names: Seque
     return compute_ser_metrics(y_pred, y_true, label_names)
 
 
-class SplitData:
-    """ids / paths / durations / labels / speakers of one manifest split, as arrays."""
+class SplitArrays:
+    """ids / paths / durations / labels / speakers of one manifest split, as arrays (``ds``: the split's rows)."""
 
     def __init__(self, ds: Dataset):
         self.ds = ds
@@ -38,8 +43,8 @@ class SplitData:
         self.position = {sample_id: i for i, sample_id in enumerate(self.ids)}
 
     @classmethod
-    def from_manifest(cls, manifest: Dataset) -> dict[str, "SplitData"]:
-        """One SplitData per non-empty split of the manifest."""
+    def from_manifest(cls, manifest: Dataset) -> dict[str, "SplitArrays"]:
+        """One SplitArrays per non-empty split of the manifest."""
         splits = np.asarray(manifest["split"])
         return {name: cls(manifest.select(np.flatnonzero(splits == name))) for name in ("train", "validation", "test")
                 if (splits == name).any()}
@@ -51,12 +56,53 @@ class SplitData:
         return np.array([self.position[i] for i in ids], dtype=np.int64)
 
 
-class HeadLearner:
+SplitData = SplitArrays  # the former name, still used by after_hf/finetune_stage.py; goes with it (deploy issue)
+
+
+class Learner(ABC):
+    """The model an AL run trains round after round; ``splits["train"]`` is the pool, items are named by id."""
+
+    mode: ClassVar[str]
+    splits: dict[str, SplitArrays]
+    label_names: list[str]
+
+    @abstractmethod
+    def embed(self, ids: Sequence[str]) -> np.ndarray:
+        """[N, D] pooled backbone embeddings of pool items: what cold starts cluster before any model exists."""
+
+    @abstractmethod
+    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None) -> dict:
+        """Train on the labelled pool items (``init_from``: a saved round to continue from, i.e. a warm start);
+        returns what the fit did (JSON-serialisable: validation scores, epochs, seconds)."""
+
+    @abstractmethod
+    def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict[str, np.ndarray]:
+        """The arrays a query strategy ``needs`` for pool items: ``probs`` [N, C], ``mc_probs`` [T, N, C]
+        (``mc_passes`` MC-dropout samples), ``embeddings`` [N, D]."""
+
+    @abstractmethod
+    def evaluate(self, split: str) -> dict:
+        """UA / WA / macro-F1 / per-class recall / confusion matrix of the current model on ``split``."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the current model to ``directory`` (one per round)."""
+
+    @abstractmethod
+    def load(self, directory: Path) -> None:
+        """Make the model ``save`` wrote in ``directory`` the current one."""
+
+    def ua(self, y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+        """Unweighted accuracy (mean per-class recall) over this learner's classes."""
+        return ser_metrics(y_true, y_pred, self.label_names)["ua"]
+
+
+class HeadLearner(Learner):
     """Frozen backbone, encoder outputs computed once (FeatureCache), a small head trained per round."""
 
     mode = "head_only"
 
-    def __init__(self, backbone: str, splits: dict[str, SplitData], label_names: Sequence[str],
+    def __init__(self, backbone: str, splits: dict[str, SplitArrays], label_names: Sequence[str],
                  cache_dir: str | Path, head_args: HeadTrainingArgs, init_seed: int = 0, speaker_norm: bool = False):
         self.splits, self.label_names = splits, list(label_names)
         self.cache = FeatureCache(cache_dir, backbone, init_seed=init_seed)
@@ -66,8 +112,7 @@ class HeadLearner:
         pool = self.features["train"]
         self.head = HeadClassifier(len(label_names), head_args, pool.mean(0), pool.std(0))
 
-    def _ua(self, y_true, y_pred) -> float:
-        return ser_metrics(y_true, y_pred, self.label_names)["ua"]
+    _ua = Learner.ua  # the former private name, still used by after_hf/al/export.py; goes with it (deploy issue)
 
     def embed(self, ids: Sequence[str]) -> np.ndarray:
         """Pooled backbone embeddings (mean over layers of the time-mean), standardised: for cold starts."""
@@ -82,7 +127,7 @@ class HeadLearner:
         return self.head.fit(
             self.features["train"][self.splits["train"].index(ids)], np.asarray(labels), seed,
             val_feats=self.features["validation"] if val is not None else None,
-            val_labels=val.labels if val is not None else None, ua_fn=self._ua, warm_start=init_from is not None,
+            val_labels=val.labels if val is not None else None, ua_fn=self.ua, warm_start=init_from is not None,
         )
 
     def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict[str, np.ndarray]:

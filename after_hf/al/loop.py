@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import check_recipe, load_recipe, parse_args, to_dict
+from ..config import parse_args, to_dict
 from ..data.manifest import label_names as manifest_label_names
 from ..data.manifest import ManifestError, load_manifest
 from ..io import StateError, atomic_write_json, check_output_dir, crash_point
@@ -32,7 +32,7 @@ from .stopping import StabilisingPredictions
 from .strategies import LabelledView, PoolView, describe, get_cold_start, get_strategy
 
 if TYPE_CHECKING:  # the learners import torch: they are loaded by the run, not by `after-hf al --help`
-    from .learners import SplitData
+    from .learners import Learner, SplitArrays
 
 logger = logging.getLogger("after_hf.al")
 
@@ -70,7 +70,7 @@ class ALArguments:
     resume: bool = field(default=False, metadata={"help": "Continue the run in --out after a crash or after labels arrived."})
 
 
-def make_learner(args: ALArguments, splits: dict[str, SplitData], labels: list[str]):
+def make_learner(args: ALArguments, splits: dict[str, SplitArrays], labels: list[str]) -> Learner:
     if args.mode == "head_only":
         from .head import HeadTrainingArgs
         from .learners import HeadLearner
@@ -96,7 +96,7 @@ def _selection_scores(strategy, pool: PoolView) -> np.ndarray | None:
     return scores if scores.shape == (len(pool),) else None
 
 
-def select_round(args, state, learner, train: SplitData, index: int, target: int, stop_ids: set[str]) -> dict:
+def select_round(args, state, learner: Learner, train: SplitArrays, index: int, target: int, stop_ids: set[str]) -> dict:
     """Choose ``target - |labelled|`` new ids: cold start in round 0, the query strategy afterwards."""
     asked = state.asked()
     candidates = [i for i in train.ids if i not in asked and i not in stop_ids]
@@ -136,6 +136,14 @@ def select_round(args, state, learner, train: SplitData, index: int, target: int
     return state.record_selection(index, target, selected, name, {"score": score_seconds, "select": select_seconds})
 
 
+def _cli_values(value) -> list[str]:
+    """An option's value as command-line words (lists as several words, mappings as KEY=VALUE words)."""
+    shown = (lambda v: f"{v:g}" if isinstance(v, float) else str(v))  # noqa: E731
+    if isinstance(value, dict):
+        return [f"{k}={shown(v)}" for k, v in value.items()]
+    return list(map(shown, value)) if isinstance(value, (list, tuple)) else [shown(value)]
+
+
 def resume_command(args: ALArguments) -> str:
     """The command that continues this run: every option that differs from its default, plus --resume."""
     import shlex
@@ -145,12 +153,11 @@ def resume_command(args: ALArguments) -> str:
         value = getattr(args, f.name)
         if f.name in ("resume", "wait_minutes") or (f.default is not MISSING and value == f.default):
             continue
-        shown = (lambda v: f"{v:g}" if isinstance(v, float) else str(v))  # noqa: E731
-        parts += [f"--{f.name}", *(map(shown, value) if isinstance(value, (list, tuple)) else [shown(value)])]
+        parts += [f"--{f.name}", *_cli_values(value)]
     return shlex.join([*parts, "--resume"])
 
 
-def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle) -> bool:
+def annotate_round(args, state, rec, train: SplitArrays, labels: list[str], oracle) -> bool:
     """Get labels for the round's selection; False when a person still has to answer (human oracle)."""
     started = time.perf_counter()
     ids = [s["id"] for s in rec["selected"]]
@@ -192,7 +199,7 @@ def annotate_round(args, state, rec, train: SplitData, labels: list[str], oracle
     return True
 
 
-def train_round(args, state, learner, rec) -> dict:
+def train_round(args, state, learner: Learner, rec) -> dict:
     labelled = state.labels(rec["round"])
     ids = sorted(labelled)
     started = time.perf_counter()
@@ -218,7 +225,7 @@ def default_cache_dir(manifest: str) -> str:
     return str(beside) if beside.is_dir() else "runs/cache/features"
 
 
-def announce_encoding(args: ALArguments, splits: dict[str, SplitData]) -> None:
+def announce_encoding(args: ALArguments, splits: dict[str, SplitArrays]) -> None:
     """Say what the first minutes of a run are spent on: encoding the clips the feature cache does not hold yet."""
     if args.mode != "head_only":
         return
@@ -237,9 +244,9 @@ def run_al(args: ALArguments) -> RunState:
     check_output_dir(args.out, "--out")
     manifest = load_manifest(args.manifest)  # checked before the run directory is created
     labels = manifest_label_names(manifest)
-    from .learners import SplitData
+    from .learners import SplitArrays
 
-    splits = SplitData.from_manifest(manifest)
+    splits = SplitArrays.from_manifest(manifest)
     if "train" not in splits:
         raise ManifestError(f"manifest {args.manifest} has no 'train' rows: the active-learning pool is the train split; "
                             f"re-run `after-hf prepare` with a train split.")
@@ -253,10 +260,10 @@ def run_al(args: ALArguments) -> RunState:
     if not is_named(args.backbone):  # a backbone directory without config / weights is named now too
         load_config(args.backbone)
         check_weights(args.backbone)
-    if args.mode == "full" and args.finetune_config:  # the fine-tuning recipe of every round, checked up front
-        from ..finetune import FinetuneArguments
+    if args.mode == "full":  # the fine-tuning recipe of every round, checked up front
+        from .full_learner import finetune_options
 
-        check_recipe(load_recipe(args.finetune_config, "finetune"), [FinetuneArguments], f"recipe {args.finetune_config}")
+        finetune_options(args.finetune_config)
     # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up),
     # and only by the process that holds its lock.
     with RunLock(args.out) as lock:
@@ -278,8 +285,8 @@ def run_al(args: ALArguments) -> RunState:
     return state
 
 
-def run_rounds(args: ALArguments, state: RunState, learner, train: SplitData, labels: list[str], schedule: list[int],
-               stop_ids: set[str]) -> bool:
+def run_rounds(args: ALArguments, state: RunState, learner: Learner, train: SplitArrays, labels: list[str],
+               schedule: list[int], stop_ids: set[str]) -> bool:
     """Select, annotate, train round by round from wherever the state is; False when a person still has to answer."""
     oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())))
     stopper = StabilisingPredictions(args.stop_kappa, args.stop_patience) if args.stop_kappa else None

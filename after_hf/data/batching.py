@@ -48,6 +48,34 @@ def padded_seconds(lengths: Sequence[float]) -> float:
     return len(lengths) * max(lengths) if len(lengths) else 0.0
 
 
+def pack(order: Sequence[int], lengths: Sequence[float], batch_seconds: float,
+         max_batch_size: int | None = None) -> list[list[int]]:
+    """The one length-bucketing rule: walk ``order`` and close a batch when one more item would push its padded
+    size (count x longest) above ``batch_seconds`` (or its count above ``max_batch_size``); a lone item always
+    fits. Training walks lengths in a jittered order (``DynamicBatchSampler``), scoring longest first."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0.0
+    for j in order:
+        new_longest = max(longest, lengths[j])
+        too_big = (len(current) + 1) * new_longest > batch_seconds
+        too_many = max_batch_size is not None and len(current) >= max_batch_size
+        if current and (too_big or too_many):
+            batches.append(current)
+            current, new_longest = [], lengths[j]
+        current.append(int(j))
+        longest = new_longest
+    if current:
+        batches.append(current)
+    return batches
+
+
+def length_batches(durations: Sequence[float], batch_seconds: float) -> list[np.ndarray]:
+    """Scoring batches: indices longest first, packed by ``pack`` (``len(batch) * longest <= batch_seconds``)."""
+    durations = np.asarray(durations, dtype=np.float64)
+    return [np.asarray(b) for b in pack(np.argsort(-durations, kind="stable"), durations, batch_seconds)]
+
+
 class DynamicBatchSampler:
     """Seeded, resumable, DDP-shardable batches of at most ``batch_seconds`` padded audio seconds.
 
@@ -117,20 +145,8 @@ class DynamicBatchSampler:
         else:
             order = np.argsort(lengths, kind="stable")
             starts = np.zeros(len(idx))
-        batches: list[list[Window]] = []
-        current: list[int] = []
-        longest = 0.0
-        for j in order:
-            new_longest = max(longest, lengths[j])
-            too_big = current and (len(current) + 1) * new_longest > self.batch_seconds
-            too_many = self.max_batch_size is not None and len(current) >= self.max_batch_size
-            if too_big or too_many:
-                batches.append(self._windows(current, idx, full, lengths, starts))
-                current, new_longest = [], lengths[j]
-            current.append(j)
-            longest = new_longest
-        if current:
-            batches.append(self._windows(current, idx, full, lengths, starts))
+        batches = [self._windows(members, idx, full, lengths, starts)
+                   for members in pack(order, lengths, self.batch_seconds, self.max_batch_size)]
         if self.shuffle:
             batches = [batches[k] for k in rng.permutation(len(batches))]
         self._epoch_cache = {epoch: batches}  # keep one epoch: the stream only moves forward
