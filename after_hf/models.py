@@ -6,7 +6,10 @@ configs below are built from ``Wav2Vec2Config`` and pre-trained by our own TAPT.
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +18,8 @@ from .errors import AfterHFError, one_line
 
 if TYPE_CHECKING:  # transformers is imported by the functions that load a model: `--help` stays light
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForPreTraining
+
+logger = logging.getLogger("after_hf.models")
 
 _CONV = dict(conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2))  # 20 ms frames, as wav2vec2
 NAMED_CONFIGS: dict[str, dict] = {
@@ -190,6 +195,47 @@ def load_classifier(source: str, label_names: list[str], **config_overrides):
         return AutoModelForAudioClassification.from_config(config)
     load_config(source)  # a directory without config.json is named before anything else
     check_weights(source)
-    return AutoModelForAudioClassification.from_pretrained(
-        source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True, **kwargs
-    )
+    with _quiet_load_report():
+        model, info = AutoModelForAudioClassification.from_pretrained(
+            source, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True,
+            output_loading_info=True, **kwargs
+        )
+    report_loading(model, source, info)
+    return model
+
+
+class _NoLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+@contextmanager
+def _quiet_load_report():
+    """transformers' per-load table of unexpected / missing keys off (a filter: raising the logger's level would
+    switch on its tensor-parallel warnings); ``report_loading`` says what matters instead."""
+    modeling_logger = logging.getLogger("transformers.modeling_utils")
+    drop = _NoLoadReport()
+    modeling_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        modeling_logger.removeFilter(drop)
+
+
+def report_loading(model, source: str, info: dict) -> None:
+    """One line when the checkpoint's head differs from the model's (a pre-training checkpoint becoming a
+    classifier: expected); a warning naming the keys when encoder weights are missing, unused or re-initialised."""
+    prefix = f"{model.base_model_prefix}."
+    missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+    mismatched = sorted(key for key, *_ in info["mismatched_keys"])
+    real = [k for k in missing + unexpected if k.startswith(prefix)] + mismatched
+    if real:
+        logger.warning("%s: %d weights do not match %s (initialised at random or left unused), e.g. %s; check that "
+                       "the checkpoint is the architecture and label set you meant.", source, len(real),
+                       type(model).__name__, ", ".join(real[:5]))
+    new_head = sorted({k.split(".")[0] for k in missing if not k.startswith(prefix)})
+    dropped = sorted({k.split(".")[0] for k in unexpected if not k.startswith(prefix)})
+    if new_head or dropped:
+        print(f"{source}: encoder loaded into {type(model).__name__}; new head "
+              f"({', '.join(new_head) or 'none'}) initialised" + (f", the checkpoint's {', '.join(dropped)} not used"
+                                                                    if dropped else ""), file=sys.stderr)

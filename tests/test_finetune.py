@@ -156,3 +156,28 @@ def test_bad_feature_mask_is_named():
 
     with pytest.raises(ConfigError, match="mask_feature_length"):
         build_model(FinetuneArguments(**{**FAST, "mask_feature_length": 64}), ["a", "b"])  # tiny hidden size is 32
+
+
+def test_a_pretraining_checkpoint_becomes_a_classifier_in_one_line(tmp_path, capfd, caplog):
+    """No LOAD REPORT table for the expected head swap; a real mismatch (an encoder weight missing) is named."""
+    from safetensors.torch import load_file, save_file
+
+    from after_hf.models import load_pretraining_model
+
+    torch.manual_seed(0)
+    tapt = tmp_path / "tapt"
+    load_pretraining_model("tiny").save_pretrained(tapt)
+    capfd.readouterr()
+    load_classifier(str(tapt), ["high", "low"])
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "Loading weights" not in line]
+    assert lines == [f"{tapt}: encoder loaded into Wav2Vec2ForSequenceClassification; new head (classifier, projector) "
+                     f"initialised, the checkpoint's project_hid, project_q, quantizer not used"], err
+    assert "LOAD REPORT" not in err and "UNEXPECTED" not in err and "not sharded" not in err
+
+    weights = load_file(tapt / "model.safetensors")
+    gone = "wav2vec2.encoder.layer_norm.weight"
+    save_file({k: v for k, v in weights.items() if k != gone}, tapt / "model.safetensors", metadata={"format": "pt"})
+    with caplog.at_level("WARNING", logger="after_hf.models"):
+        load_classifier(str(tapt), ["high", "low"])
+    assert any(gone in r.getMessage() and "do not match" in r.getMessage() for r in caplog.records), caplog.text
