@@ -70,7 +70,8 @@ def _field_names(dataclass_types: Sequence[type]) -> dict[str, dataclasses.Field
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
-    """A permissive check of a YAML value against a field annotation (str, int, float, bool, list, Optional, Literal)."""
+    """A permissive check of a YAML value against a field annotation (str, int, float, bool, list, dict, Optional,
+    Literal)."""
     if isinstance(annotation, str):  # postponed annotations are resolved by the caller
         return True
     origin = typing.get_origin(annotation)

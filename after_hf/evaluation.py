@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import parse_args
 from .data.manifest import label_names as manifest_label_names
-from .data.manifest import load_manifest
+from .data.manifest import ManifestError, load_manifest
 from .data.ratings import has_votes, vote_matrix
 from .io import atomic_write_text, check_output_dir
 from .metrics import compute_ser_metrics, compute_soft_label_metrics
@@ -32,11 +32,16 @@ from .plots import plot_confusion_matrix
 
 @dataclass
 class EvaluateArguments:
-    model: str = field(metadata={"help": "Fine-tuned classifier: a save_pretrained directory (e.g. RUN/model) or a Hub id."})
+    model: str = field(
+        metadata={"help": "Fine-tuned classifier: a save_pretrained directory (e.g. RUN/model) or a Hub id."})
     manifest: str = field(metadata={"help": "Manifest directory to score."})
     split: str = field(default="test", metadata={"help": "Manifest split to score (train, validation, test)."})
-    out: str | None = field(default=None, metadata={"help": "Output directory (default: MODEL/eval_SPLIT for a local model, else ./eval_SPLIT)."})
-    batch_seconds: float = field(default=160.0, metadata={"help": "Seconds of padded audio per batch (lower it if memory runs out)."})
+    out: str | None = field(
+        default=None,
+        metadata={"help": "Output directory (default: MODEL/eval_SPLIT for a local model, else ./eval_SPLIT)."},
+    )
+    batch_seconds: float = field(
+        default=160.0, metadata={"help": "Seconds of padded audio per batch (lower it if memory runs out)."})
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda[:N]."})
 
 
@@ -45,17 +50,22 @@ def model_label_names(config) -> list[str]:
     return [config.id2label[i] for i in sorted(config.id2label, key=int)]
 
 
+class NotAClassifier(ModelError, ValueError):
+    """A model source that loads but is no fine-tuned emotion classifier (a named config, a TAPT output)."""
+
+
 def load_model_for_eval(source: str, device: str = "cpu"):
     """(model, feature_extractor, label_names) of a fine-tuned classifier directory or Hub id."""
     if is_named(source):
-        raise ValueError(f"'{source}' is an untrained named config: pass the directory written by `after-hf finetune` (RUN/model).")
+        raise NotAClassifier(f"'{source}' is an untrained named config: pass the directory written by "
+                             "`after-hf finetune` (RUN/model).")
     config = load_config(source)
     names = model_label_names(config)
     if all(name == f"LABEL_{i}" for i, name in enumerate(names)):
-        raise ValueError(
+        raise NotAClassifier(
             f"{source} is not a fine-tuned emotion classifier: its classes have no names ({names}, architecture "
-            f"{getattr(config, 'architectures', None)}). Evaluate the directory `after-hf finetune` wrote (OUTPUT_DIR/model), "
-            f"e.g. fine-tune this checkpoint first with `after-hf finetune --model {source}`."
+            f"{getattr(config, 'architectures', None)}). Evaluate the directory `after-hf finetune` wrote "
+            f"(OUTPUT_DIR/model), e.g. fine-tune this checkpoint first with `after-hf finetune --model {source}`."
         )
     model = load_classifier(source, names).to(device).eval()
     return model, load_feature_extractor(source, model.config), names
@@ -71,7 +81,7 @@ def evaluate_dataset(model, feature_extractor, ds, label_names: Sequence[str], b
     unknown = sorted(set(data_names) - set(label_names))
     present = {data_names[i] for i in set(ds["label"])}
     if present & set(unknown):
-        raise ValueError(
+        raise ManifestError(
             f"manifest labels {sorted(present & set(unknown))} are not classes of the model {label_names}; "
             f"evaluate on a manifest built with the model's label set."
         )
@@ -110,9 +120,10 @@ def format_table(scores: dict) -> str:
         lines.append(f"vote distribution not scored: {soft['skipped']}")
     elif soft:
         lines.append(f"against the raters' votes ({soft['num_rated']} of {scores['num_samples']} clips rated):")
-        lines.append(f"{'KL':<{width}}  {soft['kl']:7.4f}   (KL(votes || predicted), nats; 0 = predicts the vote split)")
-        lines.append(f"{'Brier':<{width}}  {soft['brier']:7.4f}   (sum of squared differences to the vote distribution)")
-        lines.append(f"{'vote acc':<{width}}  {soft['vote_accuracy']:7.4f}   (chance a random rater chose the predicted class)")
+        lines += [f"{'KL':<{width}}  {soft['kl']:7.4f}   (KL(votes || predicted), nats; 0 = predicts the vote split)",
+                  f"{'Brier':<{width}}  {soft['brier']:7.4f}   (sum of squared differences to the vote distribution)",
+                  f"{'vote acc':<{width}}  {soft['vote_accuracy']:7.4f}   (chance a random rater chose the predicted "
+                  "class)"]
     return "\n".join(lines)
 
 
@@ -130,7 +141,8 @@ def write_report(scores: dict, out_dir: str | Path, title: str | None = None, ro
         writer = csv.writer(buf)
         names = scores["label_names"]
         votes = rows.get("votes")
-        writer.writerow(["id", "reference", "predicted", *[f"p_{n}" for n in names], *([f"votes_{n}" for n in names] if votes is not None else [])])
+        vote_columns = [f"votes_{n}" for n in names] if votes is not None else []
+        writer.writerow(["id", "reference", "predicted", *[f"p_{n}" for n in names], *vote_columns])
         for j, (i, ref, pred, probs) in enumerate(zip(rows["id"], rows["reference"], rows["predicted"], rows["probs"])):
             extra = [f"{v:.4f}" for v in votes[j]] if votes is not None else []
             writer.writerow([i, names[ref], names[pred], *[f"{p:.5f}" for p in probs], *extra])

@@ -22,25 +22,79 @@ GRID_SET = ("manifest", "out", "backbone", "strategy", "cold_start", "seed", "ca
 @dataclass
 class ExperimentArguments:
     out: str = field(metadata={"help": "Experiment directory (corpus/, manifest/, tapt/, al/<run>/, results.md)."})
-    synth_utterances: int = field(default=0, metadata={"help": "Generate this many utterances with espeak-ng as the corpus (0 = use --corpus)."})
+    synth_utterances: int = field(
+        default=0, metadata={"help": "Generate this many utterances with espeak-ng as the corpus (0 = use --corpus)."})
     synth_voices: int = field(default=32, metadata={"help": "Distinct generated speakers (voices)."})
-    synth_profile: str = field(default="recipes/demo/corpus.yaml", metadata={"help": "Profile of the generated corpus (class shares, emotion effects, speakers, lengths; see `after-hf synth --help`)."})
-    label_noise: float = field(default=0.0, metadata={"help": "Generated corpus: probability that a clip's label is wrong (AFTER's noisy pool; the ceiling still scores the true emotion)."})
-    corpus: list[str] = field(default_factory=list, metadata={"help": "Corpora on disk as NAME=PATH (iemocap, ravdess, cremad, ...); several = a merged pool."})
-    protocol: str = field(default="speaker", metadata={"help": "Split protocol passed to prepare: speaker (speaker-independent), loso (IEMOCAP folds) or utterance (speaker-dependent, for corpora with too few speakers: optimistic scores).", "choices": ["speaker", "loso", "utterance"]})
+    synth_profile: str = field(
+        default="recipes/demo/corpus.yaml",
+        metadata={"help": "Profile of the generated corpus (class shares, emotion effects, speakers, lengths; see "
+                          "`after-hf synth --help`)."},
+    )
+    label_noise: float = field(
+        default=0.0,
+        metadata={"help": "Generated corpus: probability that a clip's label is wrong (AFTER's noisy pool; the "
+                          "ceiling still scores the true emotion)."},
+    )
+    corpus: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Corpora on disk as NAME=PATH (iemocap, ravdess, cremad, ...); several = a merged pool."},
+    )
+    protocol: str = field(
+        default="speaker",
+        metadata={"help": "Split protocol passed to prepare: speaker (speaker-independent), loso (IEMOCAP folds) or "
+                          "utterance (speaker-dependent, for corpora with too few speakers: optimistic scores).",
+                  "choices": ["speaker", "loso", "utterance"]},
+    )
     folds: list[int] = field(default_factory=lambda: [1], metadata={"help": "LOSO folds to run (IEMOCAP: 1 2 3 4 5)."})
-    tapt_config: str = field(default="", metadata={"help": "YAML recipe for `after-hf tapt` ('' = no TAPT: the backbone is used as it is)."})
-    backbone: str = field(default="small", metadata={"help": "Starting backbone: named config, local dir or Hub id (TAPT starts from it)."})
-    finetune_config: str = field(default="", metadata={"help": "YAML recipe (`finetune:` section) for full-mode AL rounds, the final model and the fine-tuning references."})
-    strategies: list[str] = field(default_factory=lambda: ["entropy", "random"], metadata={"help": "Query strategies to compare (any `after-hf al --strategy`)."})
-    cold_starts: list[str] = field(default_factory=lambda: ["kmeans"], metadata={"help": "Cold starts to compare (any `after-hf al --cold_start`)."})
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds (each setting runs once per seed)."})
-    al: dict[str, Any] = field(default_factory=dict, metadata={"help": "Options of every AL run of the grid: any `after-hf al` option (mode, seed_size, step_size, budget, mc_passes, head_epochs, warm_start, stop_kappa, strategy_options, ...; see `after-hf al --help`) but those the grid sets (" + ", ".join(GRID_SET) + "). An `al:` mapping inside the recipe's `experiment:` section; KEY=VALUE on the command line, merged over the recipe (e.g. --al budget=0.3 warm_start=true). strategy_options / cold_start_options go to the strategies that take them."})
-    baseline: bool = field(default=True, metadata={"help": "Also train on 100% of the pool's labels (the baseline of every ratio)."})
-    ablation_no_tapt: bool = field(default=True, metadata={"help": "Also run the full-data baseline and the first strategy without TAPT."})
-    final_model: str = field(default="head", metadata={"help": "The deployable classifier (OUT/final/model: `make space`, `after-hf push`), `after-hf deploy` on the first strategy's first-seed run: head (frozen TAPT encoder + a linear layer-weighted head, exported as Wav2Vec2ForSequenceClassification; seconds), lora or full (fine-tune with --finetune_config), or none.", "choices": ["head", "lora", "full", "none"]})
-    finetune_references: bool = field(default=False, metadata={"help": "Also fine-tune the whole classifier on 100% of the labels, from TAPT and without TAPT (the supervised reference and the TAPT ablation)."})
-    dry_run: bool = field(default=False, metadata={"help": "Print every resolved stage, config, fold and budget; train nothing."})
+    tapt_config: str = field(
+        default="", metadata={"help": "YAML recipe for `after-hf tapt` ('' = no TAPT: the backbone is used as it is)."})
+    backbone: str = field(
+        default="small",
+        metadata={"help": "Starting backbone: named config, local dir or Hub id (TAPT starts from it)."},
+    )
+    finetune_config: str = field(
+        default="",
+        metadata={"help": "YAML recipe (`finetune:` section) for full-mode AL rounds, the final model and the "
+                          "fine-tuning references."},
+    )
+    strategies: list[str] = field(
+        default_factory=lambda: ["entropy", "random"],
+        metadata={"help": "Query strategies to compare (any `after-hf al --strategy`)."},
+    )
+    cold_starts: list[str] = field(
+        default_factory=lambda: ["kmeans"],
+        metadata={"help": "Cold starts to compare (any `after-hf al --cold_start`)."},
+    )
+    seeds: list[int] = field(
+        default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds (each setting runs once per seed)."})
+    al: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Options of every AL run of the grid: any `after-hf al` option (mode, seed_size, step_size, "
+                          "budget, mc_passes, head_epochs, warm_start, stop_kappa, strategy_options, ...; see "
+                          f"`after-hf al --help`) but those the grid sets ({', '.join(GRID_SET)}). An `al:` mapping "
+                          "inside the recipe's `experiment:` section; KEY=VALUE on the command line, merged over the "
+                          "recipe (e.g. --al budget=0.3 warm_start=true). strategy_options / cold_start_options go to "
+                          "the strategies that take them."},
+    )
+    baseline: bool = field(
+        default=True, metadata={"help": "Also train on 100% of the pool's labels (the baseline of every ratio)."})
+    ablation_no_tapt: bool = field(
+        default=True, metadata={"help": "Also run the full-data baseline and the first strategy without TAPT."})
+    final_model: str = field(
+        default="head",
+        metadata={"help": "The deployable classifier (OUT/final/model: `make space`, `after-hf push`), `after-hf "
+                          "deploy` on the first strategy's first-seed run: head (frozen TAPT encoder + a linear "
+                          "layer-weighted head, exported as Wav2Vec2ForSequenceClassification; seconds), lora or "
+                          "full (fine-tune with --finetune_config), or none.",
+                  "choices": ["head", "lora", "full", "none"]},
+    )
+    finetune_references: bool = field(
+        default=False,
+        metadata={"help": "Also fine-tune the whole classifier on 100% of the labels, from TAPT and without TAPT "
+                          "(the supervised reference and the TAPT ablation)."},
+    )
+    dry_run: bool = field(
+        default=False, metadata={"help": "Print every resolved stage, config, fold and budget; train nothing."})
 
 
 def _run_name(strategy: str, cold: str, tag: str, seed: int) -> str:
@@ -49,6 +103,11 @@ def _run_name(strategy: str, cold: str, tag: str, seed: int) -> str:
 
 def folds_of(args: ExperimentArguments) -> list[int | None]:
     return list(args.folds) if args.protocol == "loso" else [None]
+
+
+def manifest_of(args: ExperimentArguments, fold: int | None) -> Path:
+    """The manifest of a fold (LOSO) or the one manifest."""
+    return Path(args.out) / (f"manifest_fold{fold}" if fold else "manifest")
 
 
 def tapt_dir_of(args: ExperimentArguments, fold: int | None) -> str:
@@ -92,19 +151,20 @@ def plan(args: ExperimentArguments) -> list:
     runs = []
     for fold in folds_of(args):
         tapt_dir = tapt_dir_of(args, fold)
-        common = dict(shared, manifest=str(out / (f"manifest_fold{fold}" if fold else "manifest")),
-                      cache_dir=str(out / "cache" / "features"))
+        common = dict(shared, manifest=str(manifest_of(args, fold)), cache_dir=str(out / "cache" / "features"))
         run_dir = out / "al" / (f"fold{fold}" if fold else "")
         grid = [(s, c, "", tapt_dir) for s in args.strategies for c in args.cold_starts]
         if args.ablation_no_tapt and args.tapt_config:
             grid.append((args.strategies[0], args.cold_starts[0], "-no_tapt", args.backbone))
         for seed in args.seeds:
             for strategy, cold, tag, backbone in grid:
-                runs.append(ALArguments(**common, out=str(run_dir / _run_name(strategy, cold, tag, seed)), backbone=backbone,
-                                        strategy=strategy, strategy_options=strategy_options[strategy], cold_start=cold,
-                                        cold_start_options=cold_options[cold], seed=seed))
+                runs.append(ALArguments(**common, out=str(run_dir / _run_name(strategy, cold, tag, seed)),
+                                        backbone=backbone, strategy=strategy, cold_start=cold, seed=seed,
+                                        strategy_options=strategy_options[strategy],
+                                        cold_start_options=cold_options[cold]))
             if args.baseline:  # one round with every label of the pool
-                for tag, backbone in [("", tapt_dir)] + ([("_no_tapt", args.backbone)] if args.ablation_no_tapt and args.tapt_config else []):
+                no_tapt = [("_no_tapt", args.backbone)] if args.ablation_no_tapt and args.tapt_config else []
+                for tag, backbone in [("", tapt_dir), *no_tapt]:
                     everything = dict(seed_size=ALL_OF_POOL, step_size=ALL_OF_POOL, budget=ALL_OF_POOL)
                     runs.append(ALArguments(**{**common, **everything}, out=str(run_dir / f"full_data{tag}__s{seed}"),
                                             backbone=backbone, strategy="random", cold_start="random", seed=seed))
@@ -147,8 +207,7 @@ def reference_stage(args: ExperimentArguments, out: Path, timings: dict) -> None
     if path.is_file():
         return
     t0 = time.perf_counter()
-    fold = folds_of(args)[0]
-    manifest = out / (f"manifest_fold{fold}" if fold else "manifest")
+    manifest = manifest_of(args, folds_of(args)[0])
     refs = {"acoustic_baseline": acoustic_baseline(manifest, cache=out / "cache" / "prosodic_features.npz")}
     truth = out / "corpus" / "synth_truth.csv"
     if args.synth_utterances and truth.is_file():
@@ -158,62 +217,66 @@ def reference_stage(args: ExperimentArguments, out: Path, timings: dict) -> None
     print("[references] " + ", ".join(f"{name}: test UA {r['test_ua']:.3f}" for name, r in refs.items()))
 
 
-def main(argv: list[str] | None = None) -> int:
-    (args,) = parse_args([ExperimentArguments], argv, prog="after-hf experiment", description=__doc__, section="experiment")
-    out = check_output_dir(args.out, "--out")
-    runs = plan(args)
-    if args.dry_run:
-        print(f"experiment {out}: corpus={'synth:%d' % args.synth_utterances if args.synth_utterances else args.corpus}, "
-              f"protocol={args.protocol}, folds={args.folds if args.protocol == 'loso' else '-'}, "
-              f"TAPT={args.tapt_config or 'none'} from {args.backbone}")
-        for fold in folds_of(args):
-            if args.tapt_config:
-                print(f"  tapt --config {args.tapt_config} --model_name_or_path {args.backbone} "
-                      f"--output_dir {tapt_dir_of(args, fold)}" + (f" (fold {fold}: its training sessions only)" if fold else ""))
-        for run in runs:
-            print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
-                  f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
-                  f"--seed_size {run.seed_size:.10g} --step_size {run.step_size:.10g} --budget {run.budget:.10g}"
-                  + "".join(f" --{name} " + " ".join(f"{k}={v}" for k, v in getattr(run, name).items())
-                            for name in ("strategy_options", "cold_start_options") if getattr(run, name)))
-        if args.final_model != "none":
-            print(f"  deploy --run {runs[0].out} --out {out / 'final'} --kind {args.final_model}   (the deployable model)")
-        if args.finetune_references:
-            print(f"  finetune --model {runs[0].backbone} on 100% of the labels -> {out / 'finetune' / 'finetune_all'}")
-        print(f"{len(runs)} AL runs; nothing was trained (--dry_run).")
-        return 0
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+def print_plan(args: ExperimentArguments, runs: list, out: Path) -> None:
+    """--dry_run: every stage as the command it amounts to."""
+    corpus = f"synth:{args.synth_utterances}" if args.synth_utterances else args.corpus
+    print(f"experiment {out}: corpus={corpus}, protocol={args.protocol}, "
+          f"folds={args.folds if args.protocol == 'loso' else '-'}, "
+          f"TAPT={args.tapt_config or 'none'} from {args.backbone}")
+    for fold in folds_of(args) if args.tapt_config else []:
+        print(f"  tapt --config {args.tapt_config} --model_name_or_path {args.backbone} --manifest "
+              f"{manifest_of(args, fold)} --output_dir {tapt_dir_of(args, fold)}"
+              + (f" (fold {fold}: its training sessions only)" if fold else ""))
+    for run in runs:
+        options = "".join(f" --{name} " + " ".join(f"{k}={v}" for k, v in getattr(run, name).items())
+                          for name in ("strategy_options", "cold_start_options") if getattr(run, name))
+        print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
+              f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
+              f"--seed_size {run.seed_size:.10g} --step_size {run.step_size:.10g} --budget {run.budget:.10g}{options}")
+    if args.final_model != "none":
+        print(f"  deploy --run {runs[0].out} --out {out / 'final'} --kind {args.final_model}   (the deployable model)")
+    if args.finetune_references:
+        print(f"  finetune --model {runs[0].backbone} on 100% of the labels -> {out / 'finetune' / 'finetune_all'}")
+    print(f"{len(runs)} AL runs; nothing was trained (--dry_run).")
+
+
+def data_stages(args: ExperimentArguments, out: Path, timings: dict) -> None:
+    """The corpus (generated, or on disk) and one manifest per fold."""
+    from .data.prepare import prepare
+
     corpora = list(args.corpus)
     if args.synth_utterances:
         from .data.synth import synthesize
 
-        corpus_dir = out / "corpus"
-        synthesize(corpus_dir, num_utterances=args.synth_utterances, seed=0, voices=args.synth_voices,
+        t0 = time.perf_counter()
+        synthesize(out / "corpus", num_utterances=args.synth_utterances, seed=0, voices=args.synth_voices,
                    profile=args.synth_profile, label_noise=args.label_noise)
-        corpora = [f"cremad={corpus_dir}"]
-        timings["synth"] = time.perf_counter() - started
-    from .data.prepare import prepare
-
+        corpora = [f"cremad={out / 'corpus'}"]
+        timings["synth"] = time.perf_counter() - t0
     for fold in folds_of(args):
-        manifest = out / (f"manifest_fold{fold}" if fold else "manifest")
+        manifest = manifest_of(args, fold)
         if not (manifest / "dataset_info.json").is_file():
             t0 = time.perf_counter()
             prepare(dict(c.split("=", 1) for c in corpora), str(manifest), protocol=args.protocol, fold=fold or 1)
             timings[f"prepare{fold or ''}"] = time.perf_counter() - t0
-    reference_stage(args, out, timings)
-    if args.tapt_config:
-        from .tapt import has_started
-        from .tapt import main as tapt_main
 
-        for fold in folds_of(args):
-            tapt_dir = Path(tapt_dir_of(args, fold))
-            manifest = out / (f"manifest_fold{fold}" if fold else "manifest")
-            t0 = time.perf_counter()
-            if not (tapt_dir / "model.safetensors").is_file():
-                tapt_main(["--config", args.tapt_config, "--model_name_or_path", args.backbone, "--manifest", str(manifest),
-                           "--output_dir", str(tapt_dir), *(["--resume"] if has_started(tapt_dir) else [])])
-            timings[tapt_dir.name] = time.perf_counter() - t0
+
+def tapt_stages(args: ExperimentArguments, timings: dict) -> None:
+    """TAPT per fold on the fold's training audio; a killed TAPT continues from its last checkpoint."""
+    from .tapt import has_started
+    from .tapt import main as tapt_main
+
+    for fold in folds_of(args):
+        tapt_dir = Path(tapt_dir_of(args, fold))
+        t0 = time.perf_counter()
+        if not (tapt_dir / "model.safetensors").is_file():
+            tapt_main(["--config", args.tapt_config, "--model_name_or_path", args.backbone,
+                       "--manifest", str(manifest_of(args, fold)), "--output_dir", str(tapt_dir),
+                       *(["--resume"] if has_started(tapt_dir) else [])])
+        timings[tapt_dir.name] = time.perf_counter() - t0
+
+
+def al_stages(runs: list, timings: dict) -> None:
     from .al.loop import run_al
     from .al.state import RunState
 
@@ -222,6 +285,23 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         run_al(replace(run, resume=RunState.started(run.out)))  # a finished or killed run continues
         timings[Path(run.out).name] = time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_args([ExperimentArguments], argv, prog="after-hf experiment", description=__doc__,
+                         section="experiment")
+    out = check_output_dir(args.out, "--out")
+    runs = plan(args)
+    if args.dry_run:
+        print_plan(args, runs, out)
+        return 0
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    data_stages(args, out, timings)
+    reference_stage(args, out, timings)
+    if args.tapt_config:
+        tapt_stages(args, timings)
+    al_stages(runs, timings)
     deploy_stages(args, runs, timings)
     from .report import build_report
 
@@ -232,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nReport: {report}\nLearning curves: {out / 'learning_curves.png'}\n"
           + (f"TAPT model: {', '.join(tapt_dirs)}\n" if tapt_dirs else "")
           + (f"Deployable model: {out / 'final' / 'model'}\n" if args.final_model != "none" else "")
-          + "Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME --dry_run OUT`.")
+          + "Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME "
+            "--dry_run OUT`.")
     return 0
 
 

@@ -202,7 +202,10 @@ def _sources(items) -> tuple[list, list[float]]:
     """(paths or waveforms, durations) from a manifest Dataset, a list of paths, or a list of 16 kHz arrays."""
     if hasattr(items, "column_names"):  # datasets.Dataset
         paths = list(items["path"])
-        durations = list(items["duration"]) if "duration" in items.column_names else [duration_seconds(p) for p in paths]
+        if "duration" in items.column_names:
+            durations = list(items["duration"])
+        else:
+            durations = [duration_seconds(p) for p in paths]
         return paths, [float(d) for d in durations]
     items = list(items)
     if all(isinstance(x, (str, Path)) for x in items):
@@ -272,7 +275,8 @@ def predict(
                     _store(out, "embeddings", batch, pooled.float().cpu().numpy(), n)
                 if mc_dropout_passes > 0:
                     with _mc_dropout(model):
-                        samples = [torch.softmax(pooled_forward(model, values, mask)[0].float(), -1) for _ in range(mc_dropout_passes)]
+                        samples = [torch.softmax(pooled_forward(model, values, mask)[0].float(), -1)
+                                   for _ in range(mc_dropout_passes)]
                     _store(out, "mc_probs", batch, torch.stack(samples).cpu().numpy(), n, axis=1)
                 del waves, inputs, values, mask, logits, pooled
                 release_memory()

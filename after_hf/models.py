@@ -115,9 +115,9 @@ def load_config(source: str, **overrides) -> Wav2Vec2Config:
     try:
         return AutoConfig.from_pretrained(source, trust_remote_code=False, **overrides)
     except OSError as err:  # not a local directory: a Hub id that is unknown, or not cached while offline
-        raise ModelError(f"{source}: no such directory, and it could not be loaded as a Hub id ({one_line(err)[:200]}). "
-                         f"Pass {_KINDS} (online, or cached for HF_HUB_OFFLINE=1), or a named config "
-                         f"{sorted(NAMED_CONFIGS)}.") from err
+        raise ModelError(f"{source}: no such directory, and it could not be loaded as a Hub id "
+                         f"({one_line(err)[:200]}). Pass {_KINDS} (online, or cached for HF_HUB_OFFLINE=1), or a "
+                         f"named config {sorted(NAMED_CONFIGS)}.") from err
 
 
 def uses_attention_mask(config) -> bool:

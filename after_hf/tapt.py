@@ -57,7 +57,8 @@ LOG_FILE = "log.jsonl"
 
 @dataclass
 class TaptArguments:
-    manifest: str = field(metadata={"help": "Manifest directory (from `after-hf prepare`) whose audio is pre-trained on."})
+    manifest: str = field(
+        metadata={"help": "Manifest directory (from `after-hf prepare`) whose audio is pre-trained on."})
     output_dir: str = field(metadata={"help": "Where the TAPT model, log.jsonl and checkpoints/ are written."})
     model_name_or_path: str = field(
         default="small",
@@ -69,46 +70,86 @@ class TaptArguments:
         metadata={"help": "Comma-separated key=value changes to the model config, e.g. "
                   "'layerdrop=0.0,feat_extract_norm=layer,do_stable_layer_norm=true'."},
     )
-    split: str = field(default="train", metadata={"help": "Manifest split whose audio is used (only training audio: no test leak)."})
+    split: str = field(
+        default="train", metadata={"help": "Manifest split whose audio is used (only training audio: no test leak)."})
     # --- schedule ---
-    max_steps: int = field(default=1000, metadata={"help": "Optimiser steps (AFTER: 20000). Ignored when num_train_epochs > 0."})
-    num_train_epochs: float = field(default=0.0, metadata={"help": "If > 0, train this many passes over the split instead of max_steps."})
+    max_steps: int = field(
+        default=1000, metadata={"help": "Optimiser steps (AFTER: 20000). Ignored when num_train_epochs > 0."})
+    num_train_epochs: float = field(
+        default=0.0, metadata={"help": "If > 0, train this many passes over the split instead of max_steps."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (AFTER: 1e-4 with Adam)."})
-    warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps, then linear decay to 0 at the last step."})
+    warmup_steps: int = field(
+        default=100, metadata={"help": "Linear warm-up steps, then linear decay to 0 at the last step."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (AFTER: 0, plain Adam)."})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (wav2vec 2.0: 0.98)."})
     adam_epsilon: float = field(default=1e-6, metadata={"help": "AdamW epsilon (wav2vec 2.0: 1e-6)."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this (<= 0: no clipping, norm still logged)."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimiser step (per process)."})
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Clip the gradient norm to this (<= 0: no clipping, norm still logged)."})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-batches per optimiser step (per process)."})
     # --- batches ---
-    batch_seconds: float = field(default=250.0, metadata={"help": "Padded audio seconds per micro-batch per process (AFTER: ~250)."})
-    max_seconds: float = field(default=10.0, metadata={"help": "Longer utterances are randomly cropped to this many seconds (AFTER: 10)."})
-    min_seconds: float = field(default=0.0, metadata={"help": "Skip (and list in skipped.json) shorter utterances; raised automatically to what masking needs."})
-    length_jitter: float = field(default=0.1, metadata={"help": "Random +-log-factor on lengths before bucketing, so batches change between epochs."})
-    dataloader_num_workers: int = field(default=0, metadata={"help": "Audio-decoding worker processes (0 = in the training process)."})
+    batch_seconds: float = field(
+        default=250.0, metadata={"help": "Padded audio seconds per micro-batch per process (AFTER: ~250)."})
+    max_seconds: float = field(
+        default=10.0, metadata={"help": "Longer utterances are randomly cropped to this many seconds (AFTER: 10)."})
+    min_seconds: float = field(
+        default=0.0,
+        metadata={"help": "Skip (and list in skipped.json) shorter utterances; raised automatically to what masking "
+                          "needs."},
+    )
+    length_jitter: float = field(
+        default=0.1,
+        metadata={"help": "Random +-log-factor on lengths before bucketing, so batches change between epochs."},
+    )
+    dataloader_num_workers: int = field(
+        default=0, metadata={"help": "Audio-decoding worker processes (0 = in the training process)."})
     # --- objective ---
-    mask_time_prob: float = field(default=0.05, metadata={"help": "Share of frames that start a masked span (AFTER: 0.05; transformers' pre-training example: 0.65)."})
+    mask_time_prob: float = field(
+        default=0.05,
+        metadata={"help": "Share of frames that start a masked span (AFTER: 0.05; transformers' pre-training "
+                          "example: 0.65)."},
+    )
     mask_time_length: int = field(default=10, metadata={"help": "Masked span length in frames (20 ms each)."})
-    mask_time_min_masks: int = field(default=2, metadata={"help": "At least this many spans per utterance (fairseq: 2), so short clips still train."})
-    num_negatives: int = field(default=0, metadata={"help": "Distractors per masked frame (0 = the model config's, 100 for wav2vec2-base)."})
-    diversity_loss_weight: float = field(default=0.1, metadata={"help": "Weight of the codebook diversity loss (AFTER / wav2vec 2.0: 0.1)."})
+    mask_time_min_masks: int = field(
+        default=2,
+        metadata={"help": "At least this many spans per utterance (fairseq: 2), so short clips still train."},
+    )
+    num_negatives: int = field(
+        default=0, metadata={"help": "Distractors per masked frame (0 = the model config's, 100 for wav2vec2-base)."})
+    diversity_loss_weight: float = field(
+        default=0.1, metadata={"help": "Weight of the codebook diversity loss (AFTER / wav2vec 2.0: 0.1)."})
     max_gumbel_temperature: float = field(default=2.0, metadata={"help": "Gumbel-softmax temperature at step 0."})
     min_gumbel_temperature: float = field(default=0.5, metadata={"help": "Floor of the annealed Gumbel temperature."})
     gumbel_temperature_decay: float = field(default=0.999995, metadata={"help": "Temperature multiplier per step."})
-    freeze_feature_encoder: bool = field(default=False, metadata={"help": "Freeze the CNN feature encoder (AFTER: everything trains)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory in the transformer (large models on small GPUs)."})
+    freeze_feature_encoder: bool = field(
+        default=False, metadata={"help": "Freeze the CNN feature encoder (AFTER: everything trains)."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Trade compute for memory in the transformer (large models on small GPUs)."})
     # --- hardware ---
-    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on a GPU that has it, else none; an accelerate config wins), no, bf16 or fp16."})
-    use_cpu: bool = field(default=False, metadata={"help": "Train on CPU even if a GPU is present (multi-process CPU uses gloo)."})
-    seed: int = field(default=42, metadata={"help": "Seed for initialisation, batches, crops, masks, negatives and dropout."})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={"help": "auto (bf16 on a GPU that has it, else none; an accelerate config wins), no, bf16 or fp16."},
+    )
+    use_cpu: bool = field(
+        default=False, metadata={"help": "Train on CPU even if a GPU is present (multi-process CPU uses gloo)."})
+    seed: int = field(
+        default=42, metadata={"help": "Seed for initialisation, batches, crops, masks, negatives and dropout."})
     # --- checkpoints and monitoring ---
     save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps (and always at the end)."})
     save_total_limit: int = field(default=2, metadata={"help": "Keep only the last K checkpoints."})
-    resume: bool = field(default=False, metadata={"help": "Continue from the last complete checkpoint in output_dir (same step, LR, data position)."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete an earlier run's checkpoints/model in output_dir and start over."})
-    report_to: str = field(default="none", metadata={"help": "'tensorboard' (needs `pip install tensorboard`) or 'none'; log.jsonl is always written."})
-    collapse_window: int = field(default=20, metadata={"help": "Steps averaged by the collapse detector before it warns."})
+    resume: bool = field(
+        default=False,
+        metadata={"help": "Continue from the last complete checkpoint in output_dir (same step, LR, data position)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Delete an earlier run's checkpoints/model in output_dir and start over."})
+    report_to: str = field(
+        default="none",
+        metadata={"help": "'tensorboard' (needs `pip install tensorboard`) or 'none'; log.jsonl is always written."},
+    )
+    collapse_window: int = field(
+        default=20, metadata={"help": "Steps averaged by the collapse detector before it warns."})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,7 +217,8 @@ class CollapseDetector:
     def __init__(self, num_groups: int, window: int = 20, contrastive_floor: float = 0.01,
                  perplexity_margin: float = 0.1, grad_floor: float = 1e-7):
         self.num_groups, self.window = num_groups, window
-        self.contrastive_floor, self.perplexity_margin, self.grad_floor = contrastive_floor, perplexity_margin, grad_floor
+        self.contrastive_floor, self.perplexity_margin = contrastive_floor, perplexity_margin
+        self.grad_floor = grad_floor
         self.history: list[dict] = []
         self.warned: set[str] = set()
 
@@ -184,17 +226,20 @@ class CollapseDetector:
         self.history = (self.history + [record])[-self.window:]
         if len(self.history) < self.window:
             return []
-        mean = {k: float(np.nanmean([h[k] for h in self.history])) for k in ("contrastive_loss", "codevector_perplexity", "grad_norm")}
+        mean = {k: float(np.nanmean([h[k] for h in self.history]))
+                for k in ("contrastive_loss", "codevector_perplexity", "grad_norm")}
         found = []
         if mean["contrastive_loss"] < self.contrastive_floor:
-            found.append(("contrastive", f"contrastive loss per masked frame is {mean['contrastive_loss']:.4f} (-> 0): the "
-                          f"task became trivial; check that masking is on (mask_time_prob > 0, apply_spec_augment)."))
+            found.append(("contrastive", f"contrastive loss per masked frame is {mean['contrastive_loss']:.4f} "
+                          "(-> 0): the task became trivial; check that masking is on (mask_time_prob > 0, "
+                          "apply_spec_augment)."))
         if mean["codevector_perplexity"] < self.num_groups * (1 + self.perplexity_margin):
-            found.append(("perplexity", f"codevector perplexity {mean['codevector_perplexity']:.2f} is near the number of "
-                          f"groups ({self.num_groups}): the codebook collapsed; raise diversity_loss_weight or lower the LR."))
+            found.append(("perplexity", f"codevector perplexity {mean['codevector_perplexity']:.2f} is near the "
+                          f"number of groups ({self.num_groups}): the codebook collapsed; raise diversity_loss_weight "
+                          "or lower the LR."))
         if mean["grad_norm"] < self.grad_floor:
-            found.append(("grad_norm", f"gradient norm {mean['grad_norm']:.2e} (-> 0): nothing is being learned; check the LR "
-                          f"schedule and frozen parameters."))
+            found.append(("grad_norm", f"gradient norm {mean['grad_norm']:.2e} (-> 0): nothing is being learned; "
+                          "check the LR schedule and frozen parameters."))
         messages = []
         for kind, message in found:
             if kind not in self.warned:
@@ -325,7 +370,8 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
-def _save_final_model(accelerator, model, feature_extractor, args: TaptArguments, output_dir: Path, extra: dict) -> None:
+def _save_final_model(accelerator, model, feature_extractor, args: TaptArguments, output_dir: Path,
+                      extra: dict) -> None:
     """Write the model into a temporary directory, then move its files in; model.safetensors goes last."""
     state_dict = accelerator.get_state_dict(model)
     if not accelerator.is_main_process:
@@ -454,7 +500,8 @@ class TaptRun:
             with contextlib.nullcontext() if k == len(micro) - 1 else accelerator.no_sync(self.model):
                 outputs = self.model(**inputs)
                 accelerator.backward(outputs.loss * scale)
-            correct, chance = contrastive_stats(outputs, inputs["mask_time_indices"], inputs["sampled_negative_indices"])
+            correct, chance = contrastive_stats(outputs, inputs["mask_time_indices"],
+                                                inputs["sampled_negative_indices"])
             stats.add_batch(outputs, real_frames, batch["lengths"], correct, chance)
         grad_norm = accelerator.clip_grad_norm_(self.model.parameters(),
                                                 args.max_grad_norm if args.max_grad_norm > 0 else float("inf"))
@@ -477,7 +524,8 @@ def check_args(args: TaptArguments) -> None:
     if args.gradient_accumulation_steps < 1:
         raise ConfigError("gradient_accumulation_steps must be >= 1.")
     if args.mask_time_length < 2 or args.mask_time_min_masks < 1:
-        raise ConfigError("mask_time_length must be >= 2 and mask_time_min_masks >= 1 so every utterance has negatives.")
+        raise ConfigError("mask_time_length must be >= 2 and mask_time_min_masks >= 1 so every utterance has "
+                          "negatives.")
     if not 0 < args.mask_time_prob < 1:
         raise ConfigError(f"mask_time_prob must be in (0, 1), got {args.mask_time_prob} (AFTER 0.05, pre-training "
                           f"example 0.65).")
@@ -600,7 +648,9 @@ def start(args: TaptArguments) -> tuple[TaptRun, Path | None, Any]:
 
 def resolve_max_steps(args: TaptArguments, sampler: DynamicBatchSampler, batches_per_step: int) -> int:
     epoch_batches = len(sampler.epoch_batches(0))
-    max_steps = math.ceil(args.num_train_epochs * epoch_batches / batches_per_step) if args.num_train_epochs > 0 else args.max_steps
+    max_steps = args.max_steps
+    if args.num_train_epochs > 0:
+        max_steps = math.ceil(args.num_train_epochs * epoch_batches / batches_per_step)
     if max_steps < 1:
         raise ConfigError("max_steps (or num_train_epochs) must give at least one step.")
     return max_steps
@@ -620,7 +670,8 @@ def run_tapt(args: TaptArguments) -> Path:
     if accelerator.is_main_process:
         _truncate_log(output_dir / LOG_FILE, step)
     if args.report_to == "tensorboard":
-        accelerator.init_trackers("tapt", config={k: v for k, v in to_dict(args).items() if isinstance(v, (int, float, str, bool))})
+        scalars = {k: v for k, v in to_dict(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers("tapt", config=scalars)
     feature_extractor = feature_extractor_for(run.unwrapped.config)
     loader = torch.utils.data.DataLoader(
         AudioWindowDataset(list(ds["path"])),
@@ -631,10 +682,11 @@ def run_tapt(args: TaptArguments) -> Path:
     run.data = iter(loader)
     detector = CollapseDetector(run.unwrapped.config.num_codevector_groups, window=args.collapse_window)
     logger.info(
-        "TAPT %s on %d utterances (%.0f s of audio) of %s[%s]: %d steps x %d batches of <= %.0f padded s, %d process(es), "
-        "mask %.2f/%d, %s", args.model_name_or_path, len(sampler.kept), float(np.sum(sampler.durations[sampler.kept])),
-        args.manifest, args.split, max_steps, run.batches_per_step, args.batch_seconds, accelerator.num_processes,
-        args.mask_time_prob, args.mask_time_length, "attention mask" if run.pass_mask else "zero padding, no attention mask",
+        "TAPT %s on %d utterances (%.0f s of audio) of %s[%s]: %d steps x %d batches of <= %.0f padded s, "
+        "%d process(es), mask %.2f/%d, %s", args.model_name_or_path, len(sampler.kept),
+        float(np.sum(sampler.durations[sampler.kept])), args.manifest, args.split, max_steps, run.batches_per_step,
+        args.batch_seconds, accelerator.num_processes, args.mask_time_prob, args.mask_time_length,
+        "attention mask" if run.pass_mask else "zero padding, no attention mask",
     )
     progress = tqdm(total=max_steps, initial=step, desc="tapt", disable=not accelerator.is_local_main_process)
     log_file = open(output_dir / LOG_FILE, "a", encoding="utf-8") if accelerator.is_main_process else None
@@ -684,7 +736,8 @@ def finish(run: TaptRun, feature_extractor, step: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args(
         [TaptArguments], argv, prog="after-hf tapt",
-        description="Task-adaptive continued pre-training of wav2vec 2.0 (contrastive + diversity loss) on a manifest's audio.",
+        description="Task-adaptive continued pre-training of wav2vec 2.0 (contrastive + diversity loss) on a "
+                    "manifest's audio.",
         section="tapt",
     )
     run_tapt(args)

@@ -53,7 +53,9 @@ def ensure_manifest(num_utterances: int, out: Path = DEFAULT_OUT, voices: int = 
         log(f"generating {num_utterances} utterances with espeak-ng (once; reused by later runs) -> {corpus}")
     t0 = time.perf_counter()
     synthesize(corpus, num_utterances=num_utterances, seed=seed, voices=voices, progress=False)
-    if not (manifest / "dataset_info.json").is_file() or (manifest.stat().st_mtime < (corpus / "synth_info.json").stat().st_mtime):
+    stale = (manifest / "dataset_info.json").is_file() and \
+        manifest.stat().st_mtime < (corpus / "synth_info.json").stat().st_mtime
+    if not (manifest / "dataset_info.json").is_file() or stale:
         prepare({"cremad": str(corpus)}, str(manifest), seed=seed, verbose=False)
         log(f"corpus + manifest ready in {time.perf_counter() - t0:.0f} s")
     return manifest
@@ -97,7 +99,8 @@ def machine() -> dict:
     import torch
 
     info = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "python": platform.python_version(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     try:
         info["load_average_1min"] = round(os.getloadavg()[0], 2)  # > cpu_count: timings are contended
     except OSError:

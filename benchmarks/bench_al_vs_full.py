@@ -92,7 +92,8 @@ def main(argv=None) -> dict:
     # the feature cache, built once and timed apart (every split: pool, validation, test)
     t0 = time.perf_counter()
     for seed in sorted(set(args.seeds)):  # a named backbone's fingerprint depends on the seed; a directory's does not
-        FeatureCache(cache_dir, backbone, init_seed=seed).get(list(manifest["id"]), list(manifest["path"]), list(manifest["duration"]))
+        FeatureCache(cache_dir, backbone, init_seed=seed).get(list(manifest["id"]), list(manifest["path"]),
+                                                              list(manifest["duration"]))
         if not is_named(backbone):
             break
     cache_s = time.perf_counter() - t0
@@ -104,10 +105,11 @@ def main(argv=None) -> dict:
     al, full = [], []
     for seed in args.seeds:
         runs = {
-            "al": ALArguments(out=str(work / f"al_{args.strategy}__s{seed}"), strategy=args.strategy, cold_start=args.cold_start,
-                              seed=seed, seed_size=args.seed_size, step_size=args.step_size, budget=args.budget, **common),
-            "full": ALArguments(out=str(work / f"full_data__s{seed}"), strategy="random", cold_start="random", seed=seed,
-                                seed_size=ALL_OF_POOL, step_size=ALL_OF_POOL, budget=ALL_OF_POOL, **common),
+            "al": ALArguments(out=str(work / f"al_{args.strategy}__s{seed}"), strategy=args.strategy,
+                              cold_start=args.cold_start, seed=seed, seed_size=args.seed_size,
+                              step_size=args.step_size, budget=args.budget, **common),
+            "full": ALArguments(out=str(work / f"full_data__s{seed}"), strategy="random", cold_start="random",
+                                seed=seed, seed_size=ALL_OF_POOL, step_size=ALL_OF_POOL, budget=ALL_OF_POOL, **common),
         }
         for kind, run_args in runs.items():
             t0 = time.perf_counter()
@@ -123,17 +125,20 @@ def main(argv=None) -> dict:
     al_ua, full_ua = float(np.mean([r["test_ua"] for r in al])), float(np.mean([r["test_ua"] for r in full]))
     time_ratio, ua_ratio = al_s / full_s, al_ua / full_ua
     both_pay = (al_s + cache_s) / (full_s + cache_s)
-    last_fit_ratio = float(np.mean([r["last_round_train_seconds"] for r in al]) / np.mean([r["phase_seconds"]["train"] for r in full]))
+    last_fit_ratio = float(np.mean([r["last_round_train_seconds"] for r in al])
+                           / np.mean([r["phase_seconds"]["train"] for r in full]))
     backbone_name = "demo TAPT encoder" if backbone == str(demo_tapt) else Path(backbone).name
     label_fraction = float(np.mean([r["fraction"] for r in al]))
     summary = (f"al_vs_full: {args.strategy} AL to {100 * label_fraction:.0f}% labels / full-data (same head learner, "
                f"100% labels): time {time_ratio:.2f}x ({al_s:.1f} s vs {full_s:.1f} s; cache build {cache_s:.1f} s "
-               f"counted on neither side; both pay: {both_pay:.2f}x; last fit alone {last_fit_ratio:.2f}x), test UA {ua_ratio:.3f}x "
+               f"counted on neither side; both pay: {both_pay:.2f}x; last fit alone {last_fit_ratio:.2f}x), "
+               f"test UA {ua_ratio:.3f}x "
                f"({al_ua:.3f} vs {full_ua:.3f}, mean of {len(args.seeds)} seeds; backbone {backbone_name})")
     print(summary, flush=True)
     metrics = {
         "pool_utterances": n_train, "label_fraction": round(label_fraction, 4),
-        "al_seconds_mean": round(al_s, 2), "full_seconds_mean": round(full_s, 2), "cache_build_seconds": round(cache_s, 2),
+        "al_seconds_mean": round(al_s, 2), "full_seconds_mean": round(full_s, 2),
+        "cache_build_seconds": round(cache_s, 2),
         "time_ratio": round(time_ratio, 4), "time_ratio_both_pay_cache": round(both_pay, 4),
         "last_fit_time_ratio": round(last_fit_ratio, 4), "backbone": backbone,
         "al_test_ua_mean": round(al_ua, 4), "full_test_ua_mean": round(full_ua, 4), "ua_ratio": round(ua_ratio, 4),
@@ -141,7 +146,8 @@ def main(argv=None) -> dict:
         "full_test_ua_std": round(float(np.std([r["test_ua"] for r in full])), 4),
         "encoder_utterances_during_runs": int(extra_encodes),
         "runs": {"al": al, "full": full},
-        "baseline": "full-data = same head_only learner on 100% of the pool's labels, one round (experiment.ALL_OF_POOL)",
+        "baseline": "full-data = same head_only learner on 100% of the pool's labels, one round "
+                    "(experiment.ALL_OF_POOL)",
         "cache_accounting": "feature-cache build timed separately; time_ratio counts it on neither side, "
                             "time_ratio_both_pay_cache adds it once to each side",
     }

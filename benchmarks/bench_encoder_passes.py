@@ -96,17 +96,19 @@ def main(argv=None) -> dict:
             for strategy in args.strategies:
                 plan.append(ALArguments(out=str(work / f"{strategy}__s{seed}"), strategy=strategy, cold_start="kmeans",
                                         seed=seed, **common))
-            plan.append(ALArguments(out=str(work / f"full_data__s{seed}"), strategy="random", cold_start="random", seed=seed,
-                                    seed_size=ALL_OF_POOL, step_size=ALL_OF_POOL, budget=ALL_OF_POOL, **common))
+            plan.append(ALArguments(out=str(work / f"full_data__s{seed}"), strategy="random", cold_start="random",
+                                    seed=seed, seed_size=ALL_OF_POOL, step_size=ALL_OF_POOL, budget=ALL_OF_POOL,
+                                    **common))
         for run_args in plan:
             t0 = time.perf_counter()
             before = encoded["utterances"]
             with contextlib.redirect_stdout(io.StringIO()):
                 state = run_al(run_args)
             runs.append({"run": Path(run_args.out).name, "rounds": len(state.rounds),
-                         "encoded_utterances": encoded["utterances"] - before, "seconds": round(time.perf_counter() - t0, 2)})
-            C.log(f"{runs[-1]['run']}: {runs[-1]['rounds']} round(s), encoder utterances {runs[-1]['encoded_utterances']}, "
-                  f"{runs[-1]['seconds']:.1f} s")
+                         "encoded_utterances": encoded["utterances"] - before,
+                         "seconds": round(time.perf_counter() - t0, 2)})
+            C.log(f"{runs[-1]['run']}: {runs[-1]['rounds']} round(s), encoder utterances "
+                  f"{runs[-1]['encoded_utterances']}, {runs[-1]['seconds']:.1f} s")
     finally:
         features.load_backbone, HeadClassifier.fit, HeadClassifier.predict = real_load, real_fit, real_predict
 
@@ -117,9 +119,11 @@ def main(argv=None) -> dict:
     rounds = sum(r["rounds"] for r in runs)
     summary = (f"encoder_passes: {ours:.2f} encoder pass per utterance over {len(runs)} runs / {rounds} rounds "
                f"({', '.join(args.strategies)} + full-data; {distinct} utterances) vs {rounds} re-encoding every round "
-               f"({rounds / max(ours, 1e-9):.0f}x) and {baseline:.0f} re-encoding at every use ({baseline / max(ours, 1e-9):.0f}x)")
+               f"({rounds / max(ours, 1e-9):.0f}x) and {baseline:.0f} re-encoding at every use "
+               f"({baseline / max(ours, 1e-9):.0f}x)")
     print(summary, flush=True)
-    metrics = {"distinct_utterances": distinct, "encoder_utterances": encoded["utterances"], "encoder_forwards": encoded["forwards"],
+    metrics = {"distinct_utterances": distinct, "encoder_utterances": encoded["utterances"],
+               "encoder_forwards": encoded["forwards"],
                "passes_per_utterance": round(ours, 4), "uses_of_encoder_outputs": uses, "uses_by_kind": used,
                "passes_per_utterance_without_cache": round(baseline, 1),
                "passes_per_utterance_reencoding_each_round": rounds, "runs": runs, "rounds": rounds}

@@ -50,7 +50,8 @@ def main(argv=None) -> dict:
     interpreter = statistics.median(_timed([sys.executable, "-c", "pass"]) for _ in range(args.repeats))
     worst = max(v["median_s"] for v in per_command.values())
     slowest = max(per_command, key=lambda n: per_command[n]["median_s"])
-    summary = (f"--help of {len(per_command)} commands: median {statistics.median(v['median_s'] for v in per_command.values()):.2f} s, "
+    median = statistics.median(v["median_s"] for v in per_command.values())
+    summary = (f"--help of {len(per_command)} commands: median {median:.2f} s, "
                f"slowest {slowest} {worst:.2f} s (python alone {interpreter:.2f} s) vs {baseline:.2f} s to import "
                f"torch + transformers + datasets = {baseline / worst:.1f}x faster")
     print(summary)

@@ -103,7 +103,8 @@ def worker(args) -> None:
         seconds = time.perf_counter() - t0
     Path(json_out).write_text(json.dumps({
         "rows": len(ds), "shape": list(shape), "seconds": seconds, "rss_start_mib": C.mib(rss.start),
-        "peak_rss_mib": C.mib(rss.peak), "rss_end_mib": C.mib(rss.process.memory_info().rss), "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": C.mib(rss.peak), "rss_end_mib": C.mib(rss.process.memory_info().rss),
+        "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "audio_seconds": float(sum(ds["duration"])), "load_average_1min": C.machine().get("load_average_1min"),
     }))
 
@@ -144,7 +145,8 @@ def main(argv=None) -> dict:
         row = json.loads(json_out.read_text())
         rows.append(row)
         C.log(f"{size:>6} utterances: {row['seconds']:.1f} s ({size / row['seconds']:.1f} utt/s), "
-              f"peak RSS {row['peak_rss_mib']:.0f} MiB (start {row['rss_start_mib']:.0f}, end {row['rss_end_mib']:.0f} MiB); "
+              f"peak RSS {row['peak_rss_mib']:.0f} MiB (start {row['rss_start_mib']:.0f}, "
+              f"end {row['rss_end_mib']:.0f} MiB); "
               f"load average {row.get('load_average_1min')}")
     sizes = [r["rows"] for r in rows]
     t_slope, t_icpt, t_r2 = fit_line(sizes, [r["seconds"] for r in rows])
@@ -156,7 +158,8 @@ def main(argv=None) -> dict:
     growth = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"] - 1  # largest pool vs smallest
     flat = growth <= 0.10
     summary = (f"scale ({args.engine}): {t_slope * 1000:.1f} s per 1000 utt ({'linear' if linear else 'NOT linear'}: "
-               f"time ~ N^{exponent:.2f}, R^2 {t_r2:.3f}, per-utt time x{drift:.2f} from {sizes[0]} to {sizes[-1]}); peak RSS "
+               f"time ~ N^{exponent:.2f}, R^2 {t_r2:.3f}, per-utt time x{drift:.2f} from {sizes[0]} to {sizes[-1]}); "
+               "peak RSS "
                f"{m_slope * 1000:+.2f} MiB per 1000 utt ({'~flat' if flat else 'grows'}: "
                f"{rows[0]['peak_rss_mib']:.0f} -> {rows[-1]['peak_rss_mib']:.0f} MiB, {100 * growth:+.1f}%)")
     print(summary, flush=True)
@@ -167,7 +170,8 @@ def main(argv=None) -> dict:
                "ru_maxrss_mib": [round(r["ru_maxrss_mib"], 1) for r in rows],
                "seconds_per_1000_utt": round(t_slope * 1000, 3), "time_r2": round(t_r2, 4),
                "per_utterance_time_drift": round(drift, 3), "time_exponent": round(exponent, 3), "linear": linear,
-               "rss_mib_per_1000_utt": round(m_slope * 1000, 3), "peak_rss_growth": round(growth, 4), "memory_flat": flat,
+               "rss_mib_per_1000_utt": round(m_slope * 1000, 3), "peak_rss_growth": round(growth, 4),
+               "memory_flat": flat,
                "load_average_1min": [r.get("load_average_1min") for r in rows], "base_utterances": args.base_utterances}
     targets = {"time_exponent": C.target(exponent, "<=", 1.1), "peak_rss_growth": C.target(growth, "<=", 0.10)}
     res = C.result("bench_scale", summary, metrics, targets, time.perf_counter() - started, vars(args))

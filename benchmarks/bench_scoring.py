@@ -36,8 +36,8 @@ def parse(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--utterances", type=int, default=1000, help="generated corpus size (the pool is all of it)")
     p.add_argument("--baseline_utterances", type=int, default=300,
-                   help="the per-file pipeline's throughput is measured on this many utterances, a seeded random subset "
-                        "of the same pool (its cost is per file); 0 = the whole pool")
+                   help="the per-file pipeline's throughput is measured on this many utterances, a seeded random "
+                        "subset of the same pool (its cost is per file); 0 = the whole pool")
     p.add_argument("--batch_seconds", type=float, default=160.0, help="predict: padded audio seconds per batch")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default, one per core)")
     p.add_argument("--out", default=str(C.DEFAULT_OUT), help="work directory (corpus, models, results)")
@@ -71,7 +71,6 @@ def main(argv=None) -> dict:
     args = parse(argv)
     started = time.perf_counter()
     import numpy as np
-    import torch
     from transformers import AutoModelForAudioClassification, pipeline
 
     from after_hf.al.features import ENCODER_STATS, FeatureCache
@@ -118,12 +117,15 @@ def main(argv=None) -> dict:
         round_calls = ENCODER_STATS["utterances"] - calls_before - encoded
     finally:
         shutil.rmtree(cache_root, ignore_errors=True)
-    C.log(f"features (cold cache): {n / features_s:.1f} utt/s; a head-only round on the warm cache: {n / round_s:.0f} utt/s")
+    C.log(f"features (cold cache): {n / features_s:.1f} utt/s; a head-only round on the warm cache: "
+          f"{n / round_s:.0f} utt/s")
 
     # baseline: the per-file pipeline on the same model directory
     pipe = pipeline("audio-classification", model=model_dir, feature_extractor=fe, device="cpu")
     rng = np.random.default_rng(0)
-    subset = np.arange(n) if args.baseline_utterances <= 0 else np.sort(rng.choice(n, min(n, args.baseline_utterances), replace=False))
+    subset = np.arange(n)
+    if args.baseline_utterances > 0:
+        subset = np.sort(rng.choice(n, min(n, args.baseline_utterances), replace=False))
     base_paths = [paths[i] for i in subset]
     for p in base_paths[:3]:
         pipe(p)  # warm-up
@@ -154,9 +156,12 @@ def main(argv=None) -> dict:
 
     predict_utt_s, features_utt_s, round_utt_s = n / predict_s, n / features_s, n / round_s
     speedup = predict_utt_s / pipe_utt_s
-    summary = (f"scoring: predict {predict_utt_s:.1f} utt/s = {speedup:.1f}x per-file pipeline ({pipe_utt_s:.1f} utt/s); "
+    summary = (f"scoring: predict {predict_utt_s:.1f} utt/s = {speedup:.1f}x per-file pipeline "
+               f"({pipe_utt_s:.1f} utt/s); "
                f"feature cache build {features_utt_s / pipe_utt_s:.1f}x; head-only round on cached features "
-               f"{round_utt_s / pipe_utt_s:.0f}x; predict vs pipeline on pre-decoded audio {predict_utt_s / pipe_arrays_utt_s:.1f}x; model FLOP/s {achieved / 1e9:.2f} G = {100 * achieved / peak:.0f}% "
+               f"{round_utt_s / pipe_utt_s:.0f}x; predict vs pipeline on pre-decoded audio "
+               f"{predict_utt_s / pipe_arrays_utt_s:.1f}x; model FLOP/s {achieved / 1e9:.2f} G = "
+               f"{100 * achieved / peak:.0f}% "
                f"of matmul peak {peak / 1e9:.1f} G; top-1 agreement {100 * agree:.1f}%")
     print(summary, flush=True)
     metrics = {
@@ -164,8 +169,10 @@ def main(argv=None) -> dict:
         "predict_utt_per_s": round(predict_utt_s, 2), "pipeline_utt_per_s": round(pipe_utt_s, 2),
         "speedup_predict_vs_pipeline": round(speedup, 2), "pipeline_predecoded_utt_per_s": round(pipe_arrays_utt_s, 2),
         "speedup_predict_vs_pipeline_predecoded": round(predict_utt_s / pipe_arrays_utt_s, 2),
-        "features_cold_utt_per_s": round(features_utt_s, 2), "speedup_features_cold_vs_pipeline": round(features_utt_s / pipe_utt_s, 2),
-        "head_round_utt_per_s": round(round_utt_s, 1), "speedup_head_round_vs_pipeline": round(round_utt_s / pipe_utt_s, 1),
+        "features_cold_utt_per_s": round(features_utt_s, 2),
+        "speedup_features_cold_vs_pipeline": round(features_utt_s / pipe_utt_s, 2),
+        "head_round_utt_per_s": round(round_utt_s, 1),
+        "speedup_head_round_vs_pipeline": round(round_utt_s / pipe_utt_s, 1),
         "encoder_utterances_cold": int(encoded), "encoder_utterances_warm_round": int(round_calls),
         "audio_seconds_per_s_predict": round(audio_seconds / predict_s, 1),
         "model_gflop_per_padded_audio_s": round(flops_batch / padded_batch / 1e9, 4),

@@ -1,4 +1,5 @@
-"""TAPT throughput: length-bucketed dynamic batches (ours) vs fixed-size padded batches (transformers' pre-training example).
+"""TAPT throughput: length-bucketed dynamic batches (ours) vs fixed-size padded batches (transformers' pre-training
+example).
 
 Both arms train the same model from the same initial weights with the same objective (after_hf.tapt's
 masks and negatives, AdamW) over the same utterances, each exactly once, so the same seconds of real
@@ -36,23 +37,30 @@ SR = 16000
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--utterances", type=int, default=1000, help="generated corpus size (shared with the other benchmarks)")
+    p.add_argument("--utterances", type=int, default=1000,
+                   help="generated corpus size (shared with the other benchmarks)")
     p.add_argument("--audio_seconds", type=float, default=600.0, help="real audio seconds each arm trains on")
     p.add_argument("--lengths", choices=["iemocap", "synth"], default="iemocap",
                    help="iemocap: clips joined to IEMOCAP-like lengths; synth: the generated clips as they are")
     p.add_argument("--model", default="small", help="named config (tiny, small) or a save_pretrained directory")
-    p.add_argument("--batch_seconds", type=float, default=32.0, help="ours: padded seconds per batch (the demo's TAPT value)")
-    p.add_argument("--padded_batch_size", type=int, default=0, help="baseline: utterances per batch (0 = batch_seconds / mean length)")
-    p.add_argument("--max_seconds", type=float, default=10.0, help="crop length (AFTER: 10 s), applied once, the same for both arms")
+    p.add_argument("--batch_seconds", type=float, default=32.0,
+                   help="ours: padded seconds per batch (the demo's TAPT value)")
+    p.add_argument("--padded_batch_size", type=int, default=0,
+                   help="baseline: utterances per batch (0 = batch_seconds / mean length)")
+    p.add_argument("--max_seconds", type=float, default=10.0,
+                   help="crop length (AFTER: 10 s), applied once, the same for both arms")
     p.add_argument("--mask_time_prob", type=float, default=0.65, help="as recipes/demo/tapt.yaml")
-    p.add_argument("--repeats", type=int, default=2, help="alternate the arms this many times; the median throughput is kept")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default; 1 = robust on shared cores, the ratio is about batching)")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="alternate the arms this many times; the median throughput is kept")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (0 = torch's default; 1 = robust on shared cores, the ratio is about batching)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(C.DEFAULT_OUT))
     return p.parse_args(argv)
 
 
-def make_utterances(paths, clip_durations, lengths: str, audio_seconds: float, max_seconds: float, rng) -> list[np.ndarray]:
+def make_utterances(paths, clip_durations, lengths: str, audio_seconds: float, max_seconds: float,
+                    rng) -> list[np.ndarray]:
     """Waveforms totalling ~``audio_seconds`` after cropping to ``max_seconds`` (crop offsets drawn once)."""
     from after_hf.data.audio import load_audio
 
@@ -131,7 +139,8 @@ def main(argv=None) -> dict:
     model = load_pretraining_model(args.model)
     model.config.apply_spec_augment = True
     mask_args = TaptArguments(manifest="", output_dir="", mask_time_prob=args.mask_time_prob)
-    keep = [i for i, w in enumerate(waves) if len(w) >= min_samples_for_masking(model, mask_args.mask_time_length) + 320]
+    shortest = min_samples_for_masking(model, mask_args.mask_time_length) + 320  # what TAPT keeps (tapt.make_sampler)
+    keep = [i for i, w in enumerate(waves) if len(w) >= shortest]
     waves, durations = [waves[i] for i in keep], [durations[i] for i in keep]
     collate = AudioCollator(feature_extractor_for(model.config), pass_attention_mask=uses_attention_mask(model.config))
     initial = copy.deepcopy(model.state_dict())

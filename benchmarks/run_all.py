@@ -53,8 +53,10 @@ def parse(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", default=[], help="run only these benchmarks (script names)")
     p.add_argument("--skip", nargs="+", default=[], help="skip these benchmarks")
-    p.add_argument("--quick", action="store_true", help="small sizes: a check that every benchmark runs, not a measurement")
-    p.add_argument("--args", nargs="+", default=[], metavar="NAME=ARGS", help='extra arguments, e.g. bench_scale="--sizes 500 1000"')
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes: a check that every benchmark runs, not a measurement")
+    p.add_argument("--args", nargs="+", default=[], metavar="NAME=ARGS",
+                   help='extra arguments, e.g. bench_scale="--sizes 500 1000"')
     p.add_argument("--out", default=str(C.DEFAULT_OUT), help="results directory")
     p.add_argument("--child", nargs=2, metavar=("NAME", "JSON_OUT"), help=argparse.SUPPRESS)
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -94,7 +96,8 @@ def headline(result) -> str | None:
         return None
     if isinstance(result.get("summary"), str):
         return result["summary"]
-    timed = {k: v["wall_s"] for k, v in result.items() if isinstance(v, dict) and isinstance(v.get("wall_s"), (int, float))}
+    timed = {k: v["wall_s"] for k, v in result.items()
+             if isinstance(v, dict) and isinstance(v.get("wall_s"), (int, float))}
     if timed:
         slowest = sorted(timed.items(), key=lambda kv: -kv[1])[:4]
         return (f"{len(timed)} items, wall s: " + ", ".join(f"{k} {v:.3g}" for k, v in slowest)

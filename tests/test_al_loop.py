@@ -89,7 +89,8 @@ def test_human_oracle_waits_then_resumes_with_the_answers(synth_manifest, tmp_pa
 
 
 def test_warm_start_continues_from_the_previous_rounds_head(synth_manifest, tmp_path, monkeypatch):
-    """--warm_start: round r's training starts from the head saved in round r-1 (AFTER's default retrains from scratch)."""
+    """--warm_start: round r's training starts from the head saved in round r-1 (AFTER's default retrains from
+    scratch)."""
     import torch
     from safetensors.torch import load_file
 

@@ -45,7 +45,8 @@ def test_budget_errors_name_the_fix():
 
 
 def _select(state, index, ids):
-    return state.record_selection(index, len(state.labels()) + len(ids), [{"id": i, "score": 0.5} for i in ids], "entropy", {})
+    return state.record_selection(index, len(state.labels()) + len(ids), [{"id": i, "score": 0.5} for i in ids],
+                                  "entropy", {})
 
 
 def test_state_round_trip_and_resume(tmp_path):

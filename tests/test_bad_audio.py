@@ -61,8 +61,8 @@ def make_corpus(root: Path) -> list[Path]:
     sf.write(angry / "tone_48k.wav", sine(1000, 0.5, 48000), 48000, subtype="PCM_16")
     sf.write(angry / "dup.flac", tone, SR, format="FLAC")
     shutil.copy(angry / "tone_src.wav", angry / "dup.wav")
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(angry / "tone_src.wav"), str(angry / "tone.mp3")],
-                   check=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(angry / "tone_src.wav"),
+                    str(angry / "tone.mp3")], check=True)
     (angry / "tone_src.wav").rename(angry / "LOUD.WAV")
     shutil.copy(angry / "LOUD.WAV", angry / UNICODE_NAME)
     (root / "sad").mkdir()

@@ -136,9 +136,11 @@ MANIFEST_ERRORS = {"duplicated ids": r"duplicated sample ids \['tones/.*'\]; ids
 def test_bad_manifest_is_refused_before_any_work(tones, tiny_model_dir, tmp_path, command, problem):
     manifest, _ = _broken_manifest(tones, tmp_path, problem)
     out = tmp_path / "out"
-    argv = {"al": ["al", "--manifest", str(manifest), "--out", str(out), "--backbone", "tiny", "--cache_dir", str(tmp_path / "cache")],
+    argv = {"al": ["al", "--manifest", str(manifest), "--out", str(out), "--backbone", "tiny",
+                   "--cache_dir", str(tmp_path / "cache")],
             "finetune": ["finetune", "--model", "tiny", "--manifest", str(manifest), "--output_dir", str(out)],
-            "evaluate": ["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "train", "--out", str(out)]}
+            "evaluate": ["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "train",
+                         "--out", str(out)]}
     with pytest.raises(ManifestError, match=MANIFEST_ERRORS[problem] if problem != "no train split" else "no 'train'"):
         cli(argv[command])
     assert not out.exists()  # no run directory, no half-trained model, no report
@@ -163,8 +165,8 @@ def test_al_bad_options_leave_no_run_directory_and_the_fixed_command_runs(tones,
 
 def test_evaluate_names_labels_the_model_does_not_know(tones, tiny_model_dir, tmp_path):
     ds = load_manifest(tones, "test")
-    rows = [{**{k: ds[i][k] for k in ("id", "path", "emotion_raw", "speaker", "corpus", "session", "duration", "split")},
-             "label": TONE_LABELS[ds[i]["label"]]} for i in range(len(ds))]
+    columns = ("id", "path", "emotion_raw", "speaker", "corpus", "session", "duration", "split")
+    rows = [{**{k: ds[i][k] for k in columns}, "label": TONE_LABELS[ds[i]["label"]]} for i in range(len(ds))]
     rows[0]["label"] = rows[0]["emotion_raw"] = "mid"
     manifest = save_manifest(build_manifest(rows, [*TONE_LABELS, "mid"]), tmp_path / "manifest")
     with pytest.raises(ValueError, match=r"manifest labels \['mid'\] are not classes of the model \['high', 'low'\]"):

@@ -27,7 +27,8 @@ def manifest(tmp_path_factory):
 
 
 def test_evaluate_cli_writes_json_png_and_table(manifest, tiny_model_dir, tmp_path, capsys):
-    assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "test", "--out", str(tmp_path)]) == 0
+    assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "test",
+                "--out", str(tmp_path)]) == 0
     table = capsys.readouterr().out
     assert "UA" in table and "WA" in table and "macro-F1" in table and "high" in table
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -56,7 +57,8 @@ def tone_votes(i: int, split: str, label: str) -> list[dict]:
 def test_evaluate_scores_against_the_vote_distribution(tiny_model_dir, tmp_path, capsys):
     rated = make_tone_manifest(tmp_path / "rated", {"train": 1, "validation": 1, "test": 3}, ratings=tone_votes)
     out = tmp_path / "eval"
-    assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(rated), "--split", "test", "--out", str(out)]) == 0
+    assert cli(["evaluate", "--model", str(tiny_model_dir), "--manifest", str(rated), "--split", "test",
+                "--out", str(out)]) == 0
     table = capsys.readouterr().out
     soft = json.loads((out / "metrics.json").read_text())["splits"]["test"]["soft_labels"]
     with open(out / "predictions.csv") as fh:

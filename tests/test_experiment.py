@@ -69,7 +69,8 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     assert (final / "model.safetensors").read_bytes() == weights_before
 
     # the model card of the deployable model renders the AL provenance and the test metrics
-    assert cli(["push", "--model", str(final), "--repo_id", "someone/after-hf-demo", "--dry_run", str(tmp_path / "push")]) == 0
+    assert cli(["push", "--model", str(final), "--repo_id", "someone/after-hf-demo",
+                "--dry_run", str(tmp_path / "push")]) == 0
     card = ModelCard.load(tmp_path / "push" / "README.md")
     shown = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert shown[("test", "unweighted_accuracy")] == pytest.approx(metrics["splits"]["test"]["ua"], abs=1e-4)
@@ -83,8 +84,9 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
 def test_paper_grid_dry_run_resolves_every_fold_and_trains_nothing(tmp_path, capsys):
     """`make reproduce-paper DRY_RUN=1`: every fold, TAPT per fold, budget and run printed; nothing written."""
     out = tmp_path / "paper"
-    assert cli(["experiment", "--config", "recipes/paper/iemocap_grid.yaml", "--corpus", "iemocap=/data/IEMOCAP_full_release",
-                "cremad=/data/CREMA-D", "--out", str(out), "--dry_run"]) == 0
+    assert cli(["experiment", "--config", "recipes/paper/iemocap_grid.yaml",
+                "--corpus", "iemocap=/data/IEMOCAP_full_release", "cremad=/data/CREMA-D", "--out", str(out),
+                "--dry_run"]) == 0
     printed = capsys.readouterr().out
     recipe = yaml.safe_load(open("recipes/paper/iemocap_grid.yaml"))["experiment"]
     folds, seeds = recipe["folds"], recipe["seeds"]

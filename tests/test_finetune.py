@@ -81,7 +81,8 @@ def test_saved_model_is_complete_and_reloads(trained, tones):
     assert config["id2label"] == {"0": "low", "1": "high"} and config["label2id"] == {"low": "0", "high": "1"}
     assert json.loads((d / "preprocessor_config.json").read_text())["sampling_rate"] == 16000
     training = json.loads((d / "training_config.json").read_text())
-    assert training["learning_rate"] == FAST["learning_rate"] and training["train_label_counts"] == {"low": 12, "high": 12}
+    assert training["learning_rate"] == FAST["learning_rate"]
+    assert training["train_label_counts"] == {"low": 12, "high": 12}
     assert training["class_weights"] == [1.0, 1.0]
     assert json.loads((d / "metrics.json").read_text())["splits"]["validation"]["ua"] == trained.metrics["ua"]
     assert not (d.parent / "checkpoints").exists()  # Trainer checkpoints removed unless keep_checkpoints
@@ -96,7 +97,8 @@ def test_same_seed_same_model(tones, tmp_path):
     runs = [finetune(args, tones["train"], None, ["low", "high"], tmp_path / f"run{i}") for i in range(2)]
     first, second = (r.model.state_dict() for r in runs)
     assert all(torch.equal(first[k], second[k]) for k in first)
-    other = finetune(FinetuneArguments(max_steps=4, **{**FAST, "seed": 4}), tones["train"], None, ["low", "high"], tmp_path / "run2")
+    other = finetune(FinetuneArguments(max_steps=4, **{**FAST, "seed": 4}), tones["train"], None, ["low", "high"],
+                     tmp_path / "run2")
     assert not torch.equal(other.model.classifier.weight, runs[0].model.classifier.weight)
 
 
@@ -119,7 +121,8 @@ def test_crops_are_random_windows_of_at_most_max_seconds(tmp_path):
 
 
 def test_lora_trains_only_adapters_and_head_and_merges_exactly(tones):
-    args = FinetuneArguments(lora=True, lora_target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense"], **FAST)
+    args = FinetuneArguments(lora=True, **FAST,
+                             lora_target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense"])
     model, fe = build_model(args, ["low", "high"])
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(("lora_" in n) or ("modules_to_save" in n) for n in trainable)

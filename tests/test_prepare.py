@@ -50,7 +50,8 @@ IEMOCAP_SPEC = [  # (speaker gender letter, category) spoken in every session; s
 
 
 IEMOCAP_WORDS = {"neu": "Neutral", "hap": "Happiness", "exc": "Excited", "ang": "Anger", "sad": "Sadness",
-                 "fru": "Frustration", "sur": "Surprise", "oth": "Other", "dis": "Disgust", "fea": "Fear", "xxx": "Anger"}
+                 "fru": "Frustration", "sur": "Surprise", "oth": "Other", "dis": "Disgust", "fea": "Fear",
+                 "xxx": "Anger"}
 
 
 def iemocap_rater_lines(session: int, i: int, gender: str, cat: str) -> list[tuple[str, tuple | None]]:
@@ -85,7 +86,8 @@ def make_iemocap(root: Path, tone: Path) -> Path:
     one script dialog per session; plus the clutter of the real release (Categorical/, a ._ file)."""
     root = root / "IEMOCAP_full_release"
     for n in range(1, 6):
-        spec = IEMOCAP_SPEC + [("M", "neu")] * n + ([("F", "dis")] if n == 3 else []) + ([("M", "fea")] if n == 4 else [])
+        spec = IEMOCAP_SPEC + [("M", "neu")] * n
+        spec += ([("F", "dis")] if n == 3 else []) + ([("M", "fea")] if n == 4 else [])
         dialogs = {f"Ses0{n}F_impro01": spec[: len(spec) // 2], f"Ses0{n}M_script01_1": spec[len(spec) // 2:]}
         session = root / f"Session{n}"
         for dialog, utts in dialogs.items():
@@ -149,8 +151,9 @@ def make_cremad(root: Path, tone: Path, actors=range(1001, 1006)) -> Path:
 CREMAD_KEPT = {"neutral": 10, "happy": 10, "angry": 10, "sad": 8}
 CREMAD_DROPPED = {"DIS": 10, "FEA": 10}
 
-EMOVDB_FOLDERS = ["bea_amused", "bea_angry", "bea_neutral", "bea_disgusted", "bea_sleepy", "jenie_Angry", "jenie_neutral",
-                  "josh_amused", "josh_neutral", "josh_sleepy", "sam_angry", "sam_neutral", "sam_Disgusted"]
+EMOVDB_FOLDERS = ["bea_amused", "bea_angry", "bea_neutral", "bea_disgusted", "bea_sleepy", "jenie_Angry",
+                  "jenie_neutral", "josh_amused", "josh_neutral", "josh_sleepy", "sam_angry", "sam_neutral",
+                  "sam_Disgusted"]
 
 
 def make_emovdb(root: Path, tone: Path) -> Path:
@@ -278,9 +281,11 @@ def test_merged_counts_per_corpus_and_label(merged):
     assert report["kept_total"] == len(ds) == sum(sum(k.values()) for k in KEPT.values())
     assert report["dropped"] == DROPPED
     # hap and exc both became happy; nothing else did
-    happy_raw = Counter(r for r, y, c in zip(ds["emotion_raw"], ds["label"], ds["corpus"]) if c == "iemocap" and names[y] == "happy")
+    happy_raw = Counter(r for r, y, c in zip(ds["emotion_raw"], ds["label"], ds["corpus"])
+                        if c == "iemocap" and names[y] == "happy")
     assert happy_raw == {"hap": 5, "exc": 10} and report["kept_raw"]["iemocap"]["happy"] == happy_raw
-    assert report["kept_raw"]["ravdess"] == {"neutral": {"01": 4}, "happy": {"03": 8}, "sad": {"04": 8}, "angry": {"05": 8}}
+    assert report["kept_raw"]["ravdess"] == {"neutral": {"01": 4}, "happy": {"03": 8}, "sad": {"04": 8},
+                                             "angry": {"05": 8}}
     assert len(set(ds["id"])) == len(ds) and all(i.split("/", 1)[0] in KEPT for i in ds["id"])
     assert all(os.path.isfile(p) for p in ds["path"]) and all(d == pytest.approx(0.3, abs=0.01) for d in ds["duration"])
 
@@ -320,7 +325,8 @@ def test_loso_each_fold_tests_on_its_session(corpora, fold):
     rows = [u.__dict__ for u in READERS["iemocap"](corpora["iemocap"]) if isinstance(u, Utterance)]
     splits, _ = assign_splits(rows, protocol="loso", fold=fold, seed=3)
     test = {r["session"] for r, s in zip(rows, splits) if s == "test"}
-    assert test == {f"Session{fold}"} and all(s == "test" for r, s in zip(rows, splits) if r["session"] == f"Session{fold}")
+    assert test == {f"Session{fold}"}
+    assert all(s == "test" for r, s in zip(rows, splits) if r["session"] == f"Session{fold}")
     val = {(r["session"], r["speaker"]) for r, s in zip(rows, splits) if s == "validation"}
     assert len(val) == 1 and next(iter(val))[0] != f"Session{fold}"
     # speakers are Ses0nF / Ses0nM: the gender letter before the utterance number, not the dialog's
@@ -565,4 +571,5 @@ def test_emovdb_other_layouts(tones, tmp_path):
     items = list(READERS["emovdb"](tmp_path))
     got = sorted((u.speaker, u.emotion_raw) for u in items if isinstance(u, Utterance))
     assert got == [("emovdb/bea", "amused"), ("emovdb/josh", "angry"), ("emovdb/sam", "sleepy")]
-    assert sorted(Path(s.path).name for s in items if not isinstance(s, Utterance)) == ["anger_1-28_0009.wav", "notes_0001.wav"]
+    skipped = sorted(Path(s.path).name for s in items if not isinstance(s, Utterance))
+    assert skipped == ["anger_1-28_0009.wav", "notes_0001.wav"]

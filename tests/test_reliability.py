@@ -51,14 +51,16 @@ def work(tmp_path_factory):
 
 
 def argv(work, out, *extra):
-    return ["--manifest", str(work["manifest"]), "--out", str(out), "--cache_dir", str(work["cache"]), *AL_OPTIONS, *extra]
+    return ["--manifest", str(work["manifest"]), "--out", str(out), "--cache_dir", str(work["cache"]), *AL_OPTIONS,
+            *extra]
 
 
 def killed(args: list, crash_at: str):
     """Run ``args`` (a python -m / -c command line) in a subprocess that SIGKILLs itself at ``crash_at``."""
     env = {**os.environ, **ONE_THREAD, "HF_HUB_OFFLINE": "1", "AFTER_HF_CRASH_AT": crash_at}
     proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == -signal.SIGKILL, f"not killed at {crash_at} (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == -signal.SIGKILL, \
+        f"not killed at {crash_at} (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
     return proc
 
 
@@ -121,7 +123,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(work, reference, crash_
         assert not (run / "models" / "round_1").exists()
     if crash_at.startswith("write:"):
         leftovers = list(run.glob(".state.json.*.tmp"))
-        assert len(leftovers) == 1 and len(json.loads(leftovers[0].read_text())["rounds"]) == 2  # written, never moved in
+        # written, never moved in
+        assert len(leftovers) == 1 and len(json.loads(leftovers[0].read_text())["rounds"]) == 2
     with pytest.raises(StateError, match="--resume"):  # a plain re-run refuses to overwrite the run
         al_main(argv(work, run))
     assert al_main(argv(work, run, "--resume")) == 0
@@ -157,7 +160,8 @@ def test_sigkill_while_saving_an_annotation_loses_nothing(work):
     assert al_main([*options, "--resume"]) == 0
     rec = read_state(run)["rounds"][0]
     assert rec["phase"] == "trained" and rec["skipped"] == [items[5]["id"]]
-    assert rec["labels"] == {i: TONE_LABELS.index(a) for i, a in answers.items() if a is not None}  # 5 labels, once each
+    # 5 labels, once each
+    assert rec["labels"] == {i: TONE_LABELS.index(a) for i, a in answers.items() if a is not None}
 
 
 # -- corrupted or edited state: reported with the fix, never reset -------------------------------------------------
@@ -186,7 +190,8 @@ EDITS = {
     "a list": lambda text, d: "[]",
     "no fingerprint": lambda text, d: json.dumps({k: v for k, v in d.items() if k != "config_fingerprint"}),
     "other format": lambda text, d: json.dumps({**d, "format": 2}),
-    "unknown phase": lambda text, d: json.dumps({**d, "rounds": [{**d["rounds"][0], "phase": "done"}, *d["rounds"][1:]]}),
+    "unknown phase": lambda text, d: json.dumps({**d, "rounds": [{**d["rounds"][0], "phase": "done"},
+                                                                 *d["rounds"][1:]]}),
     "round without labels": lambda text, d: (_drop_round_key(d), json.dumps(d))[1],
     "id selected twice": lambda text, d: (_duplicate_id(d), json.dumps(d))[1],
     "label for an id never asked": lambda text, d: (_foreign_label(d), json.dumps(d))[1],

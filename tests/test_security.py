@@ -1,4 +1,5 @@
-"""Loading untrusted files: static AST checks over after_hf/ and spaces_demo/, and pickle-only model directories refused.
+"""Loading untrusted files: static AST checks over after_hf/ and spaces_demo/, and pickle-only model directories
+refused.
 
 The scanner fails the suite when someone adds ``trust_remote_code=True``, a ``torch.load`` without
 ``weights_only=True``, a pickle / joblib / dill load, ``yaml.load`` instead of ``yaml.safe_load``,
@@ -102,7 +103,8 @@ def test_sources_load_no_pickles_and_no_remote_code():
 
 
 BAD = {
-    "trust_remote_code": "from transformers import AutoModel\nm = AutoModel.from_pretrained('x', use_safetensors=True, trust_remote_code=True)",
+    "trust_remote_code": "from transformers import AutoModel\n"
+                         "m = AutoModel.from_pretrained('x', use_safetensors=True, trust_remote_code=True)",
     "trust_remote_code (variable)": "m = AutoConfig.from_pretrained('x', trust_remote_code=flag)",
     "torch.load": "import torch\nsd = torch.load('w.pt')",
     "torch.load weights_only=False": "import torch\nsd = torch.load('w.pt', map_location='cpu', weights_only=False)",
@@ -115,7 +117,8 @@ BAD = {
     "np.load allow_pickle": "import numpy as np\na = np.load('a.npy', allow_pickle=True)",
     "from_pretrained without use_safetensors": "m = AutoModelForAudioClassification.from_pretrained('dir')",
     "from_pretrained use_safetensors=False": "m = Wav2Vec2ForPreTraining.from_pretrained('dir', use_safetensors=False)",
-    "from_pretrained via module": "import transformers\nm = transformers.AutoModel.from_pretrained('dir', trust_remote_code=False)",
+    "from_pretrained via module": "import transformers\n"
+                                  "m = transformers.AutoModel.from_pretrained('dir', trust_remote_code=False)",
 }
 GOOD = {
     "safe loaders": (

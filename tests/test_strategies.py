@@ -290,7 +290,8 @@ def test_power_sampling_concentrates_on_high_scores_as_beta_grows():
         mean_picked.append(np.mean(picked))
     assert np.all(np.diff(mean_picked) > 0), mean_picked
     top = get_strategy("entropy").select(pool, LabelledView.empty(), 20, np.random.default_rng(0))
-    very_sharp = get_strategy("power_entropy", beta=1e4).select(pool, LabelledView.empty(), 20, np.random.default_rng(0))
+    very_sharp = get_strategy("power_entropy", beta=1e4).select(pool, LabelledView.empty(), 20,
+                                                                np.random.default_rng(0))
     assert set(very_sharp) == set(top)
 
 
@@ -547,7 +548,8 @@ def test_kmeans_cold_start_chooses_the_number_of_clusters_by_silhouette():
 
 def test_typiclust_picks_typical_items_from_uncovered_clusters():
     pool, blob, centres = _blobs([30, 30, 30], spread=1.0)
-    picked = get_cold_start("typiclust", num_neighbours=10).select(pool, LabelledView.empty(), 3, np.random.default_rng(0))
+    picked = get_cold_start("typiclust", num_neighbours=10).select(pool, LabelledView.empty(), 3,
+                                                                   np.random.default_rng(0))
     assert sorted(i.split("_")[0] for i in picked) == ["b0", "b1", "b2"]
     for i in picked:  # typical = in the dense core: closer to its blob centre than most members
         b, pos = int(i[1]), int(np.flatnonzero(pool.ids == i)[0])

@@ -200,11 +200,13 @@ def test_group_norm_and_layer_norm_encoders_train_and_save(synth_manifest, tmp_p
 def test_collapse_detector_flags_each_signature_once_and_ignores_a_healthy_run():
     healthy = tapt.CollapseDetector(num_groups=2, window=3)
     for step in range(1, 10):
-        assert healthy.update({"step": step, "contrastive_loss": 2.5, "codevector_perplexity": 20.0, "grad_norm": 0.5}) == []
+        record = {"step": step, "contrastive_loss": 2.5, "codevector_perplexity": 20.0, "grad_norm": 0.5}
+        assert healthy.update(record) == []
     collapsed = tapt.CollapseDetector(num_groups=2, window=3)
     messages = []
     for step in range(1, 10):
-        messages += collapsed.update({"step": step, "contrastive_loss": 1e-4, "codevector_perplexity": 2.0, "grad_norm": 1e-9})
+        messages += collapsed.update({"step": step, "contrastive_loss": 1e-4, "codevector_perplexity": 2.0,
+                                      "grad_norm": 1e-9})
     assert len(messages) == 3 and all("step 3" in m for m in messages)
     assert any("trivial" in m for m in messages) and any("codebook collapsed" in m for m in messages)
     assert any("nothing is being learned" in m for m in messages)
@@ -239,7 +241,8 @@ def test_paper_recipes_parse():
 
     (t,) = parse_args([tapt.TaptArguments], ["--config", str(ROOT / "recipes/paper/tapt_wav2vec2_base.yaml"),
                                              "--manifest", "m", "--output_dir", "o"], section="tapt")
-    assert (t.model_name_or_path, t.learning_rate, t.max_steps, t.mask_time_prob) == ("facebook/wav2vec2-base", 1e-4, 20000, 0.05)
+    assert (t.model_name_or_path, t.learning_rate, t.max_steps, t.mask_time_prob) == \
+        ("facebook/wav2vec2-base", 1e-4, 20000, 0.05)
     for recipe in sorted((ROOT / "recipes/paper").glob("finetune_iemocap*.yaml")):
         (f,) = parse_args([FinetuneArguments], ["--config", str(recipe)], section="finetune")
         assert f.per_device_train_batch_size * f.gradient_accumulation_steps == 64 and f.num_train_epochs == 30

@@ -30,7 +30,8 @@ def make_tone_manifest(root: str | Path, per_class: dict[str, int] | None = None
     root = Path(root)
     per_class = per_class or {"train": 12, "validation": 6, "test": 6}
     rng = np.random.default_rng(seed)
-    specs = [(split, label, rng.uniform(*seconds)) for split, k in per_class.items() for label in TONE_LABELS for _ in range(k)]
+    specs = [(split, label, rng.uniform(*seconds))
+             for split, k in per_class.items() for label in TONE_LABELS for _ in range(k)]
     rows = []
     for i, (split, label, dur) in enumerate([*specs, *extra]):
         path = root / "wav" / f"{split}_{label}_{i:03d}.wav"

@@ -116,7 +116,8 @@ class HeadLearner(Learner):
 
     def embed(self, ids: Sequence[str]) -> np.ndarray:
         """Pooled backbone embeddings (mean over layers of the time-mean), standardised: for cold starts."""
-        feats = (self.features["train"][self.splits["train"].index(ids)] - self.head.mean.numpy()) / self.head.std.numpy()
+        feats = self.features["train"][self.splits["train"].index(ids)]
+        feats = (feats - self.head.mean.numpy()) / self.head.std.numpy()
         return feats.mean(1)
 
     def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None) -> dict:

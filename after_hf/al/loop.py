@@ -41,20 +41,49 @@ logger = logging.getLogger("after_hf.al")
 class ALArguments:
     manifest: str = field(metadata={"help": "Manifest directory written by `after-hf prepare`."})
     out: str = field(metadata={"help": "Run directory (state.json, per-round selections, models, metrics)."})
-    backbone: str = field(default="small", metadata={"help": "TAPT output dir, Hub id (facebook/wav2vec2-base) or named config (tiny/small)."})
-    mode: str = field(default="head_only", metadata={"help": "head_only: frozen backbone, cached features, small head per round (cheap); full: re-fine-tune the whole classifier each round.", "choices": ["head_only", "full"]})
+    backbone: str = field(
+        default="small",
+        metadata={"help": "TAPT output dir, Hub id (facebook/wav2vec2-base) or named config (tiny/small)."},
+    )
+    mode: str = field(
+        default="head_only",
+        metadata={"help": "head_only: frozen backbone, cached features, small head per round (cheap); full: "
+                          "re-fine-tune the whole classifier each round.", "choices": ["head_only", "full"]},
+    )
     strategy: str = field(default="entropy", metadata={"help": describe()})
-    strategy_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Options of --strategy as KEY=VALUE (a mapping in a recipe), e.g. beta=2 (power_*), num_samples=500 (batchbald), max_per_speaker=3 (speaker_diverse:...); checked by the strategy before the run starts."})
+    strategy_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Options of --strategy as KEY=VALUE (a mapping in a recipe), e.g. beta=2 (power_*), "
+                          "num_samples=500 (batchbald), max_per_speaker=3 (speaker_diverse:...); checked by the "
+                          "strategy before the run starts."},
+    )
     cold_start: str = field(default="kmeans", metadata={"help": describe(cold_start=True)})
-    cold_start_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Options of --cold_start as KEY=VALUE, e.g. num_clusters=silhouette (kmeans: k by silhouette score) or num_clusters=8."})
-    seed: int = field(default=0, metadata={"help": "Seed of selections, training and MC dropout (runs are reproducible per seed)."})
+    cold_start_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Options of --cold_start as KEY=VALUE, e.g. num_clusters=silhouette (kmeans: k by "
+                          "silhouette score) or num_clusters=8."},
+    )
+    seed: int = field(
+        default=0, metadata={"help": "Seed of selections, training and MC dropout (runs are reproducible per seed)."})
     seed_size: float = field(default=0.05, metadata={"help": "Seed set: a count (>=1) or a fraction of the pool (<1)."})
-    step_size: float = field(default=0.05, metadata={"help": "Labels added per round: a count or a fraction of the pool."})
+    step_size: float = field(
+        default=0.05, metadata={"help": "Labels added per round: a count or a fraction of the pool."})
     budget: float = field(default=0.20, metadata={"help": "Total labels to reach: a count or a fraction of the pool."})
     mc_passes: int = field(default=20, metadata={"help": "MC-dropout passes for BALD / BatchBALD / power_bald."})
-    oracle: str = field(default="simulated", metadata={"help": "simulated: reveal manifest labels when selected; human: queue for the Space's Annotate tab.", "choices": ["simulated", "human"]})
-    wait_minutes: float = field(default=0.0, metadata={"help": "Human oracle: minutes to wait for answers before exiting (resume later with --resume)."})
-    stop_kappa: float = field(default=0.0, metadata={"help": "Stabilising-predictions stop: stop when Cohen's kappa between consecutive rounds' predictions on a held-out unlabelled sample reaches this (e.g. 0.99); 0 = off."})
+    oracle: str = field(
+        default="simulated",
+        metadata={"help": "simulated: reveal manifest labels when selected; human: queue for the Space's Annotate "
+                          "tab.", "choices": ["simulated", "human"]},
+    )
+    wait_minutes: float = field(
+        default=0.0,
+        metadata={"help": "Human oracle: minutes to wait for answers before exiting (resume later with --resume)."},
+    )
+    stop_kappa: float = field(
+        default=0.0,
+        metadata={"help": "Stabilising-predictions stop: stop when Cohen's kappa between consecutive rounds' "
+                          "predictions on a held-out unlabelled sample reaches this (e.g. 0.99); 0 = off."},
+    )
     stop_patience: int = field(default=2, metadata={"help": "Consecutive rounds above stop_kappa needed to stop."})
     stop_set_size: int = field(default=200, metadata={"help": "Size of the held-out unlabelled stop set (taken from the pool, never selected)."})
     cache_dir: str = field(default="", metadata={
@@ -64,10 +93,21 @@ class ALArguments:
     head_epochs: int = field(default=60, metadata={"help": "head_only: epochs per round."})
     head_learning_rate: float = field(default=2e-3, metadata={"help": "head_only: AdamW learning rate."})
     head_dropout: float = field(default=0.3, metadata={"help": "head_only: dropout of the head (MC-dropout source)."})
-    speaker_norm: bool = field(default=False, metadata={"help": "head_only: z-normalise the pooled encoder features per speaker over that speaker's clips (SER practice; speaker ids need no labels). The exported deployable head cannot do this for a single clip."})
-    warm_start: bool = field(default=False, metadata={"help": "Start each round from the previous round's model instead of retraining from the backbone (AFTER retrains from the TAPT checkpoint every round)."})
-    finetune_config: str = field(default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
-    resume: bool = field(default=False, metadata={"help": "Continue the run in --out after a crash or after labels arrived."})
+    speaker_norm: bool = field(
+        default=False,
+        metadata={"help": "head_only: z-normalise the pooled encoder features per speaker over that speaker's clips "
+                          "(SER practice; speaker ids need no labels). The exported deployable head cannot do this "
+                          "for a single clip."},
+    )
+    warm_start: bool = field(
+        default=False,
+        metadata={"help": "Start each round from the previous round's model instead of retraining from the backbone "
+                          "(AFTER retrains from the TAPT checkpoint every round)."},
+    )
+    finetune_config: str = field(
+        default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
+    resume: bool = field(
+        default=False, metadata={"help": "Continue the run in --out after a crash or after labels arrived."})
 
 
 def make_learner(args: ALArguments, splits: dict[str, SplitArrays], labels: list[str]) -> Learner:
@@ -75,7 +115,8 @@ def make_learner(args: ALArguments, splits: dict[str, SplitArrays], labels: list
         from .head import HeadTrainingArgs
         from .learners import HeadLearner
 
-        head_args = HeadTrainingArgs(epochs=args.head_epochs, learning_rate=args.head_learning_rate, dropout=args.head_dropout)
+        head_args = HeadTrainingArgs(epochs=args.head_epochs, learning_rate=args.head_learning_rate,
+                                     dropout=args.head_dropout)
         return HeadLearner(args.backbone, splits, labels, args.cache_dir, head_args, init_seed=args.seed,
                            speaker_norm=args.speaker_norm)
     from .full_learner import FullLearner
@@ -96,7 +137,8 @@ def _selection_scores(strategy, pool: PoolView) -> np.ndarray | None:
     return scores if scores.shape == (len(pool),) else None
 
 
-def select_round(args, state, learner: Learner, train: SplitArrays, index: int, target: int, stop_ids: set[str]) -> dict:
+def select_round(args, state, learner: Learner, train: SplitArrays, index: int, target: int,
+                 stop_ids: set[str]) -> dict:
     """Choose ``target - |labelled|`` new ids: cold start in round 0, the query strategy afterwards."""
     asked = state.asked()
     candidates = [i for i in train.ids if i not in asked and i not in stop_ids]
@@ -105,7 +147,10 @@ def select_round(args, state, learner: Learner, train: SplitArrays, index: int, 
     rng = np.random.default_rng([args.seed, index])
     started = time.perf_counter()
     name = args.cold_start if index == 0 else args.strategy
-    strategy = get_cold_start(name, **args.cold_start_options) if index == 0 else get_strategy(name, **args.strategy_options)
+    if index == 0:
+        strategy = get_cold_start(name, **args.cold_start_options)
+    else:
+        strategy = get_strategy(name, **args.strategy_options)
     needs = frozenset(strategy.needs)
     arrays: dict[str, np.ndarray] = {}
     if index == 0:
@@ -116,14 +161,16 @@ def select_round(args, state, learner: Learner, train: SplitArrays, index: int, 
         arrays = learner.score(candidates, needs, args.mc_passes, seed=args.seed * 1000 + index)
     crash_point("scored", index)
     score_seconds = time.perf_counter() - started
+    shown = (needs | {"probs"}) & {"probs", "mc_probs", "embeddings"}
     pool = PoolView(ids=np.array(candidates, dtype=object), speakers=train.speakers[train.index(candidates)],
-                    **{k: v for k, v in arrays.items() if k in needs | {"probs"} and k in ("probs", "mc_probs", "embeddings")})
+                    **{k: v for k, v in arrays.items() if k in shown})
     lab_ids = list(labelled)
     lab_embeddings = None
     if "embeddings" in needs and lab_ids:  # CoreSet / TypiClust: the labelled items are the first centres
-        lab_embeddings = (learner.embed(lab_ids) if index == 0 else
-                          learner.score(lab_ids, frozenset({"embeddings"}), 0, seed=args.seed * 1000 + index)["embeddings"])
-    lab_view = LabelledView(ids=np.array(lab_ids, dtype=object), labels=np.array([labelled[i] for i in lab_ids], dtype=np.int64),
+        lab_embeddings = (learner.embed(lab_ids) if index == 0 else learner.score(
+            lab_ids, frozenset({"embeddings"}), 0, seed=args.seed * 1000 + index)["embeddings"])
+    lab_view = LabelledView(ids=np.array(lab_ids, dtype=object),
+                            labels=np.array([labelled[i] for i in lab_ids], dtype=np.int64),
                             embeddings=lab_embeddings,
                             speakers=train.speakers[train.index(lab_ids)] if lab_ids else None)
     t0 = time.perf_counter()
@@ -248,11 +295,13 @@ def run_al(args: ALArguments) -> RunState:
 
     splits = SplitArrays.from_manifest(manifest)
     if "train" not in splits:
-        raise ManifestError(f"manifest {args.manifest} has no 'train' rows: the active-learning pool is the train split; "
-                            f"re-run `after-hf prepare` with a train split.")
+        raise ManifestError(f"manifest {args.manifest} has no 'train' rows: the active-learning pool is the train "
+                            "split; re-run `after-hf prepare` with a train split.")
     train = splits["train"]
     stop_rng = np.random.default_rng([args.seed, 7919])
-    stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False)) if args.stop_kappa else set()
+    stop_ids = set()
+    if args.stop_kappa:
+        stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False))
     pool_size = len(train) - len(stop_ids)
     schedule = budget_schedule(pool_size, args.seed_size, args.step_size, args.budget)
     # a misspelt name or an option the strategy refuses fails now, not after round 0
@@ -308,7 +357,8 @@ def run_rounds(args: ALArguments, state: RunState, learner: Learner, train: Spli
             ids = sorted(stop_ids)
             preds = learner.score(ids, frozenset({"probs"}), 0, seed=0)["probs"].argmax(1)
             if stopper.update(index, preds):
-                state.stop(f"stabilising predictions: kappa >= {args.stop_kappa} for {args.stop_patience} rounds (round {index})")
+                state.stop(f"stabilising predictions: kappa >= {args.stop_kappa} for {args.stop_patience} rounds "
+                           f"(round {index})")
                 print(state.data["stopped"])
     return True
 

@@ -74,7 +74,8 @@ def _decoder(path: str | Path):
     try:
         return AudioDecoder(str(path), sample_rate=SAMPLING_RATE)
     except Exception as err:  # torchcodec raises RuntimeError/ValueError for non-audio or broken headers
-        raise AudioError(path, f"not decodable audio ({type(err).__name__})", "Convert it with `ffmpeg -i FILE -ar 16000 -ac 1 out.wav`.") from err
+        raise AudioError(path, f"not decodable audio ({type(err).__name__})",
+                         "Convert it with `ffmpeg -i FILE -ar 16000 -ac 1 out.wav`.") from err
 
 
 def _read_ffmpeg(path: Path, start: float | None, seconds: float | None) -> np.ndarray:
@@ -88,7 +89,8 @@ def _read_ffmpeg(path: Path, start: float | None, seconds: float | None) -> np.n
     except Exception as err:
         if "No audio frames" in str(err):  # torchcodec's words for a stream without samples (or a window past the end)
             return np.zeros((0, 1), np.float32)
-        raise AudioError(path, f"decoding failed ({type(err).__name__}: {str(err)[:200]})", "The file is truncated or corrupt: re-export it.") from err
+        raise AudioError(path, f"decoding failed ({type(err).__name__}: {str(err)[:200]})",
+                         "The file is truncated or corrupt: re-export it.") from err
     return samples.data.numpy().T  # (frames, channels)
 
 
@@ -102,7 +104,8 @@ def load_audio(
     if data is None:
         data = _read_ffmpeg(path, start, seconds)
     if data.shape[0] == 0 and (start is not None or seconds is not None):
-        raise AudioError(path, f"no audio in the window from {start or 0.0:.2f} s", "Crop windows must start inside the file.")
+        raise AudioError(path, f"no audio in the window from {start or 0.0:.2f} s",
+                         "Crop windows must start inside the file.")
     wave = (data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)).astype(np.float32, copy=False)
     if check:
         check_waveform(wave, path, min_seconds)
@@ -115,7 +118,8 @@ def check_waveform(wave: np.ndarray, path: str | Path, min_seconds: float = MIN_
     if not np.isfinite(wave).all():
         raise AudioError(path, "NaN or infinite samples", "The file is corrupt: re-export it as 16-bit PCM.")
     if wave.size < min_seconds * SAMPLING_RATE:
-        raise AudioError(path, f"too short ({wave.size / SAMPLING_RATE * 1000:.0f} ms < {min_seconds * 1000:.0f} ms)", "Drop it or merge it with its neighbour.")
+        raise AudioError(path, f"too short ({wave.size / SAMPLING_RATE * 1000:.0f} ms < {min_seconds * 1000:.0f} ms)",
+                         "Drop it or merge it with its neighbour.")
 
 
 def duration_seconds(path: str | Path) -> float:

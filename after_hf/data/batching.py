@@ -156,7 +156,8 @@ class DynamicBatchSampler:
         out = []
         for j in members:
             cropped = self.max_seconds is not None and full[j] > lengths[j]
-            out.append(Window(int(idx[j]), float(starts[j]) if cropped else None, float(lengths[j]) if cropped else None))
+            out.append(Window(int(idx[j]), float(starts[j]) if cropped else None,
+                              float(lengths[j]) if cropped else None))
         return out
 
     # --- the global stream: epoch after epoch, numbered batches ---
@@ -199,7 +200,8 @@ class DynamicBatchSampler:
 
     def consumed_through(self, number: int) -> None:
         """Move the stream position past the optimiser step whose last batch on this replica was global batch
-        ``number``: every replica's batches of that step are consumed (replica ``r`` holds ``g % num_replicas == r``)."""
+        ``number``: every replica's batches of that step are consumed (replica ``r`` holds the global batches
+        ``g`` with ``g % num_replicas == r``)."""
         self.consumed = (int(number) // self.num_replicas + 1) * self.num_replicas
 
     # --- resumable state (JSON-serialisable) ---

@@ -35,7 +35,8 @@ CORPUS_EMOTIONS: dict[str, dict[str, str]] = {
         "neutral": "neutral", "happy": "happy", "angry": "angry", "sad": "sad", "fear": "fearful", "disgust": "disgust",
         "ps": "surprised",
     },
-    "savee": {"n": "neutral", "h": "happy", "a": "angry", "sa": "sad", "f": "fearful", "d": "disgust", "su": "surprised"},
+    "savee": {"n": "neutral", "h": "happy", "a": "angry", "sa": "sad", "f": "fearful", "d": "disgust",
+              "su": "surprised"},
 }
 
 # Free-form labels (folder names, Hub datasets) -> canonical names; anything else is kept as written (lower-case).
@@ -83,7 +84,8 @@ class LabelMap:
         elif str(spec) not in ("4class", "native"):
             path = Path(spec)
             if not path.is_file():
-                raise LabelError(f"label set '{spec}' is neither '4class', 'native' nor a YAML file {{corpus: {{raw: target}}}}.")
+                raise LabelError(f"label set '{spec}' is neither '4class', 'native' nor a YAML file "
+                                 "{corpus: {raw: target}}.")
             self.custom = _check_custom(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
         self.mode = "custom" if self.custom is not None else str(spec)
 

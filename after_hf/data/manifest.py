@@ -104,16 +104,18 @@ def _ratings(row: dict, label_names: Sequence[str]) -> list[dict]:
         unknown = sorted(set(labels) - allowed)
         if unknown:
             raise ManifestError(
-                f"row {row['id']}: rater answer {unknown} is not in the label set {list(label_names)}; map it to a label, "
-                f"or to '{OTHER}' for an emotion outside the label set."
+                f"row {row['id']}: rater answer {unknown} is not in the label set {list(label_names)}; map it to a "
+                f"label, or to '{OTHER}' for an emotion outside the label set."
             )
         raw = r.get("raw")
-        out.append({"rater": str(r.get("rater") or ""), "labels": labels, "raw": [str(x) for x in (labels if raw is None else raw)],
+        out.append({"rater": str(r.get("rater") or ""), "labels": labels,
+                    "raw": [str(x) for x in (labels if raw is None else raw)],
                     "self_eval": bool(r.get("self_eval", False))})
     return out
 
 
-def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LABELS, count_self_evaluations: bool = False) -> Dataset:
+def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LABELS,
+                   count_self_evaluations: bool = False) -> Dataset:
     """Rows (dicts with MANIFEST_COLUMNS; ``label`` as a name or an index; optional ``ratings`` / ``vad``) -> a
     sorted, checked Dataset with the vote columns derived (incoming derived columns are recomputed).
 
@@ -154,7 +156,8 @@ def build_manifest(rows: Iterable[dict], label_names: Sequence[str] = DEFAULT_LA
 
 
 def check_manifest(ds: Dataset, where: str, check_files: bool = True) -> None:
-    """Fail fast on a manifest a later stage would misuse: missing columns, duplicate ids, unknown splits, missing files."""
+    """Fail fast on a manifest a later stage would misuse: missing columns, duplicate ids, unknown splits, missing
+    files."""
     from datasets import ClassLabel
 
     missing = [c for c in MANIFEST_COLUMNS if c not in ds.column_names]
@@ -167,7 +170,8 @@ def check_manifest(ds: Dataset, where: str, check_files: bool = True) -> None:
         raise ManifestError(f"{where}: column 'label' must be a ClassLabel; re-create it with `after-hf prepare`.")
     partial = [c for c in RATING_COLUMNS if c not in ds.column_names]
     if len(partial) not in (0, len(RATING_COLUMNS)):
-        raise ManifestError(f"{where}: has some rater columns but lacks {partial}; re-create it with `after-hf prepare`.")
+        raise ManifestError(f"{where}: has some rater columns but lacks {partial}; re-create it with "
+                            "`after-hf prepare`.")
     ids = ds["id"]
     if len(set(ids)) != len(ids):
         seen, dups = set(), []
@@ -175,7 +179,8 @@ def check_manifest(ds: Dataset, where: str, check_files: bool = True) -> None:
             if i in seen:
                 dups.append(i)
             seen.add(i)
-        raise ManifestError(f"{where}: duplicated sample ids {sorted(set(dups))[:5]}; ids must be unique (re-run prepare).")
+        raise ManifestError(f"{where}: duplicated sample ids {sorted(set(dups))[:5]}; ids must be unique (re-run "
+                            "prepare).")
     bad_splits = sorted(set(ds["split"]) - set(SPLITS))
     if bad_splits:
         raise ManifestError(f"{where}: unknown split names {bad_splits}; use {SPLITS}.")
@@ -198,7 +203,8 @@ def save_manifest(ds: Dataset, out_dir: str | Path) -> Path:
         shutil.rmtree(tmp)
     if isinstance(ds.features.get("audio"), Audio):  # paths, not embedded audio bytes (see the module docstring)
         order = ds.column_names
-        ds = ds.remove_columns("audio").add_column("audio", list(ds["path"]), feature=Value("string")).select_columns(order)
+        ds = ds.remove_columns("audio").add_column("audio", list(ds["path"]), feature=Value("string"))
+        ds = ds.select_columns(order)
     ds.save_to_disk(str(tmp))
     replace_dir(tmp, out_dir)
     return out_dir

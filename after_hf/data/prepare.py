@@ -6,7 +6,8 @@
 Every file is accounted for: kept (per label x corpus), dropped (emotion outside the label set, per raw code),
 excluded by design (e.g. RAVDESS song, hidden files), not fitting the corpus layout, or bad audio (with the
 reason: undecodable, empty, zero frames, NaN, shorter than --min_seconds, digital silence, or a second file
-with the same id); per corpus, seen = kept + dropped + excluded + bad. The table is printed and saved, with the options and timings, in ``<out>/prepare_report.json``.
+with the same id); per corpus, seen = kept + dropped + excluded + bad. The table is printed and saved, with the
+options and timings, in ``<out>/prepare_report.json``.
 Where a corpus ships per-rater labels (IEMOCAP's C- lines, CREMA-D's rating files, a metadata.csv / Hub ratings
 column) every answer goes into the manifest with the vote distribution, agreement and majority derived from it
 (``after_hf.data.ratings``), and one summary line per rated corpus is printed.
@@ -53,32 +54,78 @@ class _ReplaceThenExtend(argparse.Action):
 
 @dataclass
 class PrepareArguments:
-    out: str = field(metadata={"help": "Output manifest directory (datasets save_to_disk); prepare_report.json is written inside it."})
+    out: str = field(
+        metadata={"help": "Output manifest directory (datasets save_to_disk); prepare_report.json is written inside "
+                          "it."},
+    )
     corpus: list[str] = field(
         default_factory=list,
-        metadata={"help": f"NAME=PATH, repeatable; NAME in {list(READERS)} (hub: PATH is a dataset id or a local dataset folder).",
-                  "action": _ReplaceThenExtend},
+        metadata={"help": f"NAME=PATH, repeatable; NAME in {list(READERS)} (hub: PATH is a dataset id or a local "
+                          "dataset folder).", "action": _ReplaceThenExtend},
     )
-    label_set: str = field(default="4class", metadata={"help": "4class (neutral/happy/angry/sad), native (each corpus' own emotions) or a YAML file {corpus: {raw: target}}."})
-    protocol: Literal["auto", "loso", "speaker", "utterance"] = field(default="auto", metadata={"help": "loso: IEMOCAP leave-one-session-out; speaker: seeded speaker-independent split per corpus; utterance: seeded split of the utterances for corpora with too few speakers (TESS: 2), speaker-DEPENDENT (optimistic scores, warned and recorded); auto: loso when iemocap is given."})
+    label_set: str = field(
+        default="4class",
+        metadata={"help": "4class (neutral/happy/angry/sad), native (each corpus' own emotions) or a YAML file "
+                          "{corpus: {raw: target}}."},
+    )
+    protocol: Literal["auto", "loso", "speaker", "utterance"] = field(
+        default="auto",
+        metadata={"help": "loso: IEMOCAP leave-one-session-out; speaker: seeded speaker-independent split per "
+                          "corpus; utterance: seeded split of the utterances for corpora with too few speakers "
+                          "(TESS: 2), speaker-DEPENDENT (optimistic scores, warned and recorded); auto: loso when "
+                          "iemocap is given."},
+    )
     fold: int = field(default=1, metadata={"help": "loso: the test session (1-5)."})
-    loso_validation: Literal["speaker", "session"] = field(default="speaker", metadata={"help": "loso: validation = one speaker of the next session, or that whole session."})
+    loso_validation: Literal["speaker", "session"] = field(
+        default="speaker",
+        metadata={"help": "loso: validation = one speaker of the next session, or that whole session."},
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the speaker hash that decides the speaker splits."})
-    validation_fraction: float = field(default=0.1, metadata={"help": "speaker / utterance protocol: fraction of each corpus' speakers / utterances held out for validation (at least one)."})
-    test_fraction: float = field(default=0.2, metadata={"help": "speaker / utterance protocol: fraction of each corpus' speakers / utterances held out for test (at least one)."})
-    eval_corpora: Optional[str] = field(default=None, metadata={"help": "Comma-separated corpora that give validation/test speakers; the others go to train (default: all, or the session corpora for loso)."})
-    on_bad_audio: Literal["skip", "error"] = field(default="skip", metadata={"help": "skip: leave bad files out and list them with the reason; error: stop and list them."})
-    min_seconds: float = field(default=MIN_SECONDS, metadata={"help": "Files shorter than this (after decoding) are bad audio."})
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={"help": "speaker / utterance protocol: fraction of each corpus' speakers / utterances held out for "
+                          "validation (at least one)."},
+    )
+    test_fraction: float = field(
+        default=0.2,
+        metadata={"help": "speaker / utterance protocol: fraction of each corpus' speakers / utterances held out for "
+                          "test (at least one)."},
+    )
+    eval_corpora: Optional[str] = field(
+        default=None,
+        metadata={"help": "Comma-separated corpora that give validation/test speakers; the others go to train "
+                          "(default: all, or the session corpora for loso)."},
+    )
+    on_bad_audio: Literal["skip", "error"] = field(
+        default="skip",
+        metadata={"help": "skip: leave bad files out and list them with the reason; error: stop and list them."},
+    )
+    min_seconds: float = field(
+        default=MIN_SECONDS, metadata={"help": "Files shorter than this (after decoding) are bad audio."})
     num_workers: int = field(default=2, metadata={"help": "Threads that decode audio for the checks."})
     hub_split: Optional[str] = field(default=None, metadata={"help": "hub: the split to read (default: all splits)."})
     hub_config: Optional[str] = field(default=None, metadata={"help": "hub: the dataset configuration name."})
     hub_audio_column: str = field(default="audio", metadata={"help": "hub: the audio column."})
     hub_label_column: str = field(default="label", metadata={"help": "hub: the emotion column (ClassLabel or string)."})
-    hub_speaker_column: Optional[str] = field(default=None, metadata={"help": "hub: the speaker column (without one every row is its own speaker)."})
-    hub_session_column: Optional[str] = field(default=None, metadata={"help": "hub: the session column (for --protocol loso)."})
-    hub_ratings_column: Optional[str] = field(default=None, metadata={"help": "hub: a column of rater answers: 'angry;angry;neutral' / 'r1=angry;r2=sad+neutral', a list of answers, or a list of {rater, label}."})
-    hub_audio_dir: Optional[str] = field(default=None, metadata={"help": "hub: where audio stored inside the dataset is written (default: <out>_hub_audio)."})
-    count_self_evaluations: bool = field(default=False, metadata={"help": "Count speakers' ratings of their own turns (IEMOCAP C-F1/C-M1 lines) in the votes, agreement and majority. Default: kept in the ratings column, flagged self_eval, not counted (the speaker knows the intended emotion)."})
+    hub_speaker_column: Optional[str] = field(
+        default=None, metadata={"help": "hub: the speaker column (without one every row is its own speaker)."})
+    hub_session_column: Optional[str] = field(
+        default=None, metadata={"help": "hub: the session column (for --protocol loso)."})
+    hub_ratings_column: Optional[str] = field(
+        default=None,
+        metadata={"help": "hub: a column of rater answers: 'angry;angry;neutral' / 'r1=angry;r2=sad+neutral', a list "
+                          "of answers, or a list of {rater, label}."},
+    )
+    hub_audio_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "hub: where audio stored inside the dataset is written (default: <out>_hub_audio)."},
+    )
+    count_self_evaluations: bool = field(
+        default=False,
+        metadata={"help": "Count speakers' ratings of their own turns (IEMOCAP C-F1/C-M1 lines) in the votes, "
+                          "agreement and majority. Default: kept in the ratings column, flagged self_eval, not "
+                          "counted (the speaker knows the intended emotion)."},
+    )
 
 
 def parse_corpora(specs: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
@@ -88,16 +135,19 @@ def parse_corpora(specs: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
         pairs = []
         for spec in specs:
             if "=" not in spec:
-                raise CorpusError(f"--corpus '{spec}' must be NAME=PATH, e.g. --corpus iemocap=/data/IEMOCAP_full_release.")
+                raise CorpusError(f"--corpus '{spec}' must be NAME=PATH, e.g. --corpus "
+                                  "iemocap=/data/IEMOCAP_full_release.")
             pairs.append(tuple(spec.split("=", 1)))
     if not pairs:
-        raise CorpusError(f"no corpus given: add --corpus NAME=PATH with NAME in {list(READERS)} (or run `after-hf synth` first).")
+        raise CorpusError(f"no corpus given: add --corpus NAME=PATH with NAME in {list(READERS)} (or run "
+                          "`after-hf synth` first).")
     out = {}
     for name, path in pairs:
         name = name.strip().lower()
         if name not in READERS:
             close = difflib.get_close_matches(name, list(READERS), n=1)
-            raise CorpusError(f"unknown corpus '{name}'{f' (did you mean {close[0]}?)' if close else ''}; readers: {list(READERS)}.")
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise CorpusError(f"unknown corpus '{name}'{hint}; readers: {list(READERS)}.")
         if name in out:
             raise CorpusError(f"corpus '{name}' given twice; merge its folders or give it once.")
         out[name] = str(path)
@@ -127,7 +177,8 @@ def _rating_targets(item: Utterance, label_map: LabelMap, unknown: dict[str, Cou
                 unknown[item.corpus][raw] += 1
                 target = None
             labels.append(OTHER if target is None else target)
-        out.append({"rater": rating.rater, "labels": labels, "raw": list(rating.emotions), "self_eval": rating.self_eval})
+        out.append({"rater": rating.rater, "labels": labels, "raw": list(rating.emotions),
+                    "self_eval": rating.self_eval})
     return out
 
 
@@ -145,7 +196,9 @@ def _check_audio(paths: list[str], min_seconds: float, workers: int) -> tuple[di
 
     durations, bad = {}, {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for path, dur, reason in tqdm(pool.map(one, paths), total=len(paths), desc="check audio", unit="file", disable=len(paths) < 500):
+        checked = tqdm(pool.map(one, paths), total=len(paths), desc="check audio", unit="file",
+                       disable=len(paths) < 500)
+        for path, dur, reason in checked:
             if reason is None:
                 durations[path] = dur
             else:
@@ -153,13 +206,9 @@ def _check_audio(paths: list[str], min_seconds: float, workers: int) -> tuple[di
     return durations, bad
 
 
-def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
-    check_output_dir(args.out, "--out")
-    corpora = parse_corpora(args.corpus)
-    label_map = LabelMap(args.label_set)
-    protocol = args.protocol if args.protocol != "auto" else ("loso" if "iemocap" in corpora else "speaker")
-    started = time.perf_counter()
-
+def _read_corpora(corpora: dict[str, str], args: PrepareArguments, label_map: LabelMap):
+    """Every file of every corpus, sorted into rows (kept, with their target label), bad, excluded and dropped
+    (per raw emotion); rater answers outside a corpus' vocabulary are counted per corpus."""
     rows, bad, excluded = [], [], []
     dropped: dict[str, Counter] = defaultdict(Counter)
     unknown_answers: dict[str, Counter] = defaultdict(Counter)  # corpus -> rater category outside its vocabulary -> n
@@ -173,7 +222,8 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
                 (excluded if item.kind == "excluded" else bad).append(entry)
                 continue
             if item.id in owner:
-                bad.append({"corpus": name, "path": item.path, "reason": f"same sample id {item.id} as {owner[item.id]} (keep one of the two)"})
+                bad.append({"corpus": name, "path": item.path,
+                            "reason": f"same sample id {item.id} as {owner[item.id]} (keep one of the two)"})
                 continue
             owner[item.id] = item.path
             try:
@@ -184,7 +234,18 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
             if target is None:
                 dropped[name][item.emotion_raw] += 1
                 continue
-            rows.append({**item.__dict__, "label": target, "ratings": _rating_targets(item, label_map, unknown_answers)})
+            rows.append({**item.__dict__, "label": target,
+                         "ratings": _rating_targets(item, label_map, unknown_answers)})
+    return rows, bad, excluded, dropped, unknown_answers
+
+
+def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
+    check_output_dir(args.out, "--out")
+    corpora = parse_corpora(args.corpus)
+    label_map = LabelMap(args.label_set)
+    protocol = args.protocol if args.protocol != "auto" else ("loso" if "iemocap" in corpora else "speaker")
+    started = time.perf_counter()
+    rows, bad, excluded, dropped, unknown_answers = _read_corpora(corpora, args, label_map)
     read_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -201,7 +262,8 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
         )
     rows = [{**r, "duration": durations[r["path"]]} for r in rows if r["path"] in durations]
     if not rows:
-        raise CorpusError(f"nothing kept from {corpora}: every file was dropped or bad (see the table above); check --label_set.")
+        raise CorpusError(f"nothing kept from {corpora}: every file was dropped or bad (see the table above); check "
+                          "--label_set.")
 
     splits, notes = assign_splits(
         rows, protocol=protocol, fold=args.fold, seed=args.seed, validation_fraction=args.validation_fraction,
@@ -213,16 +275,20 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
     per_corpus_speakers = Counter(r["corpus"] for r in {(r["corpus"], r["speaker"]): r for r in rows}.values())
     for corpus, n in Counter(r["corpus"] for r in rows).items():
         if n > 1 and per_corpus_speakers[corpus] == n:
-            notes.append(f"{corpus}: no speaker information, every utterance is its own speaker (split is per utterance, not speaker-independent)")
+            notes.append(f"{corpus}: no speaker information, every utterance is its own speaker (split is per "
+                         "utterance, not speaker-independent)")
     names = label_map.label_names({r["label"] for r in rows})
-    for r in rows:  # an answer's emotion the label set keeps but no kept clip has (possible with "native") is outside it
+    # an answer's emotion the label set keeps but no kept clip has (possible with "native") is outside it
+    for r in rows:
         r["ratings"] = [{**a, "labels": [t if t in names else OTHER for t in a["labels"]]} for a in r["ratings"]]
     notes += [f"{corpus}: {sum(n.values())} rater answers name categories the corpus does not define "
-              f"({dict(sorted(n.items()))}); counted as outside the label set" for corpus, n in sorted(unknown_answers.items())]
+              f"({dict(sorted(n.items()))}); counted as outside the label set"
+              for corpus, n in sorted(unknown_answers.items())]
     ds = build_manifest(rows, names, count_self_evaluations=args.count_self_evaluations)
     save_manifest(ds, args.out)
 
-    report = _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes, read_seconds, check_seconds, n_checked)
+    report = _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes, read_seconds, check_seconds,
+                     n_checked)
     report["ratings"] = summary(ds)
     atomic_write_json(Path(args.out) / REPORT_NAME, report)
     if verbose:
@@ -230,7 +296,8 @@ def run(args: PrepareArguments, verbose: bool = True) -> Dataset:
     return ds
 
 
-def _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes, read_seconds, check_seconds, n_checked) -> dict:
+def _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes, read_seconds, check_seconds,
+            n_checked) -> dict:
     kept = {label: {c: 0 for c in corpora} for label in names}
     kept_raw: dict[str, dict[str, dict[str, int]]] = {c: {} for c in corpora}  # corpus -> label -> raw code -> n
     for r in rows:
@@ -244,7 +311,8 @@ def _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes,
         entry["speakers"].add(r["speaker"])
         entry["labels"][r["label"]] += 1
         entry["hours"] += r["duration"] / 3600
-    accounting = {c: {"seen": 0, "kept": 0, "dropped": sum(dropped.get(c, {}).values()), "excluded": 0, "bad": 0, "missing": 0} for c in corpora}
+    accounting = {c: {"seen": 0, "kept": 0, "dropped": sum(dropped.get(c, {}).values()), "excluded": 0, "bad": 0,
+                      "missing": 0} for c in corpora}
     for r in rows:
         accounting[r["corpus"]]["kept"] += 1
     for e in excluded:
@@ -266,8 +334,8 @@ def _report(args, corpora, protocol, names, rows, dropped, excluded, bad, notes,
         "excluded": excluded,
         "bad": sorted(bad, key=lambda b: b["path"]),
         "splits": {
-            s: {"utterances": e["utterances"], "speakers": sorted(e["speakers"]), "labels": {n: e["labels"][n] for n in names},
-                "hours": round(e["hours"], 4)}
+            s: {"utterances": e["utterances"], "speakers": sorted(e["speakers"]),
+                "labels": {n: e["labels"][n] for n in names}, "hours": round(e["hours"], 4)}
             for s, e in splits.items()
         },
         "notes": notes,
@@ -287,17 +355,21 @@ def format_report(report: dict) -> str:
     lines = [f"{'kept':<{width}}" + "".join(f"{c:>{col}}" for c in corpora) + f"{'total':>{col}}"]
     for label, per in report["kept"].items():
         lines.append(f"{label:<{width}}" + "".join(f"{per[c]:>{col}}" for c in corpora) + f"{sum(per.values()):>{col}}")
-    lines.append(f"{'total':<{width}}" + "".join(f"{sum(p[c] for p in report['kept'].values()):>{col}}" for c in corpora) + f"{report['kept_total']:>{col}}")
+    totals = "".join(f"{sum(p[c] for p in report['kept'].values()):>{col}}" for c in corpora)
+    lines.append(f"{'total':<{width}}" + totals + f"{report['kept_total']:>{col}}")
     for corpus, a in report["files"].items():
         missing = f" ({a['missing']} labelled files missing)" if a["missing"] else ""
-        lines.append(f"files ({corpus}): {a['seen']} seen = {a['kept']} kept + {a['dropped']} dropped + {a['excluded']} excluded + {a['bad']} bad{missing}")
+        lines.append(f"files ({corpus}): {a['seen']} seen = {a['kept']} kept + {a['dropped']} dropped + "
+                     f"{a['excluded']} excluded + {a['bad']} bad{missing}")
     for corpus, per_label in report["kept_raw"].items():
-        merged = [f"{label} = " + " + ".join(f"{raw} {n}" for raw, n in sorted(raws.items())) for label, raws in per_label.items() if len(raws) > 1]
+        merged = [f"{label} = " + " + ".join(f"{raw} {n}" for raw, n in sorted(raws.items()))
+                  for label, raws in per_label.items() if len(raws) > 1]
         if merged:  # e.g. IEMOCAP happy = exc + hap
             lines.append(f"merged ({corpus}): " + "; ".join(merged))
     label_set = report["options"]["label_set"]
     for corpus, counts in report["dropped"].items():
-        lines.append(f"dropped ({corpus}, not in label set {label_set}): " + ", ".join(f"{raw} {n}" for raw, n in counts.items()))
+        lines.append(f"dropped ({corpus}, not in label set {label_set}): "
+                     + ", ".join(f"{raw} {n}" for raw, n in counts.items()))
     if report["excluded"]:
         reasons = Counter((e["corpus"], e["reason"]) for e in report["excluded"])
         lines += [f"excluded ({corpus}): {n} x {reason}" for (corpus, reason), n in sorted(reasons.items())]
@@ -308,11 +380,14 @@ def format_report(report: dict) -> str:
             lines.append(f"  ... {len(report['bad']) - 50} more in {REPORT_NAME}")
     for split, e in report["splits"].items():
         labels = " ".join(f"{n}={c}" for n, c in e["labels"].items())
-        lines.append(f"{split:<11} {e['utterances']:>6} utt {len(e['speakers']):>4} speakers {e['hours']:7.2f} h  {labels}")
-    lines += [format_summary(corpus, s, report["options"].get("count_self_evaluations", False)) for corpus, s in report.get("ratings", {}).items()]
+        lines.append(f"{split:<11} {e['utterances']:>6} utt {len(e['speakers']):>4} speakers {e['hours']:7.2f} h  "
+                     f"{labels}")
+    self_evaluations = report["options"].get("count_self_evaluations", False)
+    lines += [format_summary(corpus, s, self_evaluations) for corpus, s in report.get("ratings", {}).items()]
     lines += [f"note: {n}" for n in report["notes"]]
     t = report["timing"]
-    lines.append(f"audio check: {t['files_checked']} files in {t['audio_check_seconds']:.1f} s ({t['audio_check_seconds_per_1000_files']:.1f} s per 1000 files)")
+    lines.append(f"audio check: {t['files_checked']} files in {t['audio_check_seconds']:.1f} s "
+                 f"({t['audio_check_seconds_per_1000_files']:.1f} s per 1000 files)")
     return "\n".join(lines)
 
 
@@ -331,6 +406,7 @@ def prepare(corpora: Mapping[str, str] | Sequence[str], out: str | Path, verbose
 def main(argv: list[str] | None = None) -> int:
     from ..config import parse_args
 
-    (args,) = parse_args([PrepareArguments], argv, prog="after-hf prepare", description=__doc__.split("\n")[0], section="prepare")
+    (args,) = parse_args([PrepareArguments], argv, prog="after-hf prepare", description=__doc__.split("\n")[0],
+                         section="prepare")
     run(args)
     return 0

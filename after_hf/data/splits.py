@@ -78,16 +78,19 @@ def utterance_splits(rows: Sequence[dict], evaluated: Sequence[str], seed: int, 
     return [split_of[r["id"]] for r in rows]
 
 
-def loso_split(speaker_sessions: dict[str, str], fold: int, seed: int = 0, validation: str = "speaker") -> dict[str, str]:
+def loso_split(speaker_sessions: dict[str, str], fold: int, seed: int = 0,
+               validation: str = "speaker") -> dict[str, str]:
     """speaker -> split for a corpus with sessions (IEMOCAP): Session ``fold`` = test."""
     sessions = sorted(set(speaker_sessions.values()), key=lambda s: (len(s), s))
     test_session = f"Session{fold}"
     if test_session not in sessions:
-        raise SplitError(f"--fold {fold}: there is no {test_session} (sessions found: {sessions}); pick a fold in 1..{len(sessions)}.")
+        raise SplitError(f"--fold {fold}: there is no {test_session} (sessions found: {sessions}); pick a fold in "
+                         f"1..{len(sessions)}.")
     if len(sessions) < 3:
         raise SplitError(f"leave-one-session-out needs at least 3 sessions, found {sessions}; use --protocol speaker.")
     val_session = sessions[(sessions.index(test_session) + 1) % len(sessions)]
-    val_speakers = sorted((s for s, sess in speaker_sessions.items() if sess == val_session), key=lambda s: (speaker_hash(s, seed), s))
+    val_speakers = sorted((s for s, sess in speaker_sessions.items() if sess == val_session),
+                          key=lambda s: (speaker_hash(s, seed), s))
     if validation == "speaker":
         if len(val_speakers) < 2:
             raise SplitError(f"{val_session} has a single speaker: use --loso_validation session.")
@@ -137,11 +140,13 @@ def assign_splits(
             notes.append(f"{corpus}: all {len(speakers)} speakers in train (not an evaluation corpus)")
         elif protocol == "loso":
             if not all(speakers.values()):
-                raise SplitError(f"{corpus} has no sessions, so it cannot be split leave-one-session-out; use --protocol speaker.")
+                raise SplitError(f"{corpus} has no sessions, so it cannot be split leave-one-session-out; use "
+                                 "--protocol speaker.")
             assignment = loso_split(speakers, fold, seed, loso_validation)
         elif len(speakers) < 3 and len(by_corpus) > 1:
             assignment = {s: "train" for s in speakers}
-            notes.append(f"{corpus}: only {len(speakers)} speakers, all in train (a speaker-independent 3-way split needs 3)")
+            notes.append(f"{corpus}: only {len(speakers)} speakers, all in train (a speaker-independent 3-way split "
+                         "needs 3)")
         else:
             try:
                 assignment = speaker_split(speakers, seed, validation_fraction, test_fraction)
@@ -149,8 +154,10 @@ def assign_splits(
                 raise SplitError(f"{corpus}: {err}") from None
         split_of.update({(corpus, s): split for s, split in assignment.items()})
     splits = [split_of[(r["corpus"], r["speaker"])] for r in rows]
-    wanted = {"test": protocol == "loso" or test_fraction > 0, "validation": protocol == "loso" or validation_fraction > 0}
+    wanted = {"test": protocol == "loso" or test_fraction > 0,
+              "validation": protocol == "loso" or validation_fraction > 0}
     for name, want in wanted.items():
         if want and name not in splits:
-            raise SplitError(f"no speaker ended up in '{name}': add corpora with more speakers or check --eval_corpora.")
+            raise SplitError(f"no speaker ended up in '{name}': add corpora with more speakers or check "
+                             "--eval_corpora.")
     return splits, notes

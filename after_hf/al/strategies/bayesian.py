@@ -101,7 +101,7 @@ class BatchBALD(Strategy):
         bounds = bald_scores(mc[:, candidates])  # gains of the first pick; upper bounds afterwards
         chosen = []
         for _ in range(k):
-            def gains_of(rows):
+            def gains_of(rows, weights=weights, config_probs=config_probs):  # this pick's posterior
                 return _conditional_entropy(weights, config_probs, cand32[rows]) - expected_entropy[rows]
 
             best = self._lazy_argmax(bounds, gains_of) if self.lazy else self._full_argmax(bounds, gains_of)

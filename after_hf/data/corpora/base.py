@@ -76,7 +76,8 @@ def strip_to(root: str | Path, inner: str | None = None) -> Path:
     so that ids are the same whichever of the two the user passes."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise CorpusError(f"corpus path {root} does not exist or is not a folder: pass the folder the corpus was unpacked to.")
+        raise CorpusError(f"corpus path {root} does not exist or is not a folder: pass the folder the corpus was "
+                          "unpacked to.")
     return root.parent if inner and root.name == inner else root
 
 
@@ -96,10 +97,12 @@ def parse_ratings_text(text: str, where: str, prefix: str = "") -> tuple[Rating,
         rater = rater.strip()
         emotions = tuple(e.strip() for e in answer.split("+") if e.strip())
         if not emotions:
-            raise RatingsError(f"{where}: rater answer '{item}' names no emotion; write e.g. 'angry;angry;neutral' or 'r1=angry;r2=sad+neutral'.")
+            raise RatingsError(f"{where}: rater answer '{item}' names no emotion; write e.g. 'angry;angry;neutral' "
+                               "or 'r1=angry;r2=sad+neutral'.")
         if rater:
             if rater in seen:
-                raise RatingsError(f"{where}: rater '{rater}' answers twice; give one answer per rater (several emotions joined with '+').")
+                raise RatingsError(f"{where}: rater '{rater}' answers twice; give one answer per rater (several "
+                                   "emotions joined with '+').")
             seen.add(rater)
         out.append(Rating(f"{prefix}/{rater}" if rater and prefix else rater, emotions))
     return tuple(out)

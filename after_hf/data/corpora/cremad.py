@@ -30,7 +30,8 @@ from .base import CorpusError, Rating, RatingsError, Skipped, Utterance, audio_f
 
 NAME = "cremad"
 PATTERN = re.compile(r"^(\d{4})_([A-Z]{3})_(ANG|DIS|FEA|HAP|NEU|SAD)_(LO|MD|HI|XX|X)$")
-RESPONSE_CODES = {"A": "ANG", "D": "DIS", "F": "FEA", "H": "HAP", "N": "NEU", "S": "SAD"}  # respEmo / vote column -> file code
+# respEmo / vote column -> file code
+RESPONSE_CODES = {"A": "ANG", "D": "DIS", "F": "FEA", "H": "HAP", "N": "NEU", "S": "SAD"}
 RESPONSES = "finishedResponses.csv"
 FIRST_CLICKS = "finishedEmoResponses.csv"
 TABULATED = "processedResults/tabulatedVotes.csv"
@@ -80,7 +81,8 @@ def _from_responses(root: Path) -> dict[str, list[Rating]]:
         if (row.get("sessionNums", "").strip(), VOICE_ONLY, row.get("questNum", "").strip()) in distracted:
             continue
         answer = row["respEmo"].strip()
-        out[_stem(row["clipName"])].append(Rating(f"{NAME}/{row['localid'].strip()}", (RESPONSE_CODES.get(answer, answer),)))
+        out[_stem(row["clipName"])].append(Rating(f"{NAME}/{row['localid'].strip()}",
+                                                  (RESPONSE_CODES.get(answer, answer),)))
     return out
 
 
@@ -111,7 +113,8 @@ def votes(root: Path) -> tuple[dict[str, list[Rating]], str | None]:
 def read(root: str | Path) -> Iterator[Utterance | Skipped]:
     root = strip_to(root, "AudioWAV")
     if not (root / "AudioWAV").is_dir():
-        raise CorpusError(f"{root} is not a CREMA-D folder: expected {root / 'AudioWAV'}/ holding 1001_DFA_ANG_XX.wav-style files.")
+        raise CorpusError(f"{root} is not a CREMA-D folder: expected {root / 'AudioWAV'}/ holding "
+                          "1001_DFA_ANG_XX.wav-style files.")
     ratings, _source = votes(root)
     for path in audio_files(root / "AudioWAV"):
         if isinstance(path, Skipped):

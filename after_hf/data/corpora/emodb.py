@@ -22,7 +22,8 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
             continue
         m = PATTERN.match(path.stem)
         if not m:
-            yield Skipped(str(path), "name is not <speaker 2 digits><text a01..b10><emotion letter><version> (EMODB layout)")
+            yield Skipped(str(path), "name is not <speaker 2 digits><text a01..b10><emotion letter><version> "
+                                     "(EMODB layout)")
             continue
         speaker, _text, emotion, _version = m.groups()
         yield Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/{speaker}", NAME)

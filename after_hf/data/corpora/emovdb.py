@@ -41,9 +41,11 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
             continue
         se = _speaker_emotion(path, root)
         if se is None:
-            yield Skipped(str(path), f"folder '{path.parent.name}' is not <speaker>_<emotion> with emotion in {sorted(EMOTIONS)}")
+            yield Skipped(str(path), f"folder '{path.parent.name}' is not <speaker>_<emotion> with emotion in "
+                                     f"{sorted(EMOTIONS)}")
             continue
         found = True
         yield Utterance(sample_id(NAME, root, path), str(path), se[1], f"{NAME}/{se[0]}", NAME)
     if not found:
-        raise CorpusError(f"{root} is not an EmoV-DB folder: expected <speaker>_<emotion>/ folders such as bea_amused/ under it.")
+        raise CorpusError(f"{root} is not an EmoV-DB folder: expected <speaker>_<emotion>/ folders such as "
+                          "bea_amused/ under it.")

@@ -57,7 +57,8 @@ def read(root: str | Path, corpus: str = NAME) -> Iterator[Utterance | Skipped]:
             label, speaker, session, ratings = row["label"], row["speaker"], row["session"], row["ratings"]
         else:
             if path.parent == root:
-                yield Skipped(str(path), "directly in the corpus root: put it in a <label>/ folder or list it in metadata.csv")
+                yield Skipped(str(path), "directly in the corpus root: put it in a <label>/ folder or list it in "
+                                         "metadata.csv")
                 continue
             label, speaker, session, ratings = path.parent.name, "", "", ()
         if not label:
@@ -68,4 +69,5 @@ def read(root: str | Path, corpus: str = NAME) -> Iterator[Utterance | Skipped]:
     for rel in sorted(set(meta or ()) - seen):
         yield Skipped(str(root / rel), "listed in metadata.csv but the file is missing", "missing")
     if not found:
-        raise CorpusError(f"{root} holds no labelled audio: expected <label>/x.wav folders or a metadata.csv (file_name,label[,speaker]).")
+        raise CorpusError(f"{root} holds no labelled audio: expected <label>/x.wav folders or a metadata.csv "
+                          "(file_name,label[,speaker]).")

@@ -67,7 +67,8 @@ def _decoder(feature, label_feature, where: str):
         if isinstance(value, bool) or not isinstance(value, int):
             return str(value)
         if names is None:
-            raise RatingsError(f"{where}: answer {value} is a number but neither the ratings nor the label column is a ClassLabel; store label names.")
+            raise RatingsError(f"{where}: answer {value} is a number but neither the ratings nor the label column is "
+                               "a ClassLabel; store label names.")
         return names.int2str(value)
 
     return decode
@@ -80,7 +81,8 @@ def _ratings(value, decode, where: str) -> tuple[Rating, ...]:
     if isinstance(value, str):
         return parse_ratings_text(value, where, NAME)
     if not isinstance(value, (list, tuple)):
-        raise RatingsError(f"{where}: a ratings cell must be a string or a list, got {type(value).__name__}; see --hub_ratings_column in `after-hf prepare --help`.")
+        raise RatingsError(f"{where}: a ratings cell must be a string or a list, got {type(value).__name__}; see "
+                           "--hub_ratings_column in `after-hf prepare --help`.")
     out = []
     for answer in value:
         if isinstance(answer, dict):
@@ -93,7 +95,8 @@ def _ratings(value, decode, where: str) -> tuple[Rating, ...]:
         else:
             parsed = parse_ratings_text(decode(answer), where, NAME)
             if len(parsed) != 1:
-                raise RatingsError(f"{where}: list element '{answer}' must be exactly one answer (join several emotions with '+').")
+                raise RatingsError(f"{where}: list element '{answer}' must be exactly one answer (join several "
+                                   "emotions with '+').")
             out.append(parsed[0])
     return tuple(out)
 

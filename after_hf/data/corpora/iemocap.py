@@ -1,4 +1,5 @@
-"""IEMOCAP: labels from ``Session{n}/dialog/EmoEvaluation/<dialog>.txt``, audio in ``Session{n}/sentences/wav/<dialog>/``.
+"""IEMOCAP: labels from ``Session{n}/dialog/EmoEvaluation/<dialog>.txt``, audio in
+``Session{n}/sentences/wav/<dialog>/``.
 
 A turn's header line reads ``[start - end]<TAB><utterance id><TAB><category><TAB>[v, a, d]``: the category is the
 evaluators' majority (``xxx``: none), [v, a, d] the averaged valence / activation / dominance (kept as ``vad``).
@@ -8,7 +9,8 @@ The lines after it, up to the next header, hold one categorical answer per evalu
 Every ``C-`` line becomes one Rating with all its categories (``Neutral state`` -> ``neu``, ``Frustration`` ->
 ``fru``, ..., ``Other`` or ``Other:text`` -> ``oth``); a word outside IEMOCAP's ten categories is kept as written
 (and counts as outside the label set). ``A-`` lines (per-evaluator dimensions) are not read.
-The speaker is the session + the gender letter before the utterance number (``Ses01F_impro01_M003`` -> ``iemocap/Ses01M``).
+The speaker is the session + the gender letter before the utterance number (``Ses01F_impro01_M003`` ->
+``iemocap/Ses01M``).
 """
 
 from __future__ import annotations
@@ -41,14 +43,16 @@ class Turn(NamedTuple):
 def _sessions(root: Path) -> list[Path]:
     sessions = sorted(p for p in root.glob("Session*") if p.is_dir() and re.fullmatch(r"Session\d+", p.name))
     if not sessions:
-        hint = f" You gave a session folder: pass its parent {root.parent}." if re.fullmatch(r"Session\d+", root.name) else ""
+        given_a_session = re.fullmatch(r"Session\d+", root.name)
+        hint = f" You gave a session folder: pass its parent {root.parent}." if given_a_session else ""
         raise CorpusError(
             f"{root} is not an IEMOCAP folder: expected {root / 'Session1' / 'dialog' / 'EmoEvaluation'}/ "
             f"(the IEMOCAP_full_release folder holds Session1..Session5).{hint}"
         )
     for session in sessions:
         if not (session / "dialog" / "EmoEvaluation").is_dir():
-            raise CorpusError(f"IEMOCAP {session} has no dialog/EmoEvaluation/ folder: the labels live there; restore it.")
+            raise CorpusError(f"IEMOCAP {session} has no dialog/EmoEvaluation/ folder: the labels live there; "
+                              "restore it.")
     return sessions
 
 
@@ -126,7 +130,8 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
                 yield Skipped(str(path), f"utterance id {utt} does not end in _F### or _M###")
             else:
                 speaker = f"{NAME}/Ses{utt[3:5]}{m.group(1)}"
-                yield Utterance(sample_id(NAME, root, path), str(path), category, speaker, NAME, session.name, ratings, vad)
+                yield Utterance(sample_id(NAME, root, path), str(path), category, speaker, NAME, session.name,
+                                ratings, vad)
         for stem, path in sorted(files.items()):
             if stem not in labelled:
                 yield Skipped(str(path), "no label line for it in dialog/EmoEvaluation/*.txt")

@@ -16,7 +16,8 @@ PATTERN = re.compile(r"^(\d\d)-(\d\d)-(0[1-8])-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 def read(root: str | Path) -> Iterator[Utterance | Skipped]:
     root = strip_to(root)
     if not any(root.glob("**/Actor_*")) and not any(root.glob("**/??-??-??-??-??-??-??.wav")):
-        raise CorpusError(f"{root} is not a RAVDESS folder: expected Actor_01/03-01-01-01-01-01-01.wav-style files under it.")
+        raise CorpusError(f"{root} is not a RAVDESS folder: expected Actor_01/03-01-01-01-01-01-01.wav-style files "
+                          "under it.")
     for path in audio_files(root):
         if isinstance(path, Skipped):
             yield path

@@ -32,4 +32,5 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
         found = True
         yield Utterance(sample_id(NAME, root, path), str(path), code, f"{NAME}/{speaker}", NAME)
     if not found:
-        raise CorpusError(f"{root} is not a SAVEE folder: expected DC_a01.wav (or AudioData/DC/a01.wav)-style files under it.")
+        raise CorpusError(f"{root} is not a SAVEE folder: expected DC_a01.wav (or AudioData/DC/a01.wav)-style files "
+                          "under it.")

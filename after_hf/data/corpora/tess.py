@@ -25,6 +25,7 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
             yield Skipped(str(path), "name is not <SPEAKER>_<word>_<emotion> (TESS layout)")
             continue
         found = True
-        yield Utterance(sample_id(NAME, root, path), str(path), m.group(3).lower(), f"{NAME}/{m.group(1).upper()}", NAME)
+        yield Utterance(sample_id(NAME, root, path), str(path), m.group(3).lower(), f"{NAME}/{m.group(1).upper()}",
+                        NAME)
     if not found:
         raise CorpusError(f"{root} is not a TESS folder: expected OAF_angry/OAF_back_angry.wav-style files under it.")
