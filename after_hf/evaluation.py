@@ -26,7 +26,7 @@ from .data.ratings import has_votes, vote_matrix
 from .io import atomic_write_text, check_output_dir
 from .metrics import compute_ser_metrics, compute_soft_label_metrics
 from .model_info import ModelMetrics, write_metrics
-from .models import is_named, load_classifier, load_config, load_feature_extractor
+from .models import ModelError, is_named, load_classifier, load_config, load_feature_extractor
 from .plots import plot_confusion_matrix
 
 

@@ -53,7 +53,7 @@ def test_top_level_help_lists_the_pipeline_in_order(capsys):
     text = capsys.readouterr().out
     positions = [text.index(f"\n  {name} ") for name in COMMANDS]
     assert positions == sorted(positions)
-    assert "prepare -> tapt -> al -> finetune -> evaluate" in text
+    assert "prepare -> tapt -> al -> deploy -> push" in text
     assert "after_hf/tapt.py" in text and "after_hf/al/loop.py" in text
 
 

@@ -27,7 +27,7 @@ from ..io import StateError, atomic_write_json, check_output_dir, crash_point
 from ..models import check_weights, is_named, load_config
 from . import oracle as oracle_files
 from .budget import budget_schedule
-from .state import RunLock, RunState
+from .state import LOCK_FILE, RunLock, RunState
 from .stopping import StabilisingPredictions
 from .strategies import LabelledView, PoolView, describe, get_cold_start, get_strategy
 
@@ -313,6 +313,8 @@ def run_al(args: ALArguments) -> RunState:
         from .full_learner import finetune_options
 
         finetune_options(args.finetune_config)
+    if not (Path(args.out) / LOCK_FILE).exists():  # never started: say so before the lock creates the directory
+        RunState.check_resume(args.out, args.resume)
     # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up),
     # and only by the process that holds its lock.
     with RunLock(args.out) as lock:

@@ -164,9 +164,7 @@ class RunState:
                 raise StateError(f"--resume with a different configuration than {run_dir} was started with "
                                  f"(changed: {changed}). Use the original options, or another --out.")
             return cls(run_dir, data)
-        if resume:
-            raise StateError(f"--resume: {run_dir} holds no active-learning run to continue ({STATE_FILE} missing); "
-                             f"run without --resume to start one, or check --out.")
+        cls.check_resume(run_dir, resume)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / CONFIG_FILE, config)
         state = cls(run_dir, {"format": FORMAT, "config_fingerprint": config_fingerprint(config),
@@ -178,6 +176,13 @@ class RunState:
     def started(run_dir: str | Path) -> bool:
         """Whether ``run_dir`` holds a run that ``--resume`` can continue."""
         return (Path(run_dir) / STATE_FILE).is_file()
+
+    @classmethod
+    def check_resume(cls, run_dir: str | Path, resume: bool) -> None:
+        """``--resume`` of a directory that holds no run is refused (a mistyped --out would silently start over)."""
+        if resume and not cls.started(run_dir):
+            raise StateError(f"--resume: {run_dir} holds no active-learning run to continue ({STATE_FILE} missing); "
+                             f"run without --resume to start one, or check --out.")
 
     @classmethod
     def read(cls, run_dir: str | Path) -> "RunState":
