@@ -209,11 +209,11 @@ def export_linear_head(head, backbone: str, label_names: Sequence[str], out_dir:
 def _train_head(model_dir: Path, backbone: str, manifest: str, cache_dir: str, labelled: dict[str, int], seed: int,
                 epochs: int) -> dict:
     from .al.head import HeadTrainingArgs
-    from .al.learners import HeadLearner, SplitData
+    from .al.learners import HeadLearner, SplitArrays
     from .data.manifest import label_names, load_manifest
 
     ds = load_manifest(manifest)
-    learner = HeadLearner(backbone, SplitData.from_manifest(ds), label_names(ds), cache_dir, HeadTrainingArgs(),
+    learner = HeadLearner(backbone, SplitArrays.from_manifest(ds), label_names(ds), cache_dir, HeadTrainingArgs(),
                           init_seed=seed)
     ids = sorted(labelled)
     head = train_linear_head(learner, ids, [labelled[i] for i in ids], seed, epochs)

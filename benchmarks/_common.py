@@ -118,6 +118,22 @@ def result(benchmark: str, summary: str, metrics: dict, targets: dict, seconds: 
             "seconds": round(seconds, 1), "config": config, "machine": machine()}
 
 
+def start(args) -> tuple[Path, Path]:
+    """A benchmark's prologue: quiet libraries, ``args.threads`` torch threads, and (``args.out``, the manifest of
+    ``args.utterances`` generated utterances shared by the benchmarks)."""
+    quiet_libraries()
+    set_threads(args.threads)
+    out = Path(args.out)
+    return out, ensure_manifest(args.utterances, out)
+
+
+def finish(benchmark: str, summary: str, metrics: dict, targets: dict, started: float, args, out: Path) -> dict:
+    """The result record (``result``), saved to ``out`` and returned."""
+    res = result(benchmark, summary, metrics, targets, time.perf_counter() - started, vars(args))
+    save_result(res, out)
+    return res
+
+
 def save_result(res: dict, out: Path) -> None:
     path = Path(out) / f"{res['benchmark']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

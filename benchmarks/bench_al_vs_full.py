@@ -73,10 +73,7 @@ def main(argv=None) -> dict:
     from after_hf.experiment import ALL_OF_POOL
     from after_hf.models import is_named
 
-    C.quiet_libraries()
-    C.set_threads(args.threads)
-    out = Path(args.out)
-    manifest_dir = C.ensure_manifest(args.utterances, out)
+    out, manifest_dir = C.start(args)
     demo_tapt = C.REPO / "runs" / "demo" / "tapt"
     if args.backbone == "auto":
         backbone = str(demo_tapt) if (demo_tapt / "model.safetensors").is_file() else C.saved_backbone(out)
@@ -152,9 +149,7 @@ def main(argv=None) -> dict:
                             "time_ratio_both_pay_cache adds it once to each side",
     }
     targets = {"time_ratio": C.target(time_ratio, "<=", 0.21), "ua_ratio": C.target(ua_ratio, ">=", 0.97)}
-    res = C.result("bench_al_vs_full", summary, metrics, targets, time.perf_counter() - started, vars(args))
-    C.save_result(res, out)
-    return res
+    return C.finish("bench_al_vs_full", summary, metrics, targets, started, args, out)
 
 
 if __name__ == "__main__":

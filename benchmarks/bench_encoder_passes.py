@@ -50,10 +50,7 @@ def main(argv=None) -> dict:
     from after_hf.data.manifest import load_manifest
     from after_hf.experiment import ALL_OF_POOL
 
-    C.quiet_libraries()
-    C.set_threads(args.threads)
-    out = Path(args.out)
-    manifest_dir = C.ensure_manifest(args.utterances, out)
+    out, manifest_dir = C.start(args)
     manifest = load_manifest(manifest_dir)
     backbone = C.saved_backbone(out)
     work = out / "encoder_passes"
@@ -128,9 +125,7 @@ def main(argv=None) -> dict:
                "passes_per_utterance_without_cache": round(baseline, 1),
                "passes_per_utterance_reencoding_each_round": rounds, "runs": runs, "rounds": rounds}
     targets = {"passes_per_utterance": C.target(ours, "<=", 1.0)}
-    res = C.result("bench_encoder_passes", summary, metrics, targets, time.perf_counter() - started, vars(args))
-    C.save_result(res, out)
-    return res
+    return C.finish("bench_encoder_passes", summary, metrics, targets, started, args, out)
 
 
 if __name__ == "__main__":

@@ -174,9 +174,7 @@ def main(argv=None) -> dict:
                "memory_flat": flat,
                "load_average_1min": [r.get("load_average_1min") for r in rows], "base_utterances": args.base_utterances}
     targets = {"time_exponent": C.target(exponent, "<=", 1.1), "peak_rss_growth": C.target(growth, "<=", 0.10)}
-    res = C.result("bench_scale", summary, metrics, targets, time.perf_counter() - started, vars(args))
-    C.save_result(res, out)
-    return res
+    return C.finish("bench_scale", summary, metrics, targets, started, args, out)
 
 
 if __name__ == "__main__":

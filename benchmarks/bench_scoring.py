@@ -184,9 +184,7 @@ def main(argv=None) -> dict:
                     "head_round": round(round_s, 3), "pipeline": round(pipeline_s, 2)},
     }
     targets = {"predict_vs_pipeline_speedup": C.target(speedup, ">=", 5.0)}
-    res = C.result("bench_scoring", summary, metrics, targets, time.perf_counter() - started, vars(args))
-    C.save_result(res, out)
-    return res
+    return C.finish("bench_scoring", summary, metrics, targets, started, args, out)
 
 
 if __name__ == "__main__":

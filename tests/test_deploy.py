@@ -14,7 +14,7 @@ import yaml
 
 from after_hf.al.features import encode_layers, load_backbone
 from after_hf.al.head import HeadTrainingArgs
-from after_hf.al.learners import HeadLearner, SplitData
+from after_hf.al.learners import HeadLearner, SplitArrays
 from after_hf.al.loop import ALArguments, run_al
 from after_hf.cli import main as cli
 from after_hf.data.audio import load_audio
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_exported_linear_head_equals_the_head(synth_manifest, tmp_path, backbone):
     manifest = load_manifest(synth_manifest)
     names = label_names(manifest)
-    splits = SplitData.from_manifest(manifest)
+    splits = SplitArrays.from_manifest(manifest)
     learner = HeadLearner(backbone, splits, names, tmp_path / "cache", HeadTrainingArgs(), init_seed=3)
     train = splits["train"]
     ids = list(train.ids[:40])

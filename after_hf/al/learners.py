@@ -56,9 +56,6 @@ class SplitArrays:
         return np.array([self.position[i] for i in ids], dtype=np.int64)
 
 
-SplitData = SplitArrays  # the former name, still used by after_hf/finetune_stage.py; goes with it (deploy issue)
-
-
 class Learner(ABC):
     """The model an AL run trains round after round; ``splits["train"]`` is the pool, items are named by id."""
 
@@ -112,7 +109,6 @@ class HeadLearner(Learner):
         pool = self.features["train"]
         self.head = HeadClassifier(len(label_names), head_args, pool.mean(0), pool.std(0))
 
-    _ua = Learner.ua  # the former private name, still used by after_hf/al/export.py; goes with it (deploy issue)
 
     def embed(self, ids: Sequence[str]) -> np.ndarray:
         """Pooled backbone embeddings (mean over layers of the time-mean), standardised: for cold starts."""

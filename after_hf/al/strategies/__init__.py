@@ -21,10 +21,10 @@ import difflib
 import inspect
 from typing import Callable
 
-from ...errors import AfterHFError
 
 from .badge import BADGE
-from .base import PENDING, LabelledView, PoolView, QueryStrategy, ScoreStrategy, Strategy
+from .base import (PENDING, LabelledView, PoolView, QueryStrategy, ScoreStrategy, Strategy, StrategyError,
+                   StrategyOptionError)
 from .bayesian import BALD, BatchBALD
 from .cold_start import KMeansColdStart, TypiClust
 from .diversity import CoreSet
@@ -77,14 +77,6 @@ _COLD_STARTS: dict[str, Callable[..., Strategy]] = {
 STRATEGIES: tuple[str, ...] = tuple(_BASES)
 WRAPPERS: tuple[str, ...] = tuple(_WRAPPERS)
 COLD_STARTS: tuple[str, ...] = tuple(_COLD_STARTS)
-
-
-class StrategyError(AfterHFError, ValueError):
-    """A strategy name or option that does not exist, or a value a strategy refuses."""
-
-
-class StrategyOptionError(StrategyError, TypeError):
-    """An option that no part of the strategy takes, or parts that cannot be combined."""
 
 
 def _options(factory) -> list[str]:

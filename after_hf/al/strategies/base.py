@@ -23,11 +23,20 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from ...errors import AfterHFError
+
 PENDING = -1
 """Label of an item chosen earlier in the same batch but not annotated yet (see ``with_pending``)."""
 
-POOL_ARRAYS = frozenset({"probs", "mc_probs", "embeddings", "speakers"})
 _PROB_TOLERANCE = 1e-3
+
+
+class StrategyError(AfterHFError, ValueError):
+    """A strategy name or option that does not exist, or a value a strategy refuses (named, with the fix)."""
+
+
+class StrategyOptionError(StrategyError, TypeError):
+    """An option that no part of the strategy takes, or parts that cannot be combined."""
 
 
 def _as_ids(ids, what: str) -> np.ndarray:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .base import LabelledView, PoolView, Strategy
+from .base import LabelledView, PoolView, Strategy, StrategyError
 
 
 def _select_from(inner: Strategy, pool: PoolView, members: np.ndarray, context: LabelledView, k: int,
@@ -94,8 +94,8 @@ class SpeakerDiverse(Strategy):
     def _cap(self, sizes: np.ndarray, k: int) -> int:
         if self.max_per_speaker is not None:
             if np.minimum(sizes, self.max_per_speaker).sum() < k:
-                raise ValueError(f"max_per_speaker={self.max_per_speaker} cannot fill a batch of {k} from "
-                                 f"{sizes.size} speakers; raise max_per_speaker or lower the batch size")
+                raise StrategyError(f"max_per_speaker={self.max_per_speaker} cannot fill a batch of {k} from "
+                                    f"{sizes.size} speakers; raise max_per_speaker or lower the batch size")
             return self.max_per_speaker
         cap = math.ceil(k / sizes.size)
         while np.minimum(sizes, cap).sum() < k:

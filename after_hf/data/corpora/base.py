@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ...errors import AfterHFError
 
@@ -69,6 +69,22 @@ def audio_files(root: Path) -> Iterator[Path | Skipped]:
             yield Skipped(str(path), "hidden file (e.g. a macOS ._ resource fork)", "excluded")
         else:
             yield path
+
+
+def read_layout(files: Path, parse: Callable[[Path], "Utterance | Skipped | None"], layout: str,
+                not_the_corpus: str | None = None) -> Iterator[Utterance | Skipped]:
+    """The loop every file-name reader shares: each audio file under ``files`` (hidden ones skipped) goes through
+    ``parse``, which returns its Utterance, a Skipped with its own reason, or None for a name outside the corpus
+    ``layout`` (skipped as "name is not <layout>"). ``not_the_corpus``: the CorpusError when no file fits at all."""
+    found = False
+    for path in audio_files(files):
+        item = path if isinstance(path, Skipped) else parse(path)
+        if item is None:
+            item = Skipped(str(path), f"name is not {layout}")
+        found = found or isinstance(item, Utterance)
+        yield item
+    if not_the_corpus and not found:
+        raise CorpusError(not_the_corpus)
 
 
 def strip_to(root: str | Path, inner: str | None = None) -> Path:

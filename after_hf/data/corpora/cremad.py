@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
-from .base import CorpusError, Rating, RatingsError, Skipped, Utterance, audio_files, sample_id, strip_to
+from .base import CorpusError, Rating, RatingsError, Skipped, Utterance, read_layout, sample_id, strip_to
 
 NAME = "cremad"
 PATTERN = re.compile(r"^(\d{4})_([A-Z]{3})_(ANG|DIS|FEA|HAP|NEU|SAD)_(LO|MD|HI|XX|X)$")
@@ -116,14 +116,13 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
         raise CorpusError(f"{root} is not a CREMA-D folder: expected {root / 'AudioWAV'}/ holding "
                           "1001_DFA_ANG_XX.wav-style files.")
     ratings, _source = votes(root)
-    for path in audio_files(root / "AudioWAV"):
-        if isinstance(path, Skipped):
-            yield path
-            continue
+
+    def parse(path: Path) -> Utterance | None:
         m = PATTERN.match(path.stem)
         if not m:
-            yield Skipped(str(path), "name is not AAAA_SSS_EMO_LVL (CREMA-D layout)")
-            continue
+            return None
         actor, _sentence, emotion, _level = m.groups()
-        yield Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/{actor}", NAME,
-                        ratings=tuple(ratings.get(path.stem, ())))
+        return Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/{actor}", NAME,
+                         ratings=tuple(ratings.get(path.stem, ())))
+
+    yield from read_layout(root / "AudioWAV", parse, "AAAA_SSS_EMO_LVL (CREMA-D layout)")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from .base import CorpusError, Skipped, Utterance, audio_files, sample_id, strip_to
+from .base import CorpusError, Skipped, Utterance, read_layout, sample_id, strip_to
 
 NAME = "emodb"
 PATTERN = re.compile(r"^(\d\d)([ab]\d\d)([WLEAFTN])([a-z])$")
@@ -16,14 +16,13 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
     root = strip_to(root, "wav")
     if not (root / "wav").is_dir():
         raise CorpusError(f"{root} is not an EMODB folder: expected {root / 'wav'}/ holding 03a01Fa.wav-style files.")
-    for path in audio_files(root / "wav"):
-        if isinstance(path, Skipped):
-            yield path
-            continue
+
+    def parse(path: Path) -> Utterance | None:
         m = PATTERN.match(path.stem)
         if not m:
-            yield Skipped(str(path), "name is not <speaker 2 digits><text a01..b10><emotion letter><version> "
-                                     "(EMODB layout)")
-            continue
+            return None
         speaker, _text, emotion, _version = m.groups()
-        yield Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/{speaker}", NAME)
+        return Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/{speaker}", NAME)
+
+    yield from read_layout(root / "wav", parse,
+                           "<speaker 2 digits><text a01..b10><emotion letter><version> (EMODB layout)")

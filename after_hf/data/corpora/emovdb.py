@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..labels import CORPUS_EMOTIONS
-from .base import CorpusError, Skipped, Utterance, audio_files, sample_id, strip_to
+from .base import Skipped, Utterance, read_layout, sample_id, strip_to
 
 NAME = "emovdb"
 EMOTIONS = set(CORPUS_EMOTIONS[NAME])
@@ -34,18 +34,14 @@ def _speaker_emotion(path: Path, root: Path) -> tuple[str, str] | None:
 
 def read(root: str | Path) -> Iterator[Utterance | Skipped]:
     root = strip_to(root)
-    found = False
-    for path in audio_files(root):
-        if isinstance(path, Skipped):
-            yield path
-            continue
+
+    def parse(path: Path) -> Utterance | Skipped:
         se = _speaker_emotion(path, root)
         if se is None:
-            yield Skipped(str(path), f"folder '{path.parent.name}' is not <speaker>_<emotion> with emotion in "
-                                     f"{sorted(EMOTIONS)}")
-            continue
-        found = True
-        yield Utterance(sample_id(NAME, root, path), str(path), se[1], f"{NAME}/{se[0]}", NAME)
-    if not found:
-        raise CorpusError(f"{root} is not an EmoV-DB folder: expected <speaker>_<emotion>/ folders such as "
-                          "bea_amused/ under it.")
+            return Skipped(str(path), f"folder '{path.parent.name}' is not <speaker>_<emotion> with emotion in "
+                                      f"{sorted(EMOTIONS)}")
+        return Utterance(sample_id(NAME, root, path), str(path), se[1], f"{NAME}/{se[0]}", NAME)
+
+    yield from read_layout(root, parse, "<speaker>_<emotion>/ (EmoV-DB layout)",
+                           f"{root} is not an EmoV-DB folder: expected <speaker>_<emotion>/ folders such as "
+                           "bea_amused/ under it.")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from .base import CorpusError, Skipped, Utterance, audio_files, sample_id, strip_to
+from .base import CorpusError, Skipped, Utterance, read_layout, sample_id, strip_to
 
 NAME = "ravdess"
 PATTERN = re.compile(r"^(\d\d)-(\d\d)-(0[1-8])-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
@@ -18,16 +18,14 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
     if not any(root.glob("**/Actor_*")) and not any(root.glob("**/??-??-??-??-??-??-??.wav")):
         raise CorpusError(f"{root} is not a RAVDESS folder: expected Actor_01/03-01-01-01-01-01-01.wav-style files "
                           "under it.")
-    for path in audio_files(root):
-        if isinstance(path, Skipped):
-            yield path
-            continue
+
+    def parse(path: Path) -> Utterance | Skipped | None:
         m = PATTERN.match(path.stem)
         if not m:
-            yield Skipped(str(path), "name is not MM-VV-EE-II-SS-RR-AA (RAVDESS layout)")
-            continue
+            return None
         _modality, channel, emotion, *_rest, actor = m.groups()
         if channel != "01":
-            yield Skipped(str(path), "song (vocal channel 02): RAVDESS speech only", "excluded")
-            continue
-        yield Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/Actor_{actor}", NAME)
+            return Skipped(str(path), "song (vocal channel 02): RAVDESS speech only", "excluded")
+        return Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/Actor_{actor}", NAME)
+
+    yield from read_layout(root, parse, "MM-VV-EE-II-SS-RR-AA (RAVDESS layout)")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from .base import CorpusError, Skipped, Utterance, audio_files, sample_id, strip_to
+from .base import CorpusError, Skipped, Utterance, read_layout, sample_id, strip_to
 
 NAME = "shemo"
 PATTERN = re.compile(r"^([FM])(\d\d)([AHNSFW])(\d\d)$")
@@ -17,14 +17,12 @@ def read(root: str | Path) -> Iterator[Utterance | Skipped]:
     if not (root / "female").is_dir() and not (root / "male").is_dir():
         raise CorpusError(f"{root} is not a ShEMO folder: expected {root / 'female'}/ and {root / 'male'}/ holding "
                           "F01A01.wav-style files.")
-    for path in audio_files(root):
-        if isinstance(path, Skipped):
-            yield path
-            continue
+
+    def parse(path: Path) -> Utterance | None:
         m = PATTERN.match(path.stem)
         if not m:
-            yield Skipped(str(path), "name is not <F|M><speaker 2 digits><emotion letter><index 2 digits> "
-                                     "(ShEMO layout)")
-            continue
+            return None
         gender, speaker, emotion, _ = m.groups()
-        yield Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/{gender}{speaker}", NAME)
+        return Utterance(sample_id(NAME, root, path), str(path), emotion, f"{NAME}/{gender}{speaker}", NAME)
+
+    yield from read_layout(root, parse, "<F|M><speaker 2 digits><emotion letter><index 2 digits> (ShEMO layout)")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from .base import CorpusError, Skipped, Utterance, audio_files, sample_id, strip_to
+from .base import Skipped, Utterance, read_layout, sample_id, strip_to
 
 NAME = "tess"
 PATTERN = re.compile(r"^([A-Za-z]+)_(.+)_(angry|disgust|fear|happy|neutral|ps|sad)$", re.IGNORECASE)
@@ -15,17 +15,13 @@ PATTERN = re.compile(r"^([A-Za-z]+)_(.+)_(angry|disgust|fear|happy|neutral|ps|sa
 
 def read(root: str | Path) -> Iterator[Utterance | Skipped]:
     root = strip_to(root)
-    found = False
-    for path in audio_files(root):
-        if isinstance(path, Skipped):
-            yield path
-            continue
+
+    def parse(path: Path) -> Utterance | None:
         m = PATTERN.match(path.stem)
         if not m:
-            yield Skipped(str(path), "name is not <SPEAKER>_<word>_<emotion> (TESS layout)")
-            continue
-        found = True
-        yield Utterance(sample_id(NAME, root, path), str(path), m.group(3).lower(), f"{NAME}/{m.group(1).upper()}",
-                        NAME)
-    if not found:
-        raise CorpusError(f"{root} is not a TESS folder: expected OAF_angry/OAF_back_angry.wav-style files under it.")
+            return None
+        return Utterance(sample_id(NAME, root, path), str(path), m.group(3).lower(), f"{NAME}/{m.group(1).upper()}",
+                         NAME)
+
+    yield from read_layout(root, parse, "<SPEAKER>_<word>_<emotion> (TESS layout)",
+                           f"{root} is not a TESS folder: expected OAF_angry/OAF_back_angry.wav-style files under it.")
