@@ -13,7 +13,9 @@ export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 DEMO_DIR ?= runs/demo
 
-.PHONY: help setup apt test test-fast demo bench space reproduce-paper clean
+LINTED := after_hf tests benchmarks spaces_demo
+
+.PHONY: help setup apt lint test test-fast demo bench space reproduce-paper clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -34,7 +36,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-test: setup  ## the whole test suite (offline; ~2 min on 2 quiet cores)
+lint: setup  ## ruff: pyflakes, pycodestyle (lines up to 120), bugbear (config in pyproject.toml)
+	$(PY) -m ruff check $(LINTED)
+
+test: setup  ## lint, then the whole test suite (offline)
+	$(PY) -m ruff check $(LINTED)
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests
 
 test-fast: setup  ## the tests not marked slow
