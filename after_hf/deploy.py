@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .config import ConfigError, check_recipe, load_recipe, parse_args
+from .errors import AfterHFError
 from .model_info import (KINDS, LabelInfo, ModelMetrics, Provenance, TaptInfo, TrainingData, chance_levels,
                          portable_name, read_metrics, read_provenance, write_metrics, write_provenance)
 
@@ -55,7 +56,7 @@ class DeployArguments:
         "help": "head: epochs of the linear head (best validation UA kept)."})
 
 
-class DeployError(ValueError):
+class DeployError(AfterHFError, ValueError):
     """A run that cannot be deployed (no labels yet, not a run directory); the message says what to do."""
 
 
@@ -359,11 +360,7 @@ def _argv_with_recipe(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = _argv_with_recipe(list(sys.argv[1:] if argv is None else argv))
     (args,) = parse_args([DeployArguments], argv, prog="after-hf deploy", description=__doc__, section="deploy")
-    try:
-        result = deploy(args.run, args.out, args.kind, args.finetune_config, args.seed, args.head_epochs)
-    except DeployError as err:
-        print(f"after-hf deploy: {err}", file=sys.stderr)
-        return 2
+    result = deploy(args.run, args.out, args.kind, args.finetune_config, args.seed, args.head_epochs)
     labels = result.provenance.labels
     verb = "already holds" if result.skipped else "trained"
     print(f"{result.model_dir}: {verb} {KINDS[result.provenance.kind]} on {labels.labelled_clips} "
@@ -376,4 +373,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("deploy", main)

@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     scores, rows = evaluate_dataset(model, feature_extractor, ds, names, args.batch_seconds)
     local = Path(args.model).is_dir()
     out_dir = Path(args.out) if args.out else (Path(args.model) if local else Path(".")) / f"eval_{args.split}"
-    paths = write_report(scores, out_dir, title=f"{args.split}: {args.model}", rows=rows, split=args.split, model=args.model)
+    paths = write_report(scores, out_dir, title=f"{args.split}: "
+                                                f"{args.model}", rows=rows, split=args.split, model=args.model)
     print(f"{args.split} split of {args.manifest}: {len(ds)} utterances, model {args.model}")
     print(format_table(scores))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -19,13 +19,12 @@ import json
 import math
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import ConfigError, parse_args
+from .config import parse_args
 from .errors import AfterHFError
 from .io import atomic_write_text
 from .model_info import (GENERATED_NOTICE, ModelInfoError, ModelMetrics, Provenance, chance_levels, is_hub_id,
@@ -238,7 +237,7 @@ def build_card(model_dir: Path, repo_id: str):
         chance={**chance, "n_classes": round(1 / chance["ua"])} if chance else None,
         label_set=", ".join(f"`{i}`: {name}" for i, name in enumerate(labels)), training_data_md=training_data_md,
         labels_md=labels_sentence(provenance.labels) if provenance else "",
-        labels_fallback=(f"supervised fine-tuning on all labels of the training split"
+        labels_fallback=("supervised fine-tuning on all labels of the training split"
                          + (f" ({training['num_train']} clips)" if training.get("num_train") else "")
                          + " (no active learning)."),
         **method,
@@ -320,13 +319,11 @@ def push(args: PushArguments) -> Path | str:
 
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([PushArguments], argv, prog="after-hf push", description=__doc__, section="push")
-    try:
-        push(args)
-    except (PushError, ConfigError) as err:
-        print(f"after-hf push: {err}", file=sys.stderr)
-        return 2
+    push(args)  # a PushError / ConfigError is one line at the CLI's boundary (after_hf.cli)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("push", main)

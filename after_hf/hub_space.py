@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .config import ConfigError, parse_args
+from .config import parse_args
 from .hub import UPLOAD_SUFFIXES, PushError, check_model_dir, check_online, check_repo_id, upload
 from .io import atomic_write_text
 
@@ -56,8 +55,9 @@ class PushSpaceArguments:
     private: bool = field(default=False, metadata={"help": "Create the Space as private."})
     dry_run: Optional[str] = field(default=None, metadata={"help": "Write the exact folder that would be uploaded to "
                                                                    "this directory and make no network call."})
-    space_dir: str = field(default=str(DEFAULT_SPACE_DIR), metadata={"help": "The Space source folder (app.py, "
-                                                                              "README.md, requirements.txt, examples/)."})
+    space_dir: str = field(
+        default=str(DEFAULT_SPACE_DIR),
+        metadata={"help": "The Space source folder (app.py, README.md, requirements.txt, examples/)."})
     commit_message: str = field(default="Upload after-hf speech emotion recognition Space",
                                 metadata={"help": "Commit message of the upload."})
 
@@ -136,13 +136,11 @@ def push_space(args: PushSpaceArguments) -> Path | str:
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([PushSpaceArguments], argv, prog="after-hf push-space", description=__doc__,
                          section="push_space")
-    try:
-        push_space(args)
-    except (PushError, ConfigError) as err:
-        print(f"after-hf push-space: {err}", file=sys.stderr)
-        return 2
+    push_space(args)  # a PushError / ConfigError is one line at the CLI's boundary (after_hf.cli)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("push-space", main)

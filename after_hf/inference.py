@@ -136,8 +136,8 @@ def encode_frames(model: torch.nn.Module, frames: torch.Tensor, frame_mask: torc
     if output_hidden_states:  # transformers v5 records hidden states with hooks on the top-level forward only
         hooks.append(layers[0].register_forward_pre_hook(lambda _m, args, kwargs=None: seen.append(args[0]),
                                                          with_kwargs=False))
-        hooks += [layer.register_forward_hook(lambda _m, _i, out: seen.append(out[0] if isinstance(out, tuple) else out))
-                  for layer in layers]
+        hooks += [layer.register_forward_hook(
+            lambda _m, _i, out: seen.append(out[0] if isinstance(out, tuple) else out)) for layer in layers]
     try:
         last = encoder.encoder(hidden, attention_mask=mask).last_hidden_state
     finally:
@@ -147,7 +147,8 @@ def encode_frames(model: torch.nn.Module, frames: torch.Tensor, frame_mask: torc
     return last, states
 
 
-def pooled_from_frames(model: torch.nn.Module, frames: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pooled_from_frames(model: torch.nn.Module, frames: torch.Tensor,
+                       frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, pooled)`` of a classifier from CNN outputs (computed live, or cached for a frozen CNN)."""
     net = unwrap(model)
     if not (hasattr(net, "projector") and hasattr(net, "classifier")):

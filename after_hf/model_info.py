@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from .errors import AfterHFError
+
 METRICS_FILE = "metrics.json"
 PROVENANCE_FILE = "after_hf_provenance.json"
 METRICS_FORMAT = "after-hf-metrics/1"
@@ -37,7 +39,7 @@ KINDS = {  # what `after-hf deploy --kind` trains, as the card and the report na
 }
 
 
-class ModelInfoError(ValueError):
+class ModelInfoError(AfterHFError, ValueError):
     """A metrics or provenance file that exists but cannot be read; the message names the file and the fix."""
 
 

@@ -66,7 +66,9 @@ def prosodic_features(wave: np.ndarray, sr: int = SAMPLING_RATE) -> np.ndarray:
     band = lambda a, b: spectrum[:, (freqs >= a) & (freqs < b)].sum(1) + 1e-12  # noqa: E731
     sp = speech if speech.any() else np.ones_like(speech)
     alpha = 10 * np.log10(band(1000, 5000)[sp].sum() / band(50, 1000)[sp].sum())
-    hammarberg = 10 * np.log10(spectrum[sp][:, freqs < 2000].max(1).mean() / spectrum[sp][:, (freqs >= 2000) & (freqs < 5000)].max(1).mean())
+    low_peak = spectrum[sp][:, freqs < 2000].max(1).mean()
+    high_peak = spectrum[sp][:, (freqs >= 2000) & (freqs < 5000)].max(1).mean()
+    hammarberg = 10 * np.log10(low_peak / high_peak)
     centroid = float((spectrum[sp] * freqs).sum() / spectrum[sp].sum())
     first, last = np.flatnonzero(speech)[[0, -1]] if speech.any() else (0, len(speech) - 1)
     inner = [n for n in _runs(~speech[first:last + 1]) if n >= 15]  # silences of >= 150 ms inside the turn

@@ -7,7 +7,6 @@ Reads ``<experiment>/al/<run>/summary.json`` (+ ``config.json``) and writes ``re
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +14,21 @@ from pathlib import Path
 import numpy as np
 
 from .config import parse_args
+from .errors import AfterHFError
 from .io import atomic_write_json, atomic_write_text
 from .model_info import read_metrics
 
 BASELINE_PREFIX = "full_data"
 
 
+class ReportError(AfterHFError, FileNotFoundError):
+    """An experiment directory with nothing to report yet; the message says which command makes it."""
+
+
 @dataclass
 class ReportArguments:
-    experiment: str = field(metadata={"help": "Experiment directory holding al/<run>/summary.json (written by `after-hf experiment`)."})
+    experiment: str = field(
+        metadata={"help": "Experiment directory holding al/<run>/summary.json (written by `after-hf experiment`)."})
 
 
 def _runs(experiment: Path) -> dict[str, list[dict]]:
@@ -135,7 +140,8 @@ def results_markdown(results: dict, experiment: Path) -> str:
     baselines = {k: v for k, v in results.items() if k.startswith(BASELINE_PREFIX)}
     curves = {k: v for k, v in results.items() if not k.startswith(BASELINE_PREFIX)}
     lines += ["## Test metrics per labelling budget (mean ± std over seeds)", "",
-              "| setting | mode | % labelled | seeds | UA | × ceiling | WA | macro-F1 |", "|---|---|---|---|---|---|---|---|"]
+              "| setting | mode | % labelled | seeds | UA | × ceiling | WA | macro-F1 "
+              "|", "|---|---|---|---|---|---|---|---|"]
     for setting, res in sorted(results.items()):
         for p in res["points"]:
             lines.append(f"| {setting} | {res['mode']} | {100 * p['fraction_labelled']:.1f} | {p['n_seeds']} | "
@@ -150,12 +156,14 @@ def results_markdown(results: dict, experiment: Path) -> str:
     random_auc = {k: v["auc_ua"] for k, v in curves.items() if k.startswith("random")}
     if ranked and random_auc:
         best = ranked[0][0]
-        verdict = ("random acquisition is the best setting here: the uncertainty strategies did not beat it on this pool."
-                   if best.startswith("random") else f"best setting: {best}.")
+        verdict = ("random acquisition is the best setting here: the uncertainty strategies did not beat it on "
+                   "this pool." if best.startswith("random") else f"best setting: {best}.")
         lines += ["", f"**Verdict:** {verdict}"]
     lines += ["", "## Time: active learning to its budget vs fine-tuning on all labels", "",
-              "Wall seconds of train + score + select (annotation excluded; frozen-feature encoding, shared by all runs, excluded).", "",
-              "| setting | final % labelled | final UA | seconds (mean ± std) | time ratio vs baseline | UA ratio vs baseline |",
+              "Wall seconds of train + score + select (annotation excluded; frozen-feature encoding, shared by all "
+              "runs, excluded).", "",
+              "| setting | final % labelled | final UA | seconds (mean ± std) | time ratio vs baseline "
+              "| UA ratio vs baseline |",
               "|---|---|---|---|---|---|"]
     base = baselines.get(BASELINE_PREFIX)
     for setting, res in sorted(results.items()):
@@ -165,7 +173,8 @@ def results_markdown(results: dict, experiment: Path) -> str:
         lines.append(f"| {setting} | {100 * final['fraction_labelled']:.1f} | {final['test_ua']:.3f} | "
                      f"{res['seconds_mean']:.1f} ± {res['seconds_std']:.1f} | {ratio_t} | {ratio_ua} |")
     if base:
-        lines += ["", f"Baseline: `{BASELINE_PREFIX}` = the same learner trained once on 100% of the training pool's labels."]
+        lines += ["", f"Baseline: `{BASELINE_PREFIX}` = the same learner trained once on 100% of the training pool's "
+                      "labels."]
     lines += _supervised_section(experiment)
     lines += ["", "![learning curves](learning_curves.png)", ""]
     return "\n".join(lines)
@@ -194,7 +203,8 @@ def build_report(experiment: str | Path) -> Path:
     experiment = Path(experiment)
     results = aggregate(experiment)
     if not results:
-        raise FileNotFoundError(f"no finished AL runs under {experiment}/al/*/summary.json: run `after-hf experiment` first.")
+        raise ReportError(f"no finished AL runs under {experiment}/al/*/summary.json: run `after-hf experiment` "
+                          "first.")
     atomic_write_json(experiment / "results.json", {**results, **load_references(experiment)})
     plot_learning_curves(results, experiment / "learning_curves.png")
     report = experiment / "results.md"
@@ -209,4 +219,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from after_hf.cli import command_main
+
+    command_main("report", main)

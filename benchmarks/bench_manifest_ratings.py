@@ -28,7 +28,7 @@ CATEGORIES = [("neu", "Neutral"), ("hap", "Happiness"), ("exc", "Excited"), ("an
 
 def rater_lines(i: int, word: str, gender: str) -> list[str]:
     lines = [f"C-E1:\t{word};\t()", f"C-E2:\t{word};\t()",
-             f"C-E3:\t{word}; Frustration;\t()" if i % 3 == 0 else f"C-E3:\tNeutral;\t()"]
+             f"C-E3:\t{word}; Frustration;\t()" if i % 3 == 0 else "C-E3:\tNeutral;\t()"]
     if i % 3 == 1:
         lines.append(f"C-E4:\t{word};\t()")
     if i % 2 == 0:
@@ -54,7 +54,7 @@ def make_tree(root: Path, turns: int, tone: Path, with_raters: bool) -> Path:
                 code, word = CATEGORIES[(i + d) % len(CATEGORIES)]
                 utt = f"{dialog}_{gender}{i:03d}"
                 lines.append(f"[{i * 3.1:.4f} - {i * 3.1 + 2.5:.4f}]\t{utt}\t{code}\t[2.5000, 3.0000, 2.5000]")
-                lines += rater_lines(i, word, gender) if with_raters else [f"A-E1:\tval 3; act 2; dom  2;\t()"]
+                lines += rater_lines(i, word, gender) if with_raters else ["A-E1:\tval 3; act 2; dom  2;\t()"]
                 lines.append("")
                 wav = session / "sentences" / "wav" / dialog / f"{utt}.wav"
                 wav.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
                 t0 = time.perf_counter()
                 ds = prepare({"iemocap": tree}, out, verbose=False)
                 seconds[arm].append(time.perf_counter() - t0)
-                reads[arm].append(__import__("json").loads((out / "prepare_report.json").read_text())["timing"]["read_seconds"])
+                report = __import__("json").loads((out / "prepare_report.json").read_text())
+                reads[arm].append(report["timing"]["read_seconds"])
                 if arm == "baseline" and r == 0:
                     save_manifest(ds.remove_columns(list(RATING_COLUMNS)), work / "m_no_columns")
             for arm in loads:
@@ -107,16 +108,20 @@ def main(argv: list[str] | None = None) -> dict:
                 _ = loaded["label"], loaded["path"]
                 loads[arm].append(time.perf_counter() - t0)
         n_answers = sum(len(x) for x in load_manifest(work / "m_raters_0", check_files=False)["ratings"])
-        sizes = {"raters": du(work / "m_raters_0"), "baseline": du(work / "m_baseline_0"), "no_columns": du(work / "m_no_columns")}
+        sizes = {"raters": du(work / "m_raters_0"), "baseline": du(work / "m_baseline_0"),
+                 "no_columns": du(work / "m_no_columns")}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     med = {arm: statistics.median(v) for arm, v in seconds.items()}
     med_read = {arm: statistics.median(v) for arm, v in reads.items()}
     med_load = {arm: statistics.median(v) for arm, v in loads.items()}
-    summary = (f"{args.turns} turns, {n_answers} rater answers: prepare {med['raters']:.2f} s with raters vs {med['baseline']:.2f} s "
+    summary = (f"{args.turns} turns, {n_answers} rater answers: prepare {med['raters']:.2f} s with raters vs "
+               f"{med['baseline']:.2f} s "
                f"without ({med['raters'] / med['baseline']:.2f}x; reading the label files {med_read['raters']:.2f} vs "
-               f"{med_read['baseline']:.2f} s); manifest {C.mib(sizes['raters']) * 1024:.0f} KiB vs {C.mib(sizes['baseline']) * 1024:.0f} KiB "
-               f"(empty rater columns) vs {C.mib(sizes['no_columns']) * 1024:.0f} KiB (no rater columns); load_manifest "
+               f"{med_read['baseline']:.2f} s); manifest {C.mib(sizes['raters']) * 1024:.0f} KiB vs "
+               f"{C.mib(sizes['baseline']) * 1024:.0f} KiB "
+               f"(empty rater columns) vs {C.mib(sizes['no_columns']) * 1024:.0f} KiB (no rater columns); "
+               "load_manifest "
                f"{med_load['raters']:.3f} / {med_load['baseline']:.3f} / {med_load['no_columns']:.3f} s")
     print(summary)
     metrics = {"turns": args.turns, "answers": n_answers, "prepare_seconds": med, "read_seconds": med_read,

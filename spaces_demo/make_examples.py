@@ -43,7 +43,8 @@ def main() -> int:
     total = sum(p.stat().st_size for p in EXAMPLES_DIR.glob("*.ogg"))
     print(f"{total / 1000:.1f} KB in {EXAMPLES_DIR}")
     if total > MAX_TOTAL_BYTES:
-        print(f"the examples exceed {MAX_TOTAL_BYTES // 1000} KB: pick a smaller UTTERANCES or another SEED", file=sys.stderr)
+        print(f"the examples exceed {MAX_TOTAL_BYTES // 1000} KB: pick a smaller UTTERANCES or another "
+              "SEED", file=sys.stderr)
         return 1
     return 0
 

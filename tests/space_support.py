@@ -103,7 +103,8 @@ def served_app(root: Path, model_dir: Path, run_dir: Path | None = None, extra: 
     log_path = root / "app.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, str(SPACE_DIR / "app.py"), "--server_name", "127.0.0.1",
-                             "--server_port", str(port), *extra], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+                             "--server_port", str(port), *extra], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=root)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 150

@@ -180,6 +180,6 @@ def test_a_clip_gets_the_same_prediction_alone_in_a_batch_and_from_the_model_its
     alone = np.concatenate([predict(model, fe, [p], progress=False)["probs"] for p in paths])
     np.testing.assert_allclose(batched, alone, atol=1e-5)
     with torch.no_grad():
-        own = np.concatenate([model(**fe(load_audio(p), sampling_rate=16000, return_tensors="pt")).logits.softmax(-1).numpy()
-                              for p in paths])
+        own = np.concatenate([model(**fe(load_audio(p), sampling_rate=16000, return_tensors="pt"))
+                              .logits.softmax(-1).numpy() for p in paths])
     np.testing.assert_allclose(alone, own, atol=1e-5)

@@ -229,7 +229,8 @@ def test_two_real_processes_share_the_work(pool, tmp_path):
 
 
 def test_frame_cache_holds_each_clips_cnn_output_once(pool, tmp_path, monkeypatch):
-    """Frozen-CNN fine-tuning reads the CNN outputs from disk: equal to the live CNN on the clip alone, computed once."""
+    """Frozen-CNN fine-tuning reads the CNN outputs from disk: equal to the live CNN on the clip alone, computed
+    once."""
     from after_hf.al.features import FrameCache
     from after_hf.inference import cnn_frames
 
@@ -241,7 +242,8 @@ def test_frame_cache_holds_each_clips_cnn_output_once(pool, tmp_path, monkeypatc
         wave = (wave - wave.mean()) / (wave.std() + 1e-7)
         with torch.no_grad():
             live = cnn_frames(model, torch.from_numpy(wave)[None], torch.ones(1, wave.size, dtype=torch.long))[0]
-        assert frames[i].shape == tuple(live.shape) and frames[i].shape[0] == model._get_feat_extract_output_lengths(wave.size)
+        assert frames[i].shape == tuple(live.shape)
+        assert frames[i].shape[0] == model._get_feat_extract_output_lengths(wave.size)
         np.testing.assert_allclose(frames[i], live.numpy(), rtol=2e-3, atol=2e-3)  # stored as float16
     monkeypatch.setattr(features, "encode_frames_of", lambda *a: pytest.fail("a cached clip was encoded again"))
     again = FrameCache(tmp_path, "tiny").get(ids[::-1], paths[::-1], durations[::-1])

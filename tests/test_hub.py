@@ -265,7 +265,8 @@ def test_space_folder_runs_alone_and_loads_the_model_by_hub_id_offline(model_dir
         assert load_feature_extractor("org/ser-tiny").sampling_rate == 16000
         space = app.SpaceApp(app.resolve_args([]))  # DEFAULT_MODEL = org/ser-tiny
         assert space.title == "[org/ser-tiny](https://huggingface.co/org/ser-tiny)", space.title
-        assert "Test UA 0.654" in space.about and "1106 human-labelled clips" in space.about, space.about  # from the Hub
+        # from the Hub
+        assert "Test UA 0.654" in space.about and "1106 human-labelled clips" in space.about, space.about
         state = space.classifier.model.state_dict()
         assert all(torch.equal(state[k], v) for k, v in saved.items())
         probs, _, _ = space.classify("examples/{EXAMPLES[0].name}")

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, brier_score_loss, confusion_matrix, f1_score, log_loss,
-                             recall_score)
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, brier_score_loss, confusion_matrix, f1_score,
+                             log_loss, recall_score)
 
 from after_hf.metrics import SER_METRICS_PATH, compute_ser_metrics, compute_soft_label_metrics, load_ser_metrics
 
@@ -60,12 +60,14 @@ def test_index_beyond_label_set_fails(metric):
 
 def test_loads_offline_from_a_fresh_cache(tmp_path):
     """evaluate.load(<local dir>) with HF_HUB_OFFLINE=1 and an empty HF cache: no Hub access needed."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
     code = (
         "import evaluate, sys; m = evaluate.load(sys.argv[1]); "
         "print(m.compute(predictions=[0, 1, 1], references=[0, 1, 0], num_classes=2)['ua'])"
     )
-    done = subprocess.run([sys.executable, "-c", code, SER_METRICS_PATH], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code, SER_METRICS_PATH], env=env, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(0.75)
 
@@ -107,7 +109,8 @@ def test_soft_label_scores_equal_sklearn():
     weighted = dict(sample_weight=votes[clip, label], labels=range(4))
     assert out["cross_entropy"] == pytest.approx(log_loss(label, probs[clip], **weighted), rel=1e-10)
     # the expected Brier score of one rater's answer = Brier against the distribution + the raters' own spread
-    assert out["brier"] + np.mean(1 - (votes**2).sum(axis=1)) == pytest.approx(brier_score_loss(label, probs[clip], **weighted), rel=1e-10)
+    assert out["brier"] + np.mean(1 - (votes**2).sum(axis=1)) == pytest.approx(
+        brier_score_loss(label, probs[clip], **weighted), rel=1e-10)
 
 
 def test_soft_label_scores_refuse_what_is_not_a_distribution():

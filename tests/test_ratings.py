@@ -65,13 +65,15 @@ def test_tally_by_hand():
         assert got["vote_majority"] == "" and got["vote_top"] == ["angry", "sad"] and got["vote_agreement"] == 0.5
     # most raters outside the label set: the majority says so, the distribution covers the label set only
     got = tally([[OTHER], [OTHER], ["happy"]], FOUR)
-    assert got["vote_majority"] == OTHER and got["vote_dist"] == [0, 1, 0, 0] and got["vote_agreement"] == pytest.approx(2 / 3)
+    assert got["vote_majority"] == OTHER and got["vote_dist"] == [0, 1, 0, 0]
+    assert got["vote_agreement"] == pytest.approx(2 / 3)
     # 1/3 + 1/3 + 1/3 against 1: a tie despite floating point
     got = tally([["happy", "sad", "angry"]] * 3 + [["neutral"]] * 1, FOUR)
     assert got["vote_top"] == FOUR and got["vote_majority"] == ""
     # no answers: nothing to count, no agreement, no majority; "angry+angry" is one vote
     got = tally([], FOUR)
-    assert got["n_raters"] == 0 and got["vote_agreement"] is None and got["vote_majority"] == "" and got["vote_dist"] == [0] * 4
+    assert got["n_raters"] == 0 and got["vote_agreement"] is None
+    assert got["vote_majority"] == "" and got["vote_dist"] == [0] * 4
     assert tally([["angry", "angry"]], FOUR)["votes"] == [0, 0, 1, 0]
 
 
@@ -100,8 +102,8 @@ def test_iemocap_keeps_every_rater_line_of_every_turn(iemocap):
 
 def test_iemocap_answers_mapped_to_the_label_set(iemocap):
     _, ds = iemocap
-    mapping = {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad", "fru": OTHER, "oth": OTHER,
-               "Bored": OTHER}
+    mapping = {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad", "fru": OTHER,
+               "oth": OTHER, "Bored": OTHER}
     for row in by_id(ds).values():
         for r in row["ratings"]:
             assert r["labels"] == [mapping[c] for c in r["raw"]]
@@ -117,7 +119,8 @@ def test_iemocap_derived_votes_by_hand(iemocap):
     assert r["vote_majority"] == "neutral" and r["vote_agreement"] == pytest.approx(2.5 / 3, abs=1e-6)
     # F001 hap: E1 hap, E2 hap, E4 oth+neu
     r = rows[base + "1"]
-    assert r["votes"] == [0.5, 2, 0, 0] and r["votes_other"] == 0.5 and r["vote_dist"] == pytest.approx([0.2, 0.8, 0, 0])
+    assert r["votes"] == [0.5, 2, 0, 0] and r["votes_other"] == 0.5
+    assert r["vote_dist"] == pytest.approx([0.2, 0.8, 0, 0])
     assert r["vote_majority"] == "happy" and r["vote_agreement"] == pytest.approx(2 / 3, abs=1e-6)
     # F003 ang: E1 ang, E2 ang, E5 neu, E6 neu (+ self sad, not counted): a tie, no majority
     r = rows[base + "3"]
@@ -131,7 +134,7 @@ def test_iemocap_self_evaluations_counted_on_request(iemocap, tmp_path):
     rows = by_id(ds)
     r = rows["iemocap/Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000"]
     assert r["n_raters"] == 4 and r["votes"] == [2.5, 0, 0, 1] and r["vote_agreement"] == pytest.approx(2.5 / 4)
-    for sid, row in rows.items():
+    for row in rows.values():
         assert row["n_raters"] == len(row["ratings"])
 
 
@@ -143,7 +146,8 @@ def test_cli_prints_the_ratings_summary_and_the_unknown_category(iemocap, tmp_pa
     answers = sum(sum(not a["self_eval"] for a in r["ratings"]) for r in by_id(ds).values())
     counts = [r["n_raters"] for r in by_id(ds).values()]
     assert (min(counts), max(counts)) == (2, 6)
-    assert line.startswith(f"ratings (iemocap): 60/60 clips rated, {answers / 60:.1f} raters per clip (2-6), mean agreement ")
+    assert line.startswith(f"ratings (iemocap): 60/60 clips rated, {answers / 60:.1f} raters per clip (2-6), mean "
+                           "agreement ")
     mean_agreement = np.mean([r["vote_agreement"] for r in by_id(ds).values()])
     assert f"mean agreement {mean_agreement:.2f}," in line and "self-evaluations kept but not counted" in line
     rows = by_id(ds).values()
@@ -151,7 +155,8 @@ def test_cli_prints_the_ratings_summary_and_the_unknown_category(iemocap, tmp_pa
     differs = sum(r["vote_majority"] not in ("", FOUR[r["label"]]) for r in rows)
     selfs = sum(a["self_eval"] for r in rows for a in r["ratings"])
     assert ties > 0 and differs > 0  # F003-style ties; "_other" majorities (E3's frustration halves can win)
-    assert f", {ties} ties (no majority), " in line and f"other than the label on {differs} clips; {selfs} self-evaluations" in line
+    assert f", {ties} ties (no majority), " in line
+    assert f"other than the label on {differs} clips; {selfs} self-evaluations" in line
     assert report_json(tmp_path / "m")["ratings"]["iemocap"]["ties"] == ties
     assert any("rater answers name categories the corpus does not define ({'Bored': 2})" in ln for ln in lines)
 
@@ -167,8 +172,8 @@ def test_native_label_set_votes_cover_frustration(iemocap, tmp_path):
 
 # ---------------------------------------------------------------- CREMA-D votes
 
-RESPONSES_HEADER = ["", "localid", "pos", "ans", "ttr", "queryType", "numTries", "clipNum", "questNum", "subType", "clipName",
-                    "sessionNums", "respEmo", "respLevel", "dispEmo", "dispVal", "dispLevel"]
+RESPONSES_HEADER = ["", "localid", "pos", "ans", "ttr", "queryType", "numTries", "clipNum", "questNum", "subType",
+                    "clipName", "sessionNums", "respEmo", "respLevel", "dispEmo", "dispVal", "dispLevel"]
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -203,8 +208,10 @@ def test_cremad_finished_responses_voice_only_without_distracted(cremad, tmp_pat
         response(7, "r7", 1, "1001_DFA_HAP_XX", 15, 3, "H"),  # same session, another question: kept
         response(8, "r8", 1, "1001_DFA_HAP_XX", 16, 1, "D"),
     ])
-    write_csv(cremad / "finishedEmoResponses.csv", ["", "localid", "sessionNums", "queryType", "questNum", "pos", "ttr", "numTries", "clipNum", "clipName"],
-              [["1", "r6", 15, 1, 2, 1, 12000, 0, 1, "1001_DFA_ANG_XX"], ["2", "r7", 15, 1, 3, 1, 800, 0, 2, "1001_DFA_HAP_XX"]])
+    write_csv(cremad / "finishedEmoResponses.csv",
+              ["", "localid", "sessionNums", "queryType", "questNum", "pos", "ttr", "numTries", "clipNum", "clipName"],
+              [["1", "r6", 15, 1, 2, 1, 12000, 0, 1, "1001_DFA_ANG_XX"],
+               ["2", "r7", 15, 1, 3, 1, 800, 0, 2, "1001_DFA_HAP_XX"]])
     rows = cremad_rows(cremad)
     assert [(r.rater, r.emotions) for r in rows["1001_DFA_ANG_XX"].ratings] == [
         ("cremad/r1", ("ANG",)), ("cremad/r2", ("ANG",)), ("cremad/r3", ("NEU",))]
@@ -253,10 +260,12 @@ def test_folder_metadata_ratings_column(tone, tmp_path):
     r0, r1, r2, r3 = (rows[f"folder/u{i}"] for i in range(4))
     assert [(a["rater"], a["labels"]) for a in r0["ratings"]] == [("", ["angry"]), ("", ["angry"]), ("", ["neutral"])]
     assert [(a["rater"], a["labels"], a["raw"]) for a in r1["ratings"]] == [
-        ("folder/r1", ["sad"], ["sad"]), ("folder/r2", ["sad", "neutral"], ["sad", "neutral"]), ("folder/r3", ["happy"], ["joy"])]
+        ("folder/r1", ["sad"], ["sad"]), ("folder/r2", ["sad", "neutral"], ["sad", "neutral"]),
+        ("folder/r3", ["happy"], ["joy"])]
     assert r1["votes"] == [0.5, 1, 0, 1.5] and r1["vote_majority"] == "sad"
     assert r2["ratings"] == [] and r2["n_raters"] == 0 and r2["vote_agreement"] is None
-    assert r3["votes"] == [0, 0, 1, 0] and r3["votes_other"] == 1 and r3["vote_majority"] == ""  # mad = angry; bored: outside
+    # mad = angry; bored: outside
+    assert r3["votes"] == [0, 0, 1, 0] and r3["votes_other"] == 1 and r3["vote_majority"] == ""
     (root / "metadata.csv").write_text("file_name,label,ratings\nu0.wav,ang,r1=angry;r1=sad\n")
     with pytest.raises(RatingsError, match=r"metadata\.csv line 2 .*rater 'r1' answers twice"):
         prepare({"folder": root}, tmp_path / "m2", verbose=False)
@@ -279,15 +288,16 @@ def test_hub_ratings_column(tone, tmp_path, shape):
     }[shape]
     data = tone.read_bytes()
     features = Features({"audio": Audio(), "label": emotions, "votes": cells[0]})
-    Dataset.from_dict({"audio": [{"bytes": data, "path": f"{i}.wav"} for i in range(3)], "label": [0, 3, 2], "votes": cells[1]},
-                      features=features).save_to_disk(str(tmp_path / "hubds"))
+    Dataset.from_dict({"audio": [{"bytes": data, "path": f"{i}.wav"} for i in range(3)], "label": [0, 3, 2],
+                       "votes": cells[1]}, features=features).save_to_disk(str(tmp_path / "hubds"))
     ds = prepare({"hub": str(tmp_path / "hubds")}, tmp_path / "m", hub_ratings_column="votes",
                  hub_audio_dir=str(tmp_path / "audio"), verbose=False)
     first, second, third = sorted(by_id(ds).values(), key=lambda r: r["id"])
     assert third["ratings"] == [] and third["n_raters"] == 0
     assert [a["labels"] for a in first["ratings"]] == [["angry"], ["angry"], ["neutral"]]
     assert first["vote_majority"] == "angry" and first["vote_agreement"] == pytest.approx(2 / 3)
-    assert [a["raw"] for a in second["ratings"]] == ([["sad", "neu"], ["hap"]] if shape == "string" else [["sad"], ["hap"]])
+    expected = [["sad", "neu"], ["hap"]] if shape == "string" else [["sad"], ["hap"]]
+    assert [a["raw"] for a in second["ratings"]] == expected
     if shape != "classlabel_list":
         assert [a["rater"] for a in first["ratings"]] == ["hub/a", "hub/b", "hub/c"]
     with pytest.raises(CorpusError, match="hub_ratings_column"):
@@ -297,8 +307,8 @@ def test_hub_ratings_column(tone, tmp_path, shape):
 # ---------------------------------------------------------------- the manifest: generators, old manifests
 
 def rows_for(tone, n=4):
-    return [dict(id=f"g/u{i}", path=str(tone), label=FOUR[i % 4], emotion_raw=FOUR[i % 4], speaker=f"g/s{i}", corpus="g",
-                 session="", duration=0.3, split="train") for i in range(n)]
+    return [dict(id=f"g/u{i}", path=str(tone), label=FOUR[i % 4], emotion_raw=FOUR[i % 4], speaker=f"g/s{i}",
+                 corpus="g", session="", duration=0.3, split="train") for i in range(n)]
 
 
 def test_a_generator_fills_only_the_answers(tone, tmp_path):
@@ -308,7 +318,8 @@ def test_a_generator_fills_only_the_answers(tone, tmp_path):
     rows[1]["votes"] = [9, 9, 9, 9]  # a stale derived column is recomputed, not trusted
     ds = load_manifest(save_manifest(build_manifest(rows), tmp_path / "m"))
     r = by_id(ds)
-    assert r["g/u0"]["votes"] == [1.5, 0, 0, 0.5] and r["g/u0"]["n_raters"] == 2 and r["g/u0"]["ratings"][0]["raw"] == ["neutral"]
+    assert r["g/u0"]["votes"] == [1.5, 0, 0, 0.5] and r["g/u0"]["n_raters"] == 2
+    assert r["g/u0"]["ratings"][0]["raw"] == ["neutral"]
     assert r["g/u1"]["votes"] == [0, 0, 0, 0]
     assert has_votes(ds) and not has_votes(ds.select([1, 2]))
     dist, rated = vote_matrix(ds, ["sad", "neutral", "happy", "angry"])  # by name, in the caller's order

@@ -151,7 +151,8 @@ def test_sigkill_while_saving_an_annotation_loses_nothing(work):
     killed(["-c", code], "write:annotations.json")
     assert (run / "annotations.json").read_bytes() == before  # the previous answers, intact and complete
     half = list(run.glob(".annotations.json.*.tmp"))
-    assert len(half) == 1 and items[3]["id"] in [a["id"] for a in json.loads(half[0].read_text())["answers"]]  # died before the move
+    # it died after writing, before the move
+    assert len(half) == 1 and items[3]["id"] in [a["id"] for a in json.loads(half[0].read_text())["answers"]]
     assert [it["id"] for it in oracle.pending(run)] == [it["id"] for it in items[3:]]  # the 4th is still asked for
 
     for it in items[3:]:  # the killed writer's lock was released with its process

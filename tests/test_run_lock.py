@@ -2,7 +2,8 @@
 
 A second `after-hf al` on a run another process holds is refused with one line naming the holder's PID, whether the
 first one has not written state.json yet (frozen with SIGSTOP right after taking the lock; the second comes without
---resume) or is waiting for a person's answers (the second comes with --resume). A lock left by a killed process is taken over and the run continues.
+--resume) or is waiting for a person's answers (the second comes with --resume). A lock left by a killed process is
+taken over and the run continues.
 """
 
 import json

@@ -26,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.audio import load_audio
-from ..inference import autocast_for, cnn_frames, encode_frames, length_batches, pad_frames, process_group, release_memory
+from ..inference import (autocast_for, cnn_frames, encode_frames, length_batches, pad_frames, process_group,
+                         release_memory)
 from ..io import atomic_write_json
 from ..models import check_weights, is_named, load_config
 
@@ -141,7 +142,8 @@ class FeatureCache:
         if self._model is None:
             device = self.device
             if device is None:
-                device = group.device if group is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+                local = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+                device = group.device if group is not None else local
             self._model = load_backbone(self.source, self.init_seed).to(device).eval()
         return self._model
 
@@ -251,7 +253,8 @@ class FrameCache(FeatureCache):
                 shard = np.load(shard_path, mmap_mode="r")
             except (ValueError, OSError):
                 continue
-            if not isinstance(meta, dict) or len(meta["ids"]) != len(meta["stops"]) or meta["stops"][-1] != shard.shape[0]:
+            if (not isinstance(meta, dict) or len(meta["ids"]) != len(meta["stops"])
+                    or meta["stops"][-1] != shard.shape[0]):
                 continue
             self._add_shard(shard_path.name, shard, meta["ids"])
             self._stops[len(self._shards) - 1] = [0, *meta["stops"]]

@@ -21,7 +21,8 @@ class LayerWeightedHead(nn.Module):
     def __init__(self, num_layers: int, hidden_size: int, num_labels: int, proj_size: int = 128, dropout: float = 0.3,
                  linear: bool = False):
         super().__init__()
-        self.linear = linear  # no ReLU: then the head equals wav2vec2's own (weighted layer sum -> projector -> classifier)
+        # no ReLU: then the head equals wav2vec2's own (weighted layer sum -> projector -> classifier)
+        self.linear = linear
         self.layer_logits = nn.Parameter(torch.zeros(num_layers))
         self.proj = nn.Linear(hidden_size, proj_size)
         self.dropout = nn.Dropout(dropout)
@@ -58,7 +59,8 @@ class HeadClassifier:
     def _norm(self, feats: np.ndarray) -> torch.Tensor:
         return (torch.from_numpy(np.asarray(feats, dtype=np.float32)) - self.mean) / self.std
 
-    def fit(self, feats, labels, seed: int, val_feats=None, val_labels=None, ua_fn=None, warm_start: bool = False) -> dict:
+    def fit(self, feats, labels, seed: int, val_feats=None, val_labels=None, ua_fn=None,
+            warm_start: bool = False) -> dict:
         """Train on ``feats`` [N, L, H]; ``warm_start`` continues from the current head instead of a fresh one."""
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
@@ -66,7 +68,8 @@ class HeadClassifier:
         if not (warm_start and self.model is not None):
             self.model = LayerWeightedHead(num_layers, hidden, self.num_labels, self.args.proj_size, self.args.dropout,
                                            self.args.linear)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.args.learning_rate, weight_decay=self.args.weight_decay)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.args.learning_rate,
+                                weight_decay=self.args.weight_decay)
         x, y = self._norm(feats), torch.as_tensor(labels, dtype=torch.long)
         loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(np.asarray(labels), self.num_labels)))
         best, best_state, history = -1.0, None, []
@@ -101,4 +104,5 @@ class HeadClassifier:
         return out
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {**{f"head.{k}": v for k, v in self.model.state_dict().items()}, "norm.mean": self.mean, "norm.std": self.std}
+        return {**{f"head.{k}": v for k, v in self.model.state_dict().items()},
+                "norm.mean": self.mean, "norm.std": self.std}

@@ -85,11 +85,14 @@ class ALArguments:
                           "predictions on a held-out unlabelled sample reaches this (e.g. 0.99); 0 = off."},
     )
     stop_patience: int = field(default=2, metadata={"help": "Consecutive rounds above stop_kappa needed to stop."})
-    stop_set_size: int = field(default=200, metadata={"help": "Size of the held-out unlabelled stop set (taken from the pool, never selected)."})
+    stop_set_size: int = field(
+        default=200,
+        metadata={"help": "Size of the held-out unlabelled stop set (taken from the pool, never selected)."},
+    )
     cache_dir: str = field(default="", metadata={
-        "help": "Where frozen-encoder features are cached (shared by every run of the same backbone). Default: the cache "
-                "of the `after-hf experiment` that made the manifest (MANIFEST/../cache/features) when there is one, "
-                "else runs/cache/features."})
+        "help": "Where frozen-encoder features are cached (shared by every run of the same backbone). Default: "
+                "the cache of the `after-hf experiment` that made the manifest (MANIFEST/../cache/features) when "
+                "there is one, else runs/cache/features."})
     head_epochs: int = field(default=60, metadata={"help": "head_only: epochs per round."})
     head_learning_rate: float = field(default=2e-3, metadata={"help": "head_only: AdamW learning rate."})
     head_dropout: float = field(default=0.3, metadata={"help": "head_only: dropout of the head (MC-dropout source)."})
@@ -235,7 +238,8 @@ def annotate_round(args, state, rec, train: SplitArrays, labels: list[str], orac
     unknown = {i: label for i, label in given.items() if label is not None and label not in labels}
     if unknown:
         sample_id, label = next(iter(unknown.items()))
-        raise StateError(f"{run / oracle_files.ANNOTATIONS_FILE}: {len(unknown)} answers have labels outside the label set "
+        raise StateError(f"{run / oracle_files.ANNOTATIONS_FILE}: {len(unknown)} answers have labels outside the "
+                         "label set "
                          f"{labels}, e.g. {sample_id!r} -> {label!r}. Correct them (or delete those entries and label "
                          f"them again in the Space), then run the same command with --resume.")
     got = {i: labels.index(label) for i, label in given.items() if label is not None}

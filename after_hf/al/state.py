@@ -189,7 +189,8 @@ class RunState:
         """Open a finished or running run read-only (no config check): for reports and later stages."""
         state_path = Path(run_dir) / STATE_FILE
         if not state_path.is_file():
-            raise StateError(f"{run_dir} holds no active-learning run ({STATE_FILE} missing): run `after-hf al --out {run_dir}` first.")
+            raise StateError(f"{run_dir} holds no active-learning run ({STATE_FILE} missing): run `after-hf al --out "
+                             f"{run_dir}` first.")
         data = read_json(state_path, "active-learning state")
         check_state(data, state_path)
         return cls(Path(run_dir), data)
@@ -221,12 +222,14 @@ class RunState:
         return {item["id"] for rec in self.rounds for item in rec["selected"]}
 
     # -- transitions (each one saved at once) ----------------------------------------------------
-    def record_selection(self, index: int, target_size: int, selected: list[dict], strategy: str, seconds: dict) -> dict:
+    def record_selection(self, index: int, target_size: int, selected: list[dict], strategy: str,
+                         seconds: dict) -> dict:
         if index != len(self.rounds):
             raise StateError(f"round {index} selected out of order (state has {len(self.rounds)} rounds)")
         ids = [s["id"] for s in selected]
         if len(set(ids)) != len(ids) or set(ids) & self.asked():
-            raise StateError(f"round {index}: selection repeats an id already asked for; this is a bug, please report it")
+            raise StateError(f"round {index}: selection repeats an id already asked for; this is a bug, please "
+                             "report it")
         rec = {"round": index, "target_size": target_size, "strategy": strategy, "selected": selected,
                "labels": {}, "skipped": [], "phase": "selected", "metrics": None, "seconds": dict(seconds)}
         self.rounds.append(rec)

@@ -89,7 +89,8 @@ def vote_matrix(ds, label_names: Sequence[str] | None = None) -> tuple[np.ndarra
     rated = dist.sum(axis=1) > 0
     lost = sorted(n for i, n in enumerate(names) if n not in label_names and dist[:, i].any())
     if lost:
-        raise ValueError(f"votes fall on {lost}, which are not among {label_names}; score with a model that has these classes.")
+        raise ValueError(f"votes fall on {lost}, which are not among {label_names}; score with a model that has these "
+                         "classes.")
     out = np.zeros((len(ds), len(label_names)))
     for j, name in enumerate(label_names):
         if name in names:
@@ -103,13 +104,15 @@ def summary(ds) -> dict[str, dict]:
     if "n_raters" not in ds.column_names:
         return {}
     names = ds.features["label"].names
-    columns = ds.select_columns(["corpus", "label", "ratings", "n_raters", "votes_other", "vote_agreement", "vote_majority", "vote_top"]).to_dict()
+    columns = ds.select_columns(["corpus", "label", "ratings", "n_raters", "votes_other", "vote_agreement",
+                                 "vote_majority", "vote_top"]).to_dict()
     per: dict[str, dict] = {}
     for row in (dict(zip(columns, values)) for values in zip(*columns.values())):
         if not row["ratings"]:
             continue
         s = per.setdefault(row["corpus"], {"rated": 0, "answers": 0, "min": None, "max": 0, "agreement": 0.0, "ties": 0,
-                                           "other": 0.0, "majority_differs": 0, "self_evaluations": 0, "no_counted_answer": 0})
+                                           "other": 0.0, "majority_differs": 0, "self_evaluations": 0,
+                                           "no_counted_answer": 0})
         s["rated"] += 1
         s["self_evaluations"] += sum(bool(r["self_eval"]) for r in row["ratings"])
         n = row["n_raters"]
@@ -127,7 +130,8 @@ def summary(ds) -> dict[str, dict]:
     for corpus, s in per.items():
         scored = s["rated"] - s["no_counted_answer"]
         s.update(clips=clips[corpus], raters_per_clip=round(s["answers"] / max(scored, 1), 3),
-                 mean_agreement=round(s["agreement"] / max(scored, 1), 4), other_share=round(s["other"] / max(s["answers"], 1), 4))
+                 mean_agreement=round(s["agreement"] / max(scored, 1), 4),
+                 other_share=round(s["other"] / max(s["answers"], 1), 4))
         del s["agreement"], s["other"]
     return per
 
@@ -137,10 +141,12 @@ def format_summary(corpus: str, s: dict, count_self_evaluations: bool) -> str:
     spread = f"{s['min']}-{s['max']}" if s["min"] is not None else "none counted"
     line = (f"ratings ({corpus}): {s['rated']}/{s['clips']} clips rated, {s['raters_per_clip']:.1f} raters per clip "
             f"({spread}), mean agreement {s['mean_agreement']:.2f}, {s['ties']} ties (no majority), "
-            f"{100 * s['other_share']:.1f}% of answers outside the label set, a vote majority other than the label on {s['majority_differs']} clips")
+            f"{100 * s['other_share']:.1f}% of answers outside the label set, a vote majority other than the label on "
+            f"{s['majority_differs']} clips")
     if s["self_evaluations"]:
         line += (f"; {s['self_evaluations']} self-evaluations " +
-                 ("counted" if count_self_evaluations else "kept but not counted (--count_self_evaluations counts them)"))
+                 ("counted" if count_self_evaluations
+                  else "kept but not counted (--count_self_evaluations counts them)"))
     if s["no_counted_answer"]:
         line += f"; {s['no_counted_answer']} clips have only uncounted answers"
     return line

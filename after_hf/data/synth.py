@@ -48,18 +48,21 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import SAMPLING_RATE
+from ..errors import AfterHFError
 from ..io import atomic_write_json, atomic_write_text, replace_dir
 
 # CREMA-D's twelve sentences (their codes) and 24 more in the same register: turns repeat them across speakers.
 SENTENCES = {
     "IEO": "It's eleven o'clock.", "TIE": "That is exactly what happened.", "IOM": "I'm on my way to the meeting.",
-    "IWW": "I wonder what this is about.", "TAI": "The airplane is almost full.", "MTI": "Maybe tomorrow it will be cold.",
+    "IWW": "I wonder what this is about.", "TAI": "The airplane is almost full.",
+    "MTI": "Maybe tomorrow it will be cold.",
     "IWL": "I would like a new alarm clock.", "ITH": "I think I have a doctor's appointment.",
     "DFA": "Don't forget a jacket.", "ITS": "I think I've seen this before.", "TSI": "The surface is slick.",
     "WSI": "We'll stop in a couple of minutes.", "KTD": "Kids are talking by the door.",
     "DSD": "Dogs are sitting by the door.", "TBC": "The bus is coming soon.", "WDN": "We did not see them.",
     "SHR": "She has read the letter.", "OTW": "Open the window, please.", "TKT": "The keys are on the table.",
-    "NHS": "Nobody heard the sound.", "YSC": "You said you would call me back.", "WTL": "We talked about it last night.",
+    "NHS": "Nobody heard the sound.", "YSC": "You said you would call me back.",
+    "WTL": "We talked about it last night.",
     "HLS": "He left the station an hour ago.", "ICS": "I can see the lights from here.",
     "TMR": "They moved the meeting to Friday.", "WHO": "Who told you about the party?",
     "ANA": "All of them are waiting outside.", "SKN": "She knows the way to the house.",
@@ -93,7 +96,7 @@ FIRST_ACTOR = 1001
 DEFAULT_PROFILE = "recipes/demo/corpus.yaml"
 
 
-class SynthError(RuntimeError):
+class SynthError(AfterHFError, RuntimeError):
     """The corpus cannot be generated as asked; the message says what to change."""
 
 
@@ -101,14 +104,29 @@ class SynthError(RuntimeError):
 class SynthArguments:
     out: str = field(metadata={"help": "Output corpus directory (CREMA-D layout: OUT/AudioWAV/*.wav)."})
     num_utterances: int = field(default=1200, metadata={"help": "Number of turns (clips) to generate."})
-    seed: int = field(default=0, metadata={"help": "Random seed: the same seed, options and profile give byte-identical files."})
-    voices: int = field(default=32, metadata={"help": "Number of distinct speakers (espeak-ng accent x variant x F0 x rate x timbre)."})
-    profile: str = field(default=DEFAULT_PROFILE, metadata={"help": "YAML profile: class shares, per-emotion effects, speakers, intensity levels, lengths (see the default, commented with its sources)."})
-    emotions: str = field(default="", metadata={"help": "Comma-separated subset of the profile's emotions ('' = every emotion with a class share)."})
-    noise_snr_db: Optional[float] = field(default=None, metadata={"help": "Override the profile's per-speaker noise: one SNR in dB for every clip."})
-    label_noise: float = field(default=0.0, metadata={"help": "Probability that a file is written with a wrong emotion (the true one is kept in synth_truth.csv)."})
+    seed: int = field(
+        default=0, metadata={"help": "Random seed: the same seed, options and profile give byte-identical files."})
+    voices: int = field(
+        default=32, metadata={"help": "Number of distinct speakers (espeak-ng accent x variant x F0 x rate x timbre)."})
+    profile: str = field(
+        default=DEFAULT_PROFILE,
+        metadata={"help": "YAML profile: class shares, per-emotion effects, speakers, intensity levels, lengths (see "
+                          "the default, commented with its sources)."},
+    )
+    emotions: str = field(
+        default="",
+        metadata={"help": "Comma-separated subset of the profile's emotions ('' = every emotion with a class share)."},
+    )
+    noise_snr_db: Optional[float] = field(
+        default=None, metadata={"help": "Override the profile's per-speaker noise: one SNR in dB for every clip."})
+    label_noise: float = field(
+        default=0.0,
+        metadata={"help": "Probability that a file is written with a wrong emotion (the true one is kept in "
+                          "synth_truth.csv)."},
+    )
     num_workers: int = field(default=0, metadata={"help": "Parallel espeak-ng/sox jobs (0 = number of CPU cores)."})
-    overwrite: bool = field(default=False, metadata={"help": "Regenerate even if OUT already holds a corpus made with the same options."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Regenerate even if OUT already holds a corpus made with the same options."})
 
 
 def load_profile(profile: str | Path | dict | None = None, **overrides: Any) -> dict:
@@ -186,7 +204,8 @@ def make_voices(n: int, seed: int, speakers: dict) -> list[Voice]:
             gain_db=round(float(rng.normal(0, speakers["gain_sd_db"])), 2),
             snr_db=None if snr is None else round(float(rng.uniform(*snr)), 1),
             expressiveness=round(float(np.exp(rng.normal(0, speakers["expressiveness_sd"]))), 3),
-            cue_expressiveness=tuple(round(float(v), 3) for v in np.exp(rng.normal(0, speakers["cue_expressiveness_sd"], len(CUES)))),
+            cue_expressiveness=tuple(round(float(v), 3)
+                                     for v in np.exp(rng.normal(0, speakers["cue_expressiveness_sd"], len(CUES)))),
         ))
     return voices
 
@@ -237,7 +256,8 @@ def sentence_bank(profile: dict) -> dict[str, str]:
 
 def _turn_codes(rng, first: str, bank: dict, lengths: dict, voice: Voice, rate_pct: float) -> tuple:
     """Sentences of one turn: ``first`` then random others until the spoken length reaches a log-normal target."""
-    target = float(np.clip(rng.lognormal(math.log(lengths["median_s"]), lengths["sigma"]), lengths["min_s"], lengths["max_s"]))
+    target = float(np.clip(rng.lognormal(math.log(lengths["median_s"]), lengths["sigma"]),
+                           lengths["min_s"], lengths["max_s"]))
     seconds_per_word = 60.0 / (voice.wpm * rate_pct / 100)
     codes, spoken = [first], len(bank[first].split()) * seconds_per_word
     others = [c for c in bank if c != first]
@@ -266,7 +286,8 @@ def _check(num_utterances: int, voices: int, emotions: Sequence[str], label_nois
     unknown = [e for e in emotions if e not in EMOTION_CODES or e not in profile["effects"]]
     if unknown or not emotions:
         raise SynthError(f"emotions {unknown or list(emotions)} not usable: choose from "
-                         f"{[e for e in EMOTION_CODES if e in profile['effects']]} (one = a generic, emotion-free corpus).")
+                         f"{[e for e in EMOTION_CODES if e in profile['effects']]} (one = a generic, emotion-free "
+                         "corpus).")
     if voices < 1 or num_utterances < 1:
         raise SynthError("--voices and --num_utterances must be >= 1.")
     if not 0.0 <= label_noise < 1.0 or (label_noise and len(emotions) < 2):
@@ -302,7 +323,8 @@ def plan(num_utterances: int, seed: int, voices: int, emotions: Sequence[str] | 
         pool = firsts.setdefault((s, written, level), [list(bank)[i] for i in rng.permutation(len(bank))])
         if not pool:
             raise SynthError(f"{num_utterances} turns over {voices} voices need more than {len(bank)} distinct file "
-                             f"names per (voice, emotion, level): raise --voices to at least {math.ceil(voices * 1.5)}.")
+                             "names per (voice, emotion, level): raise --voices to at least "
+                             f"{math.ceil(voices * 1.5)}.")
         voice = speaker_voices[s]
         intensity = max(0.1, levels[level]["scale"] + rng.normal(0, levels.get("jitter_sd", 0.0)))
         prosody = _prosody(rng, profile, emotion, intensity, voice)
@@ -310,7 +332,8 @@ def plan(num_utterances: int, seed: int, voices: int, emotions: Sequence[str] | 
         sentences = tuple(bank[c] for c in codes)
         jobs.append(Job(
             index=index, file=f"{voice.actor}_{codes[0]}_{EMOTION_CODES[written]}_{level}.wav", voice=voice,
-            codes=codes, sentences=sentences, true_emotion=emotion, written_emotion=written, level=level, intensity=round(float(intensity), 3),
+            codes=codes, sentences=sentences, true_emotion=emotion, written_emotion=written, level=level,
+            intensity=round(float(intensity), 3),
             prosody=prosody, breaks=_breaks(rng, sentences, prosody, profile["lengths"]["sentence_gap_ms"]),
             lead_ms=int(rng.integers(60, 250)), trail_ms=int(rng.integers(60, 250)),
         ))
@@ -335,14 +358,17 @@ def render(job: Job, seed: int, noise_snr_db: float | None = None) -> np.ndarray
         capture_output=True, check=False,
     )
     if speak.returncode != 0 or not speak.stdout:
-        raise SynthError(f"espeak-ng failed for {job.file}: {speak.stderr.decode(errors='replace')[:300]} (install espeak-ng: make setup)")
+        raise SynthError(f"espeak-ng failed for {job.file}: {speak.stderr.decode(errors='replace')[:300]} (install "
+                         "espeak-ng: make setup)")
     tilt = job.prosody["tilt_db"] + v.tilt_db
     conv = subprocess.run(
-        ["sox", "-t", "wav", "-", "-D", "-t", "f32", "-r", str(SAMPLING_RATE), "-c", "1", "-", "treble", f"{tilt:.2f}", "3000"],
+        ["sox", "-t", "wav", "-", "-D", "-t", "f32", "-r", str(SAMPLING_RATE), "-c", "1", "-",
+         "treble", f"{tilt:.2f}", "3000"],
         input=speak.stdout, capture_output=True, check=False,
     )
     if conv.returncode != 0:
-        raise SynthError(f"sox failed for {job.file}: {conv.stderr.decode(errors='replace')[:300]} (install sox: make setup)")
+        raise SynthError(f"sox failed for {job.file}: {conv.stderr.decode(errors='replace')[:300]} "
+                         "(install sox: make setup)")
     wave = np.frombuffer(conv.stdout, dtype=np.float32)
     wave = np.concatenate([np.zeros(job.lead_ms * 16, np.float32), wave, np.zeros(job.trail_ms * 16, np.float32)])
     active = wave[np.abs(wave) > 1e-4]
@@ -361,8 +387,9 @@ def render(job: Job, seed: int, noise_snr_db: float | None = None) -> np.ndarray
     return wave.astype(np.float32)
 
 
-TRUTH_COLUMNS = ("file", "actor", "sex", "espeak_voice", "speaker_f0_st", "speaker_wpm", "speaker_tilt_db", "speaker_gain_db",
-                 "speaker_snr_db", "speaker_expressiveness", "text", "num_sentences", "level", "intensity",
+TRUTH_COLUMNS = ("file", "actor", "sex", "espeak_voice", "speaker_f0_st", "speaker_wpm", "speaker_tilt_db",
+                 "speaker_gain_db", "speaker_snr_db", "speaker_expressiveness", "text", "num_sentences", "level",
+                 "intensity",
                  "true_emotion", "written_emotion", "duration", *CUES)
 
 
@@ -372,9 +399,9 @@ def _truth_csv(jobs: list[Job], durations: list[float]) -> str:
     writer.writerow(TRUTH_COLUMNS)
     for job, dur in zip(jobs, durations):
         v = job.voice
-        writer.writerow([f"AudioWAV/{job.file}", v.actor, v.sex, v.espeak_voice, v.f0_offset_st, v.wpm, v.tilt_db, v.gain_db,
-                         v.snr_db, v.expressiveness, job.text, len(job.codes), job.level, job.intensity, job.true_emotion,
-                         job.written_emotion, f"{dur:.4f}", *(job.prosody[c] for c in CUES)])
+        writer.writerow([f"AudioWAV/{job.file}", v.actor, v.sex, v.espeak_voice, v.f0_offset_st, v.wpm, v.tilt_db,
+                         v.gain_db, v.snr_db, v.expressiveness, job.text, len(job.codes), job.level, job.intensity,
+                         job.true_emotion, job.written_emotion, f"{dur:.4f}", *(job.prosody[c] for c in CUES)])
     return buf.getvalue()
 
 
@@ -434,7 +461,8 @@ def synthesize(
 def main(argv: list[str] | None = None) -> int:
     from ..config import parse_args
 
-    (args,) = parse_args([SynthArguments], argv, prog="after-hf synth", description=__doc__.split("\n")[0], section="synth")
+    (args,) = parse_args([SynthArguments], argv, prog="after-hf synth", description=__doc__.split("\n")[0],
+                         section="synth")
     synthesize(
         args.out, args.num_utterances, args.seed, args.voices,
         emotions=[e.strip() for e in args.emotions.split(",") if e.strip()] or None,

@@ -39,7 +39,8 @@ def compute_soft_label_metrics(probs, votes) -> dict:
     if not rated.any():
         raise ValueError("soft-label metrics: no clip has votes (every row of votes sums to 0).")
     if (votes < 0).any() or not np.allclose(totals[rated], 1.0, atol=SUM_TOLERANCE):
-        raise ValueError("soft-label metrics: each rated row of votes must be a distribution (non-negative, summing to 1).")
+        raise ValueError("soft-label metrics: each rated row of votes must be a distribution (non-negative, "
+                         "summing to 1).")
     if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=SUM_TOLERANCE):
         raise ValueError("soft-label metrics: each row of probs must be a distribution (softmax output).")
     p, q = probs[rated], votes[rated]
