@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import ConfigError, check_recipe, load_recipe, parse_args
+from .config import ConfigError, load_recipe, parse_args
 from .errors import AfterHFError
 from .model_info import (KINDS, LabelInfo, ModelMetrics, Provenance, TaptInfo, TrainingData, chance_levels,
                          portable_name, read_metrics, read_provenance, write_metrics, write_provenance)
 
-RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set by deploy, not by a fine-tuning recipe
 LANGUAGES = {"iemocap": "en", "cremad": "en", "ravdess": "en", "emovdb": "en", "tess": "en", "savee": "en",
              "shemo": "fa", "emodb": "de"}
 
@@ -222,21 +221,13 @@ def _train_head(model_dir: Path, backbone: str, manifest: str, cache_dir: str, l
     return {"head_epochs": epochs}
 
 
-def _finetune_options(recipe: str) -> dict:
-    from .finetune import FinetuneArguments
-
-    options = {k: v for k, v in (load_recipe(recipe, "finetune") if recipe else {}).items() if k not in RECIPE_OWN_KEYS}
-    check_recipe(options, [FinetuneArguments], f"recipe {recipe}")
-    return options
-
-
 def _train_finetune(out_dir: Path, backbone: str, manifest: str, recipe: str, labelled: Optional[dict[str, int]],
                     seed: int, lora: bool) -> dict:
     """`after-hf finetune` on the labelled clips (``labelled`` None: every clip of the train split)."""
     from .data.manifest import label_names, load_manifest
-    from .finetune import FinetuneArguments, finetune
+    from .finetune import FinetuneArguments, finetune, recipe_options
 
-    args = FinetuneArguments(**{**_finetune_options(recipe), "model": backbone, "seed": seed, "lora": lora})
+    args = FinetuneArguments(**{**recipe_options(recipe), "model": backbone, "seed": seed, "lora": lora})
     train = load_manifest(manifest, split=args.train_split)
     if labelled is not None:
         position = {sample_id: i for i, sample_id in enumerate(train["id"])}
@@ -281,7 +272,12 @@ def train_model(out_dir: str | Path, kind: str, backbone: str, manifest: str, la
         raise ConfigError("kind head trains on an AL run's labels; use kind full or lora for every training label.")
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
-    options = {"head_epochs": head_epochs} if kind == "head" else _finetune_options(finetune_config)
+    if kind == "head":
+        options = {"head_epochs": head_epochs}
+    else:
+        from .finetune import recipe_options
+
+        options = recipe_options(finetune_config)
     digest = _digest(kind, backbone, labelled, seed, options)
     done = _finished(model_dir, digest)
     if done is not None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
-from .config import ConfigError, parse_args, to_dict
+from .config import ConfigError, load_checked_recipe, parse_args, to_dict
 from .data.manifest import label_names as manifest_label_names
 from .data.manifest import ManifestError, load_manifest
 from .io import atomic_write_json, check_output_dir, replace_dir
@@ -131,6 +131,15 @@ class FinetuneResult:
     model_dir: Path  # save_pretrained directory (config, safetensors, preprocessor, training_config, metrics)
     best_step: int | None
     history: list[dict]  # Trainer log history (losses and evaluations)
+
+
+RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set by the caller (AL round, deploy), not by a recipe
+
+
+def recipe_options(recipe: str) -> dict:
+    """The `finetune:` options of a recipe that an AL round or a deploy uses (checked; '' = the defaults), minus
+    the keys the caller sets itself."""
+    return load_checked_recipe(recipe, "finetune", [FinetuneArguments], drop=RECIPE_OWN_KEYS) if recipe else {}
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:

@@ -10,20 +10,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import load_checked_recipe
-from ..finetune import FinetuneArguments, finetune
+from ..finetune import FinetuneArguments, finetune, recipe_options
 from ..inference import predict
 from ..models import load_classifier, load_feature_extractor
 from .features import FeatureCache
 from .learners import Learner, SplitArrays, ser_metrics
-
-RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set per round by the learner, not by the recipe
-
-
-def finetune_options(recipe: str) -> dict:
-    """The `finetune:` options of a full-mode AL recipe (checked; '' = the defaults)."""
-    return load_checked_recipe(recipe, "finetune", [FinetuneArguments], drop=RECIPE_OWN_KEYS) if recipe else {}
-
 
 class FullLearner(Learner):
     mode = "full"
@@ -32,7 +23,7 @@ class FullLearner(Learner):
                  models_dir: Path, finetune_config: str, cache_dir: str | Path):
         self.backbone, self.splits, self.label_names = backbone, splits, list(label_names)
         self.models_dir = Path(models_dir)
-        self.options = finetune_options(finetune_config)
+        self.options = recipe_options(finetune_config)
         self.cache = FeatureCache(cache_dir, backbone)
         self.model = self.feature_extractor = None
 

@@ -314,9 +314,9 @@ def run_al(args: ALArguments) -> RunState:
         load_config(args.backbone)
         check_weights(args.backbone)
     if args.mode == "full":  # the fine-tuning recipe of every round, checked up front
-        from .full_learner import finetune_options
+        from ..finetune import recipe_options
 
-        finetune_options(args.finetune_config)
+        recipe_options(args.finetune_config)
     if not (Path(args.out) / LOCK_FILE).exists():  # never started: say so before the lock creates the directory
         RunState.check_resume(args.out, args.resume)
     # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up),
