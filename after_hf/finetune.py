@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
+from . import SAMPLING_RATE
 from .config import ConfigError, load_checked_recipe, parse_args, to_dict
 from .data.manifest import label_names as manifest_label_names
 from .data.manifest import ManifestError, load_manifest
@@ -59,6 +60,20 @@ class FinetuneArguments:
     )
     freeze_feature_encoder: bool = field(
         default=True, metadata={"help": "Freeze the CNN feature encoder (AFTER, and standard practice)."})
+    cache_cnn: bool = field(
+        default=True, metadata={"help": "With freeze_feature_encoder: compute the frozen CNN's outputs once per "
+                                        "clip (cached on disk, reused by every epoch, AL round and evaluation) and "
+                                        "train the rest on them; SpecAugment applies after the CNN, so it is "
+                                        "unchanged."})
+    cnn_cache_dir: str = field(
+        default="", metadata={"help": "Where the CNN outputs are cached ('' = OUTPUT_DIR/cache); share it between runs "
+                                      "of the same backbone."})
+    speaker_norm: bool = field(
+        default=False, metadata={"help": "Normalise each clip's pooled vector with its speaker's statistics "
+                                         "(mean/std over that speaker's clips, no labels needed), mapped onto the "
+                                         "population's; refreshed every epoch. Evaluation uses each evaluated "
+                                         "speaker's own clips. The saved model keeps the population statistics in its "
+                                         "config: transformers alone scores a single clip as it is."})
     freeze_feature_projection: bool = field(
         default=False, metadata={"help": "Also freeze the feature projection (AFTER froze it)."})
     mask_time_prob: float = field(
@@ -161,16 +176,16 @@ def _trainer_class():
         """Trainer whose evaluation is full-length, length-batched ``predict`` + UA/WA/F1 (``eval_ua`` picks the
         best)."""
 
-        def __init__(self, *a, eval_batch_seconds: float, label_names: list[str], **kw):
+        def __init__(self, *a, eval_batch_seconds: float, label_names: list[str], frames: dict | None = None, **kw):
             super().__init__(*a, **kw)
-            self.eval_batch_seconds, self.class_names = eval_batch_seconds, label_names
+            self.eval_batch_seconds, self.class_names, self.frames = eval_batch_seconds, label_names, frames
             self.eval_by_step: dict[int, dict] = {}
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
             ds = self.eval_dataset if eval_dataset is None else eval_dataset
             start = time.perf_counter()
             out = predict(self.model.model, self.processing_class, ds, batch_seconds=self.eval_batch_seconds,
-                          progress=False)
+                          progress=False, frames=None if self.frames is None else [self.frames[i] for i in ds["id"]])
             scores = compute_ser_metrics(out["probs"].argmax(-1), ds["label"], self.class_names)
             self.eval_by_step[self.state.global_step] = scores
             metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("ua", "wa", "macro_f1")}
@@ -316,17 +331,74 @@ def _save_model(final, feature_extractor, output_dir: Path, training_config: dic
     return model_dir
 
 
+def _cached_frames(args: FinetuneArguments, model, output_dir: Path, datasets: list) -> dict | None:
+    """id -> the frozen CNN's output of every clip of ``datasets`` (``cache_cnn`` with a frozen CNN), else None."""
+    if not (args.freeze_feature_encoder and args.cache_cnn):
+        return None
+    from .al.features import FrameCache
+
+    cache = FrameCache(args.cnn_cache_dir or output_dir / "cache", model)
+    frames: dict = {}
+    for ds in datasets:
+        if ds is not None:
+            rows = ds.select_columns(["id", "path", "duration"]).to_dict()
+            frames.update(zip(rows["id"], cache.get(rows["id"], rows["path"], rows["duration"])))
+    return frames
+
+
+def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, batch_seconds: float):
+    """A TrainerCallback that sets the speaker statistics of ``module`` from ``stats_ds`` at each epoch's start."""
+    import torch
+    from transformers import TrainerCallback
+
+    from .inference import predict, speaker_statistics
+
+    speakers = list(stats_ds["speaker"])
+    order = sorted(set(speakers))
+
+    class SpeakerStatistics(TrainerCallback):
+        def refresh(self):
+            pooled = predict(module.model, feature_extractor, stats_ds, batch_seconds=batch_seconds, progress=False,
+                             return_embeddings=True,
+                             frames=None if frames is None else [frames[i] for i in stats_ds["id"]])["embeddings"]
+            stats, g_mean, g_std = speaker_statistics(torch.from_numpy(pooled), speakers)
+            module.set_speakers(stats, order, g_mean, g_std)
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.refresh()
+
+    return SpeakerStatistics(), {s: i for i, s in enumerate(order)}
+
+
+def _collator(args: FinetuneArguments, model, feature_extractor, frames: dict | None, speaker_index: dict | None):
+    from .data.batching import CropCollator, FrameCollator
+
+    if frames is not None:
+        max_frames = int(model_frames(model, args.max_train_seconds)) if args.max_train_seconds else None
+        return FrameCollator(frames, max_frames, speaker_index)
+    min_samples = min_samples_for_masking(model, args.mask_time_length) if args.mask_time_prob > 0 else 0
+    return CropCollator(feature_extractor, args.max_train_seconds, min_samples, speaker_index)
+
+
+def model_frames(model, seconds: float) -> int:
+    """CNN frames of ``seconds`` of audio for this model (50 per second for wav2vec2)."""
+    from .inference import unwrap
+
+    return int(unwrap(model)._get_feat_extract_output_lengths(int(seconds * SAMPLING_RATE)))
+
+
 def finetune(
-    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path
+    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path, stats_ds=None
 ) -> FinetuneResult:
     """Train ``args.model`` on the manifest rows ``train_ds``; select the best checkpoint on ``eval_ds`` UA.
 
-    Writes ``output_dir/model`` (atomically) and returns the model, its validation metrics and timings.
+    ``stats_ds``: the clips whose per-speaker statistics normalise the training speakers (``speaker_norm``; default
+    ``train_ds``; an AL round passes the whole pool, labelled or not). Writes ``output_dir/model`` (atomically) and
+    returns the model, its validation metrics and timings.
     """
     import torch
     from transformers import EarlyStoppingCallback
 
-    from .data.batching import CropCollator
     from .inference import PooledClassifier
 
     wall_start = time.perf_counter()
@@ -340,28 +412,36 @@ def finetune(
     labels = list(map(int, train_ds["label"]))
     weights = class_weights(labels, len(label_names)) if args.class_weighted_loss else None
     module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))
+    stats_ds = train_ds if stats_ds is None else stats_ds
+    frames = _cached_frames(args, model, output_dir, [train_ds, eval_ds, stats_ds if args.speaker_norm else None])
 
-    columns = ["path", "duration", "label"]
+    columns = ["id", "path", "duration", "label", "speaker"]
     has_eval = eval_ds is not None
     checkpoints = output_dir / "checkpoints"
     stopping = has_eval and args.early_stopping_patience > 0
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if stopping else []
-    min_samples = min_samples_for_masking(model, args.mask_time_length) if args.mask_time_prob > 0 else 0
+    speaker_index = None
+    if args.speaker_norm:
+        refresh, speaker_index = _speaker_callback(module, feature_extractor, stats_ds, frames, args.eval_batch_seconds)
+        callbacks.append(refresh)
     trainer = _trainer_class()(
         model=module,
         args=training_arguments(args, checkpoints, has_eval),
         train_dataset=train_ds.select_columns(columns),
         eval_dataset=eval_ds.select_columns(columns) if has_eval else None,
-        data_collator=CropCollator(feature_extractor, args.max_train_seconds, min_samples),
+        data_collator=_collator(args, model, feature_extractor, frames, speaker_index),
         processing_class=feature_extractor,
         callbacks=callbacks,
         eval_batch_seconds=args.eval_batch_seconds,
         label_names=label_names,
+        frames=frames,
     )
     train_start = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - train_start
     metrics, best_step = _selected(trainer, has_eval)
+    if args.speaker_norm:  # the population statistics of the selected model, stored in its config
+        refresh.refresh()
 
     final = module.model.merge_and_unload() if args.lora else module.model
     final.eval()

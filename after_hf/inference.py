@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import SAMPLING_RATE
 from .data.audio import duration_seconds, load_audio
+from .data.batching import pad_frames
 from .data.batching import length_batches
 
 
@@ -105,17 +106,6 @@ def cnn_frames(model: torch.nn.Module, input_values: torch.Tensor, attention_mas
     return out
 
 
-def pad_frames(frames: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[T_i, C]`` tensors -> zero-padded ``[B, T, C]`` and the frame mask ``[B, T]`` (1 = a real frame)."""
-    longest = max(f.shape[0] for f in frames)
-    padded = frames[0].new_zeros(len(frames), longest, frames[0].shape[1])
-    mask = torch.zeros(len(frames), longest, dtype=torch.long, device=frames[0].device)
-    for i, f in enumerate(frames):
-        padded[i, : f.shape[0]] = f
-        mask[i, : f.shape[0]] = 1
-    return padded, mask
-
-
 def encode_frames(model: torch.nn.Module, frames: torch.Tensor, frame_mask: torch.Tensor,
                   output_hidden_states: bool = False) -> tuple[torch.Tensor, tuple | None]:
     """The encoder after its CNN: feature projection, SpecAugment (training mode only), the transformer with the
@@ -126,6 +116,12 @@ def encode_frames(model: torch.nn.Module, frames: torch.Tensor, frame_mask: torc
     encoder's final layer norm (stable-layer-norm models), i.e. ``L + 1`` tensors.
     """
     encoder = base_encoder(model)
+    span = int(getattr(encoder.config, "mask_time_length", 0) or 0)
+    if encoder.training and getattr(encoder.config, "mask_time_prob", 0) > 0 and frames.shape[1] <= span:
+        # SpecAugment's time masks need more frames than one span: pad short batches (padding is masked out)
+        extra = span + 1 - frames.shape[1]
+        frames = torch.nn.functional.pad(frames, (0, 0, 0, extra))
+        frame_mask = torch.nn.functional.pad(frame_mask, (0, extra))
     hidden = encoder.feature_projection(frames)
     hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # wav2vec2 also returns the normed CNN features
     mask = frame_mask.bool()
@@ -183,17 +179,83 @@ def pooled_forward(
     return pooled_from_frames(model, frames, frame_mask)
 
 
+SPEAKER_NORM_KEY = "after_hf_speaker_norm"  # config entry of a speaker-normalised classifier: the population stats
+MIN_SPEAKER_CLIPS = 5  # fewer clips of a speaker give no usable statistics: those clips are taken as they are
+
+
+def speaker_statistics(pooled: torch.Tensor, speakers: Sequence[str]) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Per-speaker mean / std of pooled vectors, and the population's: the mean of the speaker means and the
+    root-mean-square of the speaker stds (an average speaker). A speaker with fewer than ``MIN_SPEAKER_CLIPS``
+    clips gets the population's statistics (its clips pass unchanged)."""
+    speakers = np.asarray(speakers)
+    stats = {}
+    for speaker in np.unique(speakers):
+        rows = torch.from_numpy(np.flatnonzero(speakers == speaker))
+        if len(rows) >= MIN_SPEAKER_CLIPS:
+            x = pooled[rows].float()
+            stats[str(speaker)] = (x.mean(0), x.std(0, unbiased=False) + 1e-5)
+    if not stats:  # nobody with enough clips: the population is all the clips
+        x = pooled.float()
+        population = (x.mean(0), x.std(0, unbiased=False) + 1e-5)
+    else:
+        means = torch.stack([m for m, _ in stats.values()])
+        stds = torch.stack([sd for _, sd in stats.values()])
+        population = (means.mean(0), stds.pow(2).mean(0).sqrt())
+    for speaker in np.unique(speakers):
+        stats.setdefault(str(speaker), population)
+    return stats, *population
+
+
+def to_population(pooled: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, global_mean: torch.Tensor,
+                  global_std: torch.Tensor) -> torch.Tensor:
+    """Speaker normalisation: z-normalise with the speaker's own statistics, then map onto the population's, so
+    the classifier works in the usual pooled space (a single clip of an unknown speaker passes unchanged)."""
+    return (pooled - mean) / std * global_std + global_mean
+
+
+def speaker_norm_of(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(population mean, std) of a speaker-normalised classifier (stored in its config), else None."""
+    entry = getattr(unwrap(model).config, SPEAKER_NORM_KEY, None)
+    if not entry:
+        return None
+    return torch.tensor(entry["mean"]), torch.tensor(entry["std"])
+
+
+def set_speaker_norm(model: torch.nn.Module, global_mean: torch.Tensor, global_std: torch.Tensor) -> None:
+    setattr(unwrap(model).config, SPEAKER_NORM_KEY,
+            {"mean": global_mean.float().cpu().tolist(), "std": global_std.float().cpu().tolist()})
+
+
 class PooledClassifier(torch.nn.Module):
-    """What fine-tuning trains: ``pooled_forward`` + (class-weighted) cross-entropy in one forward, so DDP
-    wraps one module and padding never enters the utterance vector in training either."""
+    """What fine-tuning trains: the pooled forward (from audio, or from cached CNN frames) + (class-weighted)
+    cross-entropy in one forward, so DDP wraps one module and padding never enters the utterance vector.
+
+    With speaker statistics set (``set_speakers``), each pooled vector is mapped onto the population with its
+    speaker's statistics (``to_population``) before the classifier; the statistics are constants (refreshed by
+    the trainer each epoch from the model of that time)."""
 
     def __init__(self, model: torch.nn.Module, weights: torch.Tensor | None):
         super().__init__()
         self.model = model
         self.register_buffer("class_weights", weights, persistent=False)
+        self.speaker_stats: tuple | None = None  # (means [S, P], stds [S, P], global mean [P], global std [P])
 
-    def forward(self, input_values, attention_mask, labels=None):
-        logits, _ = pooled_forward(self.model, input_values, attention_mask)
+    def set_speakers(self, stats: dict, order: Sequence[str], global_mean: torch.Tensor, global_std: torch.Tensor):
+        means = torch.stack([stats[s][0] for s in order])
+        stds = torch.stack([stats[s][1] for s in order])
+        self.speaker_stats = (means, stds, global_mean, global_std)
+        set_speaker_norm(self.model, global_mean, global_std)
+
+    def forward(self, input_values=None, attention_mask=None, labels=None, *, frames=None, frame_mask=None,
+                speaker_index=None):
+        if frames is not None:
+            logits, pooled = pooled_from_frames(self.model, frames, frame_mask)
+        else:
+            logits, pooled = pooled_forward(self.model, input_values, attention_mask)
+        if self.speaker_stats is not None and speaker_index is not None:
+            means, stds, g_mean, g_std = (t.to(pooled.device) for t in self.speaker_stats)
+            logits = unwrap(self.model).classifier(to_population(pooled, means[speaker_index], stds[speaker_index],
+                                                                 g_mean, g_std))
         loss = None if labels is None else torch.nn.functional.cross_entropy(logits.float(), labels,
                                                                              weight=self.class_weights)
         return {"loss": loss, "logits": logits}
@@ -230,6 +292,29 @@ def _mc_dropout(model: torch.nn.Module):
             module.train(mode)
 
 
+def _batch_pooled(model, feature_extractor, sources, frames, batch, device) -> torch.Tensor:
+    """Pooled vectors of one batch: from cached CNN frames when given, else from the audio."""
+    if frames is not None:
+        x, mask = pad_frames([torch.as_tensor(np.asarray(frames[i], dtype=np.float32)).to(device) for i in batch])
+        return pooled_from_frames(model, x, mask)[1]
+    waves = [load_audio(sources[i]) if isinstance(sources[i], str) else sources[i] for i in batch]
+    inputs = feature_extractor(waves, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True,
+                               return_tensors="pt")
+    return pooled_forward(model, inputs["input_values"].to(device), inputs["attention_mask"].to(device))[1]
+
+
+def _classify(model, pooled: torch.Tensor, speakers, norm) -> torch.Tensor:
+    """Logits from pooled vectors; a speaker-normalised classifier maps each speaker onto the population first."""
+    net = unwrap(model)
+    if norm is not None and speakers is not None:
+        stats, _, _ = speaker_statistics(pooled, speakers)
+        means = torch.stack([stats[str(s)][0] for s in speakers])
+        stds = torch.stack([stats[str(s)][1] for s in speakers])
+        pooled = to_population(pooled.float(), means, stds, *norm)
+    with torch.inference_mode():
+        return net.classifier(pooled.to(next(net.classifier.parameters()).dtype)).float()
+
+
 def predict(
     model: torch.nn.Module,
     feature_extractor,
@@ -239,19 +324,28 @@ def predict(
     mc_dropout_passes: int = 0,
     seed: int = 0,
     progress: bool = True,
+    frames: Sequence[np.ndarray] | None = None,
+    speakers: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Predict every utterance of ``ds_or_paths`` (a manifest Dataset, audio paths, or 16 kHz float arrays).
 
     Returns arrays ordered like the input: ``logits`` and ``probs`` [N, C]; with ``return_embeddings``,
-    ``embeddings`` [N, P] (masked-mean-pooled projector output = the classifier's input); with
-    ``mc_dropout_passes=T > 0``, ``mc_probs`` [T, N, C] from T passes with dropout active (seeded by ``seed``).
+    ``embeddings`` [N, P] (masked-mean-pooled projector output); with ``mc_dropout_passes=T > 0``,
+    ``mc_probs`` [T, N, C] from T passes with dropout active (seeded by ``seed``). ``frames``: the clips' cached
+    CNN outputs (a frozen CNN), used instead of the audio. ``speakers``: the speaker of each clip; a
+    speaker-normalised classifier (fine-tuned with ``speaker_norm``) then normalises each speaker's pooled
+    vectors over that speaker's clips in the input (without ``speakers`` every clip is taken as it is, like a
+    single clip of an unknown speaker).
     """
     sources, durations = _sources(ds_or_paths)
     n = len(sources)
+    if speakers is None and hasattr(ds_or_paths, "column_names") and "speaker" in ds_or_paths.column_names:
+        speakers = list(ds_or_paths["speaker"])
+    norm = speaker_norm_of(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = {"logits": None, "embeddings": None, "mc_probs": None}
+    out = {"embeddings": None, "mc_pooled": None}
     batches = length_batches(durations, batch_seconds)
     group = process_group()
     if group is not None:  # this process's share of the batches (contiguous, about equal padded seconds each)
@@ -265,21 +359,13 @@ def predict(
         with torch.inference_mode(), torch.random.fork_rng(devices=rng_devices), autocast_for(device):
             torch.manual_seed(seed)
             for batch in batches:
-                waves = [load_audio(sources[i]) if isinstance(sources[i], str) else sources[i] for i in batch]
-                inputs = feature_extractor(
-                    waves, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
-                )
-                values, mask = inputs["input_values"].to(device), inputs["attention_mask"].to(device)
-                logits, pooled = pooled_forward(model, values, mask)
-                _store(out, "logits", batch, logits.float().cpu().numpy(), n)
-                if return_embeddings:
-                    _store(out, "embeddings", batch, pooled.float().cpu().numpy(), n)
+                pooled = _batch_pooled(model, feature_extractor, sources, frames, batch, device)
+                _store(out, "embeddings", batch, pooled.float().cpu().numpy(), n)
                 if mc_dropout_passes > 0:
                     with _mc_dropout(model):
-                        samples = [torch.softmax(pooled_forward(model, values, mask)[0].float(), -1)
+                        samples = [_batch_pooled(model, feature_extractor, sources, frames, batch, device).float()
                                    for _ in range(mc_dropout_passes)]
-                    _store(out, "mc_probs", batch, torch.stack(samples).cpu().numpy(), n, axis=1)
-                del waves, inputs, values, mask, logits, pooled
+                    _store(out, "mc_pooled", batch, torch.stack(samples).cpu().numpy(), n, axis=1)
                 release_memory()
                 bar.update(len(batch))
     finally:
@@ -289,11 +375,13 @@ def predict(
         out = _gather(out, batches, n)
     if n == 0:
         raise ValueError("predict: nothing to predict (empty input).")
-    result = {"logits": out["logits"], "probs": _softmax(out["logits"])}
+    logits = _classify(model, torch.from_numpy(out["embeddings"]), speakers, norm).numpy()
+    result = {"logits": logits, "probs": _softmax(logits)}
     if return_embeddings:
         result["embeddings"] = out["embeddings"]
     if mc_dropout_passes > 0:
-        result["mc_probs"] = out["mc_probs"]
+        result["mc_probs"] = np.stack([_softmax(_classify(model, torch.from_numpy(p), speakers, norm).numpy())
+                                       for p in out["mc_pooled"]])
     return result
 
 
@@ -302,13 +390,13 @@ def _gather(out: dict, batches: list[np.ndarray], n: int) -> dict:
     from accelerate.utils import gather_object
 
     rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
-    mine = {key: None if value is None else (value[:, rows] if key == "mc_probs" else value[rows])
+    mine = {key: None if value is None else (value[:, rows] if key == "mc_pooled" else value[rows])
             for key, value in out.items()}
-    merged = {"logits": None, "embeddings": None, "mc_probs": None}
+    merged = {key: None for key in out}
     for their_rows, theirs in gather_object([(rows, mine)]):
         for key, value in theirs.items():
             if value is not None and len(their_rows):
-                _store(merged, key, their_rows, value, n, axis=1 if key == "mc_probs" else 0)
+                _store(merged, key, their_rows, value, n, axis=1 if key == "mc_pooled" else 0)
     return merged
 
 

@@ -235,8 +235,8 @@ def test_frame_cache_holds_each_clips_cnn_output_once(pool, tmp_path, monkeypatc
     from after_hf.inference import cnn_frames
 
     ids, paths, durations = pool
-    frames = FrameCache(tmp_path, "tiny", shard_size=7).get(ids, paths, durations)
     model = features.load_backbone("tiny").eval()
+    frames = FrameCache(tmp_path, model, shard_size=7).get(ids, paths, durations)
     for i in (0, 5, 19):
         wave = load_audio(paths[i])
         wave = (wave - wave.mean()) / (wave.std() + 1e-7)
@@ -246,5 +246,7 @@ def test_frame_cache_holds_each_clips_cnn_output_once(pool, tmp_path, monkeypatc
         assert frames[i].shape[0] == model._get_feat_extract_output_lengths(wave.size)
         np.testing.assert_allclose(frames[i], live.numpy(), rtol=2e-3, atol=2e-3)  # stored as float16
     monkeypatch.setattr(features, "encode_frames_of", lambda *a: pytest.fail("a cached clip was encoded again"))
-    again = FrameCache(tmp_path, "tiny").get(ids[::-1], paths[::-1], durations[::-1])
+    again = FrameCache(tmp_path, model).get(ids[::-1], paths[::-1], durations[::-1])
     assert all(np.array_equal(a, b) for a, b in zip(again, frames[::-1]))
+    other = features.load_backbone("tiny", init_seed=1)  # another initialisation: another CNN, another cache
+    assert FrameCache(tmp_path, other).dir != FrameCache(tmp_path, model).dir

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from after_hf.data.audio import load_audio
 from after_hf.data.batching import CropCollator
 from after_hf.data.manifest import label_names, load_manifest
 from after_hf.finetune import FinetuneArguments, build_model, class_weights, finetune
@@ -184,3 +185,57 @@ def test_a_pretraining_checkpoint_becomes_a_classifier_in_one_line(tmp_path, cap
     with caplog.at_level("WARNING", logger="after_hf.models"):
         load_classifier(str(tapt), ["high", "low"])
     assert any(gone in r.getMessage() and "do not match" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_frozen_cnn_trains_on_its_cached_frames(trained, tones, tmp_path):
+    """The frozen CNN's outputs are computed once (cached) and the pooled forward on them equals the one on audio."""
+    from after_hf.al.features import FrameCache
+    from after_hf.inference import pooled_forward, pooled_from_frames
+
+    assert any((trained.model_dir.parent / "cache" / "cnn_frames").rglob("shard_*.npy"))
+    model = trained.model.eval()
+    ds = tones["test"]
+    frames = FrameCache(tmp_path, model).get(list(ds["id"]), list(ds["path"]), list(ds["duration"]))
+    fe = trained.feature_extractor
+    for i in range(3):
+        x = fe(load_audio(ds[i]["path"]), sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
+        with torch.no_grad():
+            live, _ = pooled_forward(model, x["input_values"], x["attention_mask"])
+            cached, _ = pooled_from_frames(model, torch.from_numpy(frames[i])[None], torch.ones(1, len(frames[i])))
+        np.testing.assert_allclose(cached.numpy(), live.numpy(), atol=2e-2)  # frames are stored as float16
+
+
+def test_speaker_statistics_map_each_speaker_onto_the_population():
+    from after_hf.inference import speaker_statistics, to_population
+
+    rng = np.random.default_rng(0)
+    speakers = np.repeat(["a", "b", "c"], 30)
+    pooled = torch.from_numpy(rng.normal(size=(90, 4)) * np.repeat([[1.0], [3.0], [0.5]], 30, 0)
+                              + np.repeat([[0.0], [5.0], [-2.0]], 30, 0)).float()
+    stats, g_mean, g_std = speaker_statistics(pooled, speakers)
+    means = torch.stack([stats[s][0] for s in speakers])
+    stds = torch.stack([stats[s][1] for s in speakers])
+    mapped = to_population(pooled, means, stds, g_mean, g_std)
+    for s in "abc":
+        rows = torch.from_numpy(speakers == s)
+        torch.testing.assert_close(mapped[rows].mean(0), g_mean, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(mapped[rows].std(0, unbiased=False), g_std, atol=1e-3, rtol=1e-3)
+
+
+def test_speaker_norm_is_learned_stored_and_applied(tmp_path):
+    from after_hf.inference import SPEAKER_NORM_KEY
+
+    path = make_tone_manifest(tmp_path / "tones", {"train": 12, "validation": 12, "test": 12}, seed=1)
+    tones = {split: load_manifest(path, split) for split in ("train", "validation", "test")}  # ~6 clips per speaker
+    args = FinetuneArguments(num_train_epochs=8, speaker_norm=True, **FAST)
+    result = finetune(args, tones["train"], tones["validation"], label_names(tones["train"]), tmp_path / "ft")
+    assert result.metrics["ua"] >= 0.75
+    reloaded = load_classifier(str(result.model_dir), label_names(tones["train"]))
+    norm = getattr(reloaded.config, SPEAKER_NORM_KEY)
+    assert len(norm["mean"]) == len(norm["std"]) == reloaded.config.classifier_proj_size
+    fe = result.feature_extractor
+    by_speaker = predict(reloaded, fe, tones["test"], progress=False)["probs"]  # speakers from the manifest column
+    alone = predict(reloaded, fe, list(tones["test"]["path"]), progress=False)["probs"]  # no speakers: clips as they are
+    assert not np.allclose(by_speaker, alone)
+    one = predict(reloaded, fe, [tones["test"][0]["path"]], progress=False)["probs"]
+    np.testing.assert_allclose(one[0], alone[0], atol=1e-5)  # an unknown speaker's single clip passes unchanged

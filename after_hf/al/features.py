@@ -222,11 +222,23 @@ def encode_frames_of(model, waves: list[np.ndarray]) -> list[np.ndarray]:
     for w in waves:
         x = torch.from_numpy((w - w.mean()) / (w.std() + 1e-7)).float()[None].to(device)
         with autocast_for(device):
-            frames = model.feature_extractor(x)[0].transpose(0, 1)
+            frames = model.feature_extractor(x)[0].transpose(0, 1)  # model: the bare encoder
         out.append(frames.float().cpu().numpy().astype(np.float16))
     ENCODER_STATS["forward_calls"] += 1
     ENCODER_STATS["utterances"] += len(waves)
     return out
+
+
+def cnn_fingerprint(model) -> str:
+    """Identity of a model's CNN feature encoder: a hash of its weights (shared by a TAPT output and every
+    classifier loaded from it, distinct for two random initialisations)."""
+    from ..inference import base_encoder
+
+    digest = hashlib.sha256(CACHE_VERSION.encode())
+    for name, tensor in sorted(base_encoder(model).feature_extractor.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class FrameCache(FeatureCache):
@@ -234,11 +246,22 @@ class FrameCache(FeatureCache):
     list of float32 arrays. Fine-tuning with a frozen CNN (AFTER's setting) then trains only the projection and the
     transformer, every epoch and every AL round reusing them (SpecAugment masks after the CNN, so it still applies).
 
-    Shards hold the rows of several utterances back to back (float16, memory-mapped); the id list of a shard is
-    ``{"ids": [...], "stops": [...]}`` (row ``k`` spans ``stops[k-1]:stops[k]``)."""
+    ``model`` is the model whose CNN is cached (a classifier or a bare encoder); the cache is keyed by its CNN
+    weights. Shards hold the rows of several utterances back to back (float16, memory-mapped); the id list of a
+    shard is ``{"ids": [...], "stops": [...]}`` (row ``k`` spans ``stops[k-1]:stops[k]``)."""
 
-    def __init__(self, cache_root: str | Path, backbone_source: str, init_seed: int = 0, **kw):
-        super().__init__(Path(cache_root) / "cnn_frames", backbone_source, init_seed, **kw)
+    def __init__(self, cache_root: str | Path, model, batch_seconds: float = 60.0, shard_size: int = 1024):
+        from ..inference import base_encoder
+
+        self.source, self.init_seed, self.batch_seconds = "model", 0, batch_seconds
+        self.shard_size = max(1, int(shard_size))
+        self.device = next(model.parameters()).device
+        self.dir = Path(cache_root) / "cnn_frames" / cnn_fingerprint(model)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._model = base_encoder(model)
+        self._rows, self._shards, self._loaded = {}, [], set()
+        self.encoded_this_session = 0
+        self._load_index()
 
     def _encode(self, model, waves: list[np.ndarray]) -> list[np.ndarray]:
         return encode_frames_of(model, waves)

@@ -276,6 +276,7 @@ class CropCollator:
     feature_extractor: object
     max_seconds: float | None
     min_samples: int = 0  # pad at least this far so SpecAugment time masks fit in short batches
+    speaker_index: dict | None = None  # speaker -> row of the trainer's speaker statistics (speaker_norm)
 
     def __call__(self, rows: list[dict]) -> dict:
         waves = []
@@ -293,11 +294,52 @@ class CropCollator:
         if short > 0:
             batch["input_values"] = torch.nn.functional.pad(batch["input_values"], (0, short))
             batch["attention_mask"] = torch.nn.functional.pad(batch["attention_mask"], (0, short))
-        return {
+        return with_speakers({
             "input_values": batch["input_values"],
             "attention_mask": batch["attention_mask"],
             "labels": torch.tensor([int(row["label"]) for row in rows], dtype=torch.long),
-        }
+        }, rows, self.speaker_index)
+
+
+def pad_frames(frames: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[T_i, C]`` tensors -> zero-padded ``[B, T, C]`` and the frame mask ``[B, T]`` (1 = a real frame)."""
+    longest = max(f.shape[0] for f in frames)
+    padded = frames[0].new_zeros(len(frames), longest, frames[0].shape[1])
+    mask = torch.zeros(len(frames), longest, dtype=torch.long, device=frames[0].device)
+    for i, f in enumerate(frames):
+        padded[i, : f.shape[0]] = f
+        mask[i, : f.shape[0]] = 1
+    return padded, mask
+
+
+@dataclass
+class FrameCollator:
+    """Fine-tuning batches from cached CNN outputs (a frozen CNN): random windows of ``max_frames`` from longer
+    clips (fresh every epoch, as ``CropCollator`` does on audio), zero padding with a frame mask, labels and, for
+    speaker normalisation, each clip's speaker index."""
+
+    frames: dict  # sample id -> [T, C] array
+    max_frames: int | None
+    speaker_index: dict | None = None  # speaker -> row of the trainer's speaker statistics
+
+    def __call__(self, rows: list[dict]) -> dict:
+        windows = []
+        for row in rows:
+            f = self.frames[row["id"]]
+            if self.max_frames and f.shape[0] > self.max_frames:
+                start = int(torch.randint(0, f.shape[0] - self.max_frames + 1, ()).item())
+                f = f[start: start + self.max_frames]
+            windows.append(torch.from_numpy(np.asarray(f, dtype=np.float32)))
+        frames, mask = pad_frames(windows)
+        batch = {"frames": frames, "frame_mask": mask,
+                 "labels": torch.tensor([int(row["label"]) for row in rows], dtype=torch.long)}
+        return with_speakers(batch, rows, self.speaker_index)
+
+
+def with_speakers(batch: dict, rows: list[dict], speaker_index: dict | None) -> dict:
+    if speaker_index is not None:
+        batch["speaker_index"] = torch.tensor([speaker_index[row["speaker"]] for row in rows], dtype=torch.long)
+    return batch
 
 
 def audio_seconds(lengths: torch.Tensor) -> float:
