@@ -235,7 +235,7 @@ def test_speaker_norm_is_learned_stored_and_applied(tmp_path):
     assert len(norm["mean"]) == len(norm["std"]) == reloaded.config.classifier_proj_size
     fe = result.feature_extractor
     by_speaker = predict(reloaded, fe, tones["test"], progress=False)["probs"]  # speakers from the manifest column
-    alone = predict(reloaded, fe, list(tones["test"]["path"]), progress=False)["probs"]  # no speakers: clips as they are
+    alone = predict(reloaded, fe, list(tones["test"]["path"]), progress=False)["probs"]  # no speakers: as they are
     assert not np.allclose(by_speaker, alone)
     one = predict(reloaded, fe, [tones["test"][0]["path"]], progress=False)["probs"]
     np.testing.assert_allclose(one[0], alone[0], atol=1e-5)  # an unknown speaker's single clip passes unchanged
