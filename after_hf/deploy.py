@@ -222,13 +222,14 @@ def _train_head(model_dir: Path, backbone: str, manifest: str, cache_dir: str, l
 
 
 def _train_finetune(out_dir: Path, backbone: str, manifest: str, recipe: str, labelled: Optional[dict[str, int]],
-                    seed: int, lora: bool) -> dict:
+                    seed: int, lora: bool, cache_dir: str = "") -> dict:
     """`after-hf finetune` on the labelled clips (``labelled`` None: every clip of the train split)."""
     from .data.manifest import label_names, load_manifest
     from .finetune import FinetuneArguments, finetune, recipe_options
 
-    args = FinetuneArguments(**{**recipe_options(recipe), "model": backbone, "seed": seed, "lora": lora})
-    train = load_manifest(manifest, split=args.train_split)
+    args = FinetuneArguments(**{"cnn_cache_dir": cache_dir, **recipe_options(recipe), "model": backbone, "seed": seed,
+                                "lora": lora})
+    train = pool = load_manifest(manifest, split=args.train_split)
     if labelled is not None:
         position = {sample_id: i for i, sample_id in enumerate(train["id"])}
         missing = [i for i in labelled if i not in position]
@@ -238,7 +239,7 @@ def _train_finetune(out_dir: Path, backbone: str, manifest: str, recipe: str, la
         train = train.select(sorted(position[i] for i in labelled))
         train = train.map(lambda row: {"label": labelled[row["id"]]}, features=train.features, desc="the run's labels")
     val = load_manifest(manifest, split=args.eval_split) if args.eval_split else None
-    result = finetune(args, train, val, label_names(train), out_dir)
+    result = finetune(args, train, val, label_names(train), out_dir, stats_ds=pool)  # speaker statistics: the pool
     return {"best_step": result.best_step, "train_seconds": round(result.train_seconds, 3)}
 
 
@@ -285,7 +286,8 @@ def train_model(out_dir: str | Path, kind: str, backbone: str, manifest: str, la
     if kind == "head":
         training = _train_head(model_dir, backbone, manifest, cache_dir, labelled, seed, head_epochs)
     else:
-        training = _train_finetune(out_dir, backbone, manifest, finetune_config, labelled, seed, lora=kind == "lora")
+        training = _train_finetune(out_dir, backbone, manifest, finetune_config, labelled, seed, lora=kind == "lora",
+                                   cache_dir=cache_dir)
     names = label_names(load_manifest(manifest, split="train"))
     metrics = ModelMetrics(splits=_evaluate(model_dir, manifest), kind=kind, description=KINDS[kind], backbone=backbone,
                            num_classes=len(names), num_labelled=labels.labelled_clips, training=training)

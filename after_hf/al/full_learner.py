@@ -24,8 +24,10 @@ class FullLearner(Learner):
         self.backbone, self.splits, self.label_names = backbone, splits, list(label_names)
         self.models_dir = Path(models_dir)
         self.options = recipe_options(finetune_config)
+        self.cache_dir = Path(cache_dir)
         self.cache = FeatureCache(cache_dir, backbone)
         self.model = self.feature_extractor = None
+        self._frames: dict | None = None  # id -> cached CNN output of every clip (a frozen CNN: shared by all rounds)
 
     def embed(self, ids: Sequence[str]) -> np.ndarray:
         train = self.splits["train"]
@@ -35,21 +37,40 @@ class FullLearner(Learner):
     def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None) -> dict:
         """Fine-tune from the backbone (AFTER: the TAPT checkpoint every round) or from a saved round (warm start)."""
         train = self.splits["train"]
-        args = FinetuneArguments(**{**self.options, "model": str(init_from or self.backbone), "seed": seed})
+        args = FinetuneArguments(**{"cnn_cache_dir": str(self.cache_dir), **self.options,
+                                    "model": str(init_from or self.backbone), "seed": seed})
         val = self.splits.get("validation")
         work = self.models_dir / "training"
+        # the whole pool (labelled or not) gives each training speaker's statistics (speaker_norm)
         result = finetune(args, train.ds.select(train.index(ids)), val.ds if val is not None else None,
-                          self.label_names, work)
+                          self.label_names, work, stats_ds=train.ds)
         self.model, self.feature_extractor, self._trained_dir = result.model, result.feature_extractor, result.model_dir
         return {"val": result.metrics, "best_step": result.best_step, "train_seconds": result.train_seconds}
 
+    def _frames_of(self, ds) -> list | None:
+        """The cached CNN outputs of ``ds``'s clips when the model's CNN is frozen and cached (else None)."""
+        if not (self.options.get("freeze_feature_encoder", True) and self.options.get("cache_cnn", True)):
+            return None
+        if self._frames is None:
+            from .features import FrameCache
+
+            cache = FrameCache(self.options.get("cnn_cache_dir") or self.cache_dir, self.model)
+            self._frames = {}
+            for split in self.splits.values():
+                self._frames.update(zip(split.ids, cache.get(list(split.ids), split.paths, split.durations)))
+        return [self._frames[i] for i in ds["id"]]
+
     def _probe(self, ds, needs=frozenset(), mc_passes: int = 0, seed: int = 0) -> dict:
         return predict(self.model, self.feature_extractor, ds, return_embeddings="embeddings" in needs,
-                       mc_dropout_passes=mc_passes if "mc_probs" in needs else 0, seed=seed, progress=False)
+                       mc_dropout_passes=mc_passes if "mc_probs" in needs else 0, seed=seed, progress=False,
+                       frames=self._frames_of(ds))
 
     def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict:
+        """Scores the whole pool (each speaker normalised over all of its clips), returns the rows of ``ids``."""
         train = self.splits["train"]
-        return self._probe(train.ds.select(train.index(ids)), needs, mc_passes, seed)
+        rows = train.index(ids)
+        return {k: v[:, rows] if k == "mc_probs" else v[rows] for k, v in self._probe(train.ds, needs, mc_passes,
+                                                                                      seed).items()}
 
     def evaluate(self, split: str) -> dict:
         data = self.splits[split]
