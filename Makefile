@@ -15,7 +15,7 @@ DEMO_DIR ?= runs/demo
 
 LINTED := after_hf tests benchmarks spaces_demo
 
-.PHONY: help setup apt lint test test-fast demo bench space reproduce-paper clean
+.PHONY: help setup apt lint test test-fast demo base bench space reproduce-paper clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -48,6 +48,14 @@ test-fast: setup  ## the tests not marked slow
 
 demo: setup  ## the main job on the embedded default: synth -> prepare -> TAPT -> AL vs random -> full-data baseline -> report
 	$(VENV)/bin/after-hf experiment --config recipes/demo/demo.yaml --out $(DEMO_DIR)
+
+BASE_DIR ?= runs/base
+base: setup  ## rebuild the demo's pre-trained base (recipes/demo/base_model) from generic generated speech; resumes; ~40 min on 2 quiet cores
+	$(VENV)/bin/after-hf synth --profile recipes/demo/base_corpus.yaml --num_utterances 3000 --voices 160 --seed 1000 --out $(BASE_DIR)/corpus
+	@[ -f $(BASE_DIR)/manifest/dataset_info.json ] || $(VENV)/bin/after-hf prepare --corpus cremad=$(BASE_DIR)/corpus --out $(BASE_DIR)/manifest --test_fraction 0 --validation_fraction 0
+	$(VENV)/bin/after-hf tapt --config recipes/demo/base.yaml --manifest $(BASE_DIR)/manifest --output_dir $(BASE_DIR)/model $$([ -d $(BASE_DIR)/model/checkpoints ] && echo --resume)
+	mkdir -p recipes/demo/base_model && cp $(BASE_DIR)/model/{config.json,model.safetensors,preprocessor_config.json,tapt_args.json} recipes/demo/base_model/
+	@echo "recipes/demo/base_model rebuilt; git diff --stat shows whether it changed"
 
 bench: setup  ## benchmarks: each prints one line of ratios (ours vs a named baseline)
 	$(PY) benchmarks/run_all.py

@@ -46,7 +46,8 @@ class DeployArguments:
     out: str = field(metadata={"help": "Output directory: the model goes to OUT/model (+ metrics.json, provenance)."})
     kind: str = field(default="head", metadata={
         "help": "head: frozen backbone + linear layer-weighted head (seconds); lora: LoRA adapters + head; "
-                "full: the whole classifier fine-tuned.", "choices": list(KINDS)})
+                "full: the whole classifier fine-tuned; best: all three, the best on validation UA kept (the others "
+                "stay in OUT/candidates).", "choices": [*KINDS, "best"]})
     finetune_config: str = field(default="", metadata={
         "help": "YAML recipe whose `finetune:` section sets the options of --kind lora/full (a --config file with "
                 "that section is used too)."})
@@ -173,13 +174,17 @@ def train_linear_head(learner, ids: Sequence[str], labels: Sequence[int], seed: 
 
 
 def export_linear_head(head, backbone: str, label_names: Sequence[str], out_dir: str | Path,
-                       init_seed: int = 0) -> Path:
+                       init_seed: int = 0, population=None) -> Path:
     """Write ``backbone`` + a linear ``head`` as a ``save_pretrained`` audio classifier (safetensors) into ``out_dir``.
 
-    ``init_seed``: for a named (randomly initialised) backbone, the seed its cached features were computed with."""
+    ``init_seed``: for a named (randomly initialised) backbone, the seed its cached features were computed with.
+    ``population``: the head was trained on speaker-centred features (``HeadLearner.population``, [layers, hidden]):
+    the model then centres each speaker's pooled vectors on the same population mean, mapped through the
+    (linear) weighted layer sum and projector, so it scores exactly what the head scored."""
     import torch
 
     from .al.features import load_backbone
+    from .inference import set_speaker_norm
     from .io import replace_dir
     from .models import is_named, load_classifier, load_feature_extractor
 
@@ -198,6 +203,10 @@ def export_linear_head(head, backbone: str, label_names: Sequence[str], out_dir:
         model.projector.bias.copy_((net.proj.bias.double() - weight @ mean).float())
         model.classifier.weight.copy_(net.out.weight)
         model.classifier.bias.copy_(net.out.bias)
+        if population is not None:
+            layers = torch.softmax(model.layer_weights.double(), dim=-1)
+            mixed = (torch.as_tensor(population, dtype=torch.float64) * layers[:, None]).sum(0)
+            set_speaker_norm(model, mixed.float() @ model.projector.weight.T + model.projector.bias)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     model.save_pretrained(tmp, safe_serialization=True)
@@ -207,18 +216,18 @@ def export_linear_head(head, backbone: str, label_names: Sequence[str], out_dir:
 
 
 def _train_head(model_dir: Path, backbone: str, manifest: str, cache_dir: str, labelled: dict[str, int], seed: int,
-                epochs: int) -> dict:
+                epochs: int, speaker_norm: bool) -> dict:
     from .al.head import HeadTrainingArgs
     from .al.learners import HeadLearner, SplitArrays
     from .data.manifest import label_names, load_manifest
 
     ds = load_manifest(manifest)
     learner = HeadLearner(backbone, SplitArrays.from_manifest(ds), label_names(ds), cache_dir, HeadTrainingArgs(),
-                          init_seed=seed)
+                          init_seed=seed, speaker_norm=speaker_norm)
     ids = sorted(labelled)
     head = train_linear_head(learner, ids, [labelled[i] for i in ids], seed, epochs)
-    export_linear_head(head, backbone, label_names(ds), model_dir, init_seed=seed)
-    return {"head_epochs": epochs}
+    export_linear_head(head, backbone, label_names(ds), model_dir, init_seed=seed, population=learner.population)
+    return {"head_epochs": epochs, "speaker_norm": speaker_norm}
 
 
 def _train_finetune(out_dir: Path, backbone: str, manifest: str, recipe: str, labelled: Optional[dict[str, int]],
@@ -262,7 +271,7 @@ def _evaluate(model_dir: Path, manifest: str) -> dict[str, dict]:
 
 def train_model(out_dir: str | Path, kind: str, backbone: str, manifest: str, labelled: Optional[dict[str, int]],
                 labels: LabelInfo, seed: int, cache_dir: str = "", finetune_config: str = "",
-                head_epochs: int = 200) -> DeployResult:
+                head_epochs: int = 200, speaker_norm: bool = False) -> DeployResult:
     """Train ``kind`` from ``backbone`` on ``labelled`` (id -> class; None = every training label), score it, and
     write OUT/model with metrics.json and provenance; skipped when OUT/model holds that model already."""
     from .data.manifest import label_names, load_manifest
@@ -274,7 +283,7 @@ def train_model(out_dir: str | Path, kind: str, backbone: str, manifest: str, la
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
     if kind == "head":
-        options = {"head_epochs": head_epochs}
+        options = {"head_epochs": head_epochs, **({"speaker_norm": True} if speaker_norm else {})}
     else:
         from .finetune import recipe_options
 
@@ -284,7 +293,7 @@ def train_model(out_dir: str | Path, kind: str, backbone: str, manifest: str, la
     if done is not None:
         return done
     if kind == "head":
-        training = _train_head(model_dir, backbone, manifest, cache_dir, labelled, seed, head_epochs)
+        training = _train_head(model_dir, backbone, manifest, cache_dir, labelled, seed, head_epochs, speaker_norm)
     else:
         training = _train_finetune(out_dir, backbone, manifest, finetune_config, labelled, seed, lora=kind == "lora",
                                    cache_dir=cache_dir)
@@ -315,7 +324,42 @@ def deploy(run_dir: str | Path, out_dir: str | Path, kind: str = "head", finetun
     labelled, labels = label_info(run_dir, config, pool)
     seed = config.get("seed", 0) if seed is None else seed
     return train_model(out_dir, kind, config["backbone"], config["manifest"], labelled, labels, seed,
-                       cache_dir=config.get("cache_dir", ""), finetune_config=finetune_config, head_epochs=head_epochs)
+                       cache_dir=config.get("cache_dir", ""), finetune_config=finetune_config, head_epochs=head_epochs,
+                       speaker_norm=bool(config.get("speaker_norm", False)))
+
+
+BEST = "best"  # --kind best: every kind of KINDS trained, the one with the best validation UA kept
+
+
+def deploy_best(run_dir: str | Path, out_dir: str | Path, finetune_config: str = "", seed: Optional[int] = None,
+                head_epochs: int = 200) -> DeployResult:
+    """Every kind trained on the run's labels into OUT/candidates/<kind>; the best on validation UA (never test)
+    copied to OUT/model; OUT/candidates.json lists each kind's validation and test UA."""
+    import shutil
+
+    from .io import atomic_write_json, replace_dir
+
+    out_dir = Path(out_dir)
+    results = {kind: deploy(run_dir, out_dir / "candidates" / kind, kind, finetune_config, seed, head_epochs)
+               for kind in KINDS}
+    if any("ua" not in r.validation for r in results.values()):
+        raise DeployError(f"--kind {BEST} picks on the validation split, and the manifest of {run_dir} has none: "
+                          "choose --kind head, lora or full.")
+    best = max(results, key=lambda kind: results[kind].validation["ua"])  # first kind wins a tie
+    chosen = results[best]
+    current = read_provenance(out_dir / "model")
+    if current is None or current.labels_digest != chosen.provenance.labels_digest:
+        tmp = out_dir / ".model.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(chosen.model_dir, tmp)
+        replace_dir(tmp, out_dir / "model")
+    atomic_write_json(out_dir / "candidates.json", {
+        "selected": best, "selected_on": "validation UA",
+        "candidates": {kind: {"validation_ua": r.validation.get("ua"), "test_ua": r.test.get("ua")}
+                       for kind, r in results.items()}})
+    return DeployResult(out_dir / "model", chosen.metrics, chosen.provenance,
+                        skipped=all(r.skipped for r in results.values()))
 
 
 def train_reference(out_dir: str | Path, backbone: str, manifest: str, finetune_config: str, seed: int) -> DeployResult:
@@ -358,7 +402,10 @@ def _argv_with_recipe(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = _argv_with_recipe(list(sys.argv[1:] if argv is None else argv))
     (args,) = parse_args([DeployArguments], argv, prog="after-hf deploy", description=__doc__, section="deploy")
-    result = deploy(args.run, args.out, args.kind, args.finetune_config, args.seed, args.head_epochs)
+    if args.kind == BEST:
+        result = deploy_best(args.run, args.out, args.finetune_config, args.seed, args.head_epochs)
+    else:
+        result = deploy(args.run, args.out, args.kind, args.finetune_config, args.seed, args.head_epochs)
     labels = result.provenance.labels
     verb = "already holds" if result.skipped else "trained"
     print(f"{result.model_dir}: {verb} {KINDS[result.provenance.kind]} on {labels.labelled_clips} "

@@ -80,13 +80,19 @@ class ExperimentArguments:
         default=True, metadata={"help": "Also train on 100% of the pool's labels (the baseline of every ratio)."})
     ablation_no_tapt: bool = field(
         default=True, metadata={"help": "Also run the full-data baseline and the first strategy without TAPT."})
+    scratch_backbone: str = field(
+        default="",
+        metadata={"help": "Also run the full-data baseline and the first strategy from this randomly initialised "
+                          "named config (e.g. small, the demo base's architecture): what pre-training buys. '' = no."},
+    )
     final_model: str = field(
         default="head",
         metadata={"help": "The deployable classifier (OUT/final/model: `make space`, `after-hf push`), `after-hf "
                           "deploy` on the first strategy's first-seed run: head (frozen TAPT encoder + a linear "
                           "layer-weighted head, exported as Wav2Vec2ForSequenceClassification; seconds), lora or "
-                          "full (fine-tune with --finetune_config), or none.",
-                  "choices": ["head", "lora", "full", "none"]},
+                          "full (fine-tune with --finetune_config), best (all three, the best on validation UA "
+                          "kept) or none.",
+                  "choices": ["head", "lora", "full", "best", "none"]},
     )
     finetune_references: bool = field(
         default=False,
@@ -141,6 +147,19 @@ def _routed(options: dict[str, Any], names: list[str], kind: str, cold_start: bo
     return per_name
 
 
+def ablations_of(args: ExperimentArguments) -> list[tuple[str, str]]:
+    """(tag, backbone) of the pre-training ablations: the backbone without TAPT, and a random-weight encoder."""
+    from .models import is_named
+
+    found = [("no_tapt", args.backbone)] if args.ablation_no_tapt and args.tapt_config else []
+    if args.scratch_backbone:
+        if not is_named(args.scratch_backbone):
+            raise ConfigError(f"experiment option scratch_backbone: {args.scratch_backbone!r} is not a named config "
+                              "(tiny, small, ...): it names the architecture whose random weights are the baseline.")
+        found.append(("scratch", args.scratch_backbone))
+    return found
+
+
 def plan(args: ExperimentArguments) -> list:
     """Every AL run of the grid as resolved `after-hf al` options (ALArguments)."""
     from .al.loop import ALArguments
@@ -153,9 +172,9 @@ def plan(args: ExperimentArguments) -> list:
         tapt_dir = tapt_dir_of(args, fold)
         common = dict(shared, manifest=str(manifest_of(args, fold)), cache_dir=str(out / "cache" / "features"))
         run_dir = out / "al" / (f"fold{fold}" if fold else "")
+        ablations = ablations_of(args)  # (tag, backbone): the same runs from a less pre-trained encoder
         grid = [(s, c, "", tapt_dir) for s in args.strategies for c in args.cold_starts]
-        if args.ablation_no_tapt and args.tapt_config:
-            grid.append((args.strategies[0], args.cold_starts[0], "-no_tapt", args.backbone))
+        grid += [(args.strategies[0], args.cold_starts[0], f"-{tag}", backbone) for tag, backbone in ablations]
         for seed in args.seeds:
             for strategy, cold, tag, backbone in grid:
                 runs.append(ALArguments(**common, out=str(run_dir / _run_name(strategy, cold, tag, seed)),
@@ -163,8 +182,7 @@ def plan(args: ExperimentArguments) -> list:
                                         strategy_options=strategy_options[strategy],
                                         cold_start_options=cold_options[cold]))
             if args.baseline:  # one round with every label of the pool
-                no_tapt = [("_no_tapt", args.backbone)] if args.ablation_no_tapt and args.tapt_config else []
-                for tag, backbone in [("", tapt_dir), *no_tapt]:
+                for tag, backbone in [("", tapt_dir), *((f"_{t}", b) for t, b in ablations)]:
                     everything = dict(seed_size=ALL_OF_POOL, step_size=ALL_OF_POOL, budget=ALL_OF_POOL)
                     runs.append(ALArguments(**{**common, **everything}, out=str(run_dir / f"full_data{tag}__s{seed}"),
                                             backbone=backbone, strategy="random", cold_start="random", seed=seed))
@@ -174,13 +192,17 @@ def plan(args: ExperimentArguments) -> list:
 def deploy_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
     """Supervised stages (`after_hf.deploy`): the deployable model on the labels the first AL run collected, and
     optionally the 100%-label fine-tuning references. Each is skipped when its output already holds it."""
-    from .deploy import KINDS, deploy, describe, train_reference
+    from .deploy import BEST, KINDS, deploy, deploy_best, describe, train_reference
 
     out = Path(args.out)
     tapt_dir = tapt_dir_of(args, folds_of(args)[0])  # the deployable model and references: first fold
     manifest, seed, source = runs[0].manifest, args.seeds[0], runs[0]  # first strategy x cold start, first seed
     stages = []  # (timing name, description, training call)
-    if args.final_model != "none":
+    if args.final_model == BEST:
+        stages.append(("final_model", f"{', '.join(KINDS)} on the labels of {Path(source.out).name}, the best on "
+                                      "validation UA kept", lambda: deploy_best(source.out, out / "final",
+                                                                                args.finetune_config, seed)))
+    elif args.final_model != "none":
         stages.append(("final_model", f"{KINDS[args.final_model]} on the labels of {Path(source.out).name}",
                        lambda: deploy(source.out, out / "final", args.final_model, args.finetune_config, seed)))
     if args.finetune_references:

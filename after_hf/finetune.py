@@ -69,10 +69,10 @@ class FinetuneArguments:
         default="", metadata={"help": "Where the CNN outputs are cached ('' = OUTPUT_DIR/cache); share it between runs "
                                       "of the same backbone."})
     speaker_norm: bool = field(
-        default=False, metadata={"help": "Normalise each clip's pooled vector with its speaker's statistics "
-                                         "(mean/std over that speaker's clips, no labels needed), mapped onto the "
-                                         "population's; refreshed every epoch. Evaluation uses each evaluated "
-                                         "speaker's own clips. The saved model keeps the population statistics in its "
+        default=False, metadata={"help": "Centre each clip's pooled vector on its speaker's mean (over that "
+                                         "speaker's clips, no labels needed), moved onto the population's mean; "
+                                         "refreshed every epoch. Evaluation uses each evaluated "
+                                         "speaker's own clips. The saved model keeps the population mean in its "
                                          "config: transformers alone scores a single clip as it is."})
     freeze_feature_projection: bool = field(
         default=False, metadata={"help": "Also freeze the feature projection (AFTER froze it)."})
@@ -351,21 +351,29 @@ def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, 
     import torch
     from transformers import TrainerCallback
 
-    from .inference import predict, speaker_statistics
+    from .inference import predict, set_speaker_norm, speaker_statistics
 
     speakers = list(stats_ds["speaker"])
     order = sorted(set(speakers))
 
     class SpeakerStatistics(TrainerCallback):
-        def refresh(self):
+        """The classifier learns on clips mapped onto the population mean of its epoch's start, so the model
+        keeps the one of the epoch it was selected from (``restore``), not one recomputed later."""
+
+        history: list = []  # (global step when set, population mean)
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
             pooled = predict(module.model, feature_extractor, stats_ds, batch_seconds=batch_seconds, progress=False,
                              return_embeddings=True,
                              frames=None if frames is None else [frames[i] for i in stats_ds["id"]])["embeddings"]
-            stats, g_mean, g_std = speaker_statistics(torch.from_numpy(pooled), speakers)
-            module.set_speakers(stats, order, g_mean, g_std)
+            stats, g_mean = speaker_statistics(torch.from_numpy(pooled), speakers)
+            module.set_speakers(stats, order, g_mean)
+            self.history = [*self.history, (state.global_step, g_mean)]
 
-        def on_epoch_begin(self, args, state, control, **kwargs):
-            self.refresh()
+        def restore(self, step: int | None) -> None:
+            """Store in the model's config the population statistics its training at ``step`` used."""
+            used = [entry for entry in self.history if step is None or entry[0] < step] or self.history[:1]
+            set_speaker_norm(module.model, used[-1][1])
 
     return SpeakerStatistics(), {s: i for i, s in enumerate(order)}
 
@@ -440,8 +448,8 @@ def finetune(
     trainer.train()
     train_seconds = time.perf_counter() - train_start
     metrics, best_step = _selected(trainer, has_eval)
-    if args.speaker_norm:  # the population statistics of the selected model, stored in its config
-        refresh.refresh()
+    if args.speaker_norm:  # the population statistics the selected model was trained with, stored in its config
+        refresh.restore(best_step if has_eval else None)
 
     final = module.model.merge_and_unload() if args.lora else module.model
     final.eval()

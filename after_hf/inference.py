@@ -30,6 +30,7 @@ from . import SAMPLING_RATE
 from .data.audio import duration_seconds, load_audio
 from .data.batching import pad_frames
 from .data.batching import length_batches
+from .data.normalise import population_mean, speaker_means
 
 
 def autocast_for(device: torch.device):
@@ -179,51 +180,36 @@ def pooled_forward(
     return pooled_from_frames(model, frames, frame_mask)
 
 
-SPEAKER_NORM_KEY = "after_hf_speaker_norm"  # config entry of a speaker-normalised classifier: the population stats
-MIN_SPEAKER_CLIPS = 5  # fewer clips of a speaker give no usable statistics: those clips are taken as they are
+SPEAKER_NORM_KEY = "after_hf_speaker_norm"  # config entry of a speaker-normalised classifier: the population mean
 
 
-def speaker_statistics(pooled: torch.Tensor, speakers: Sequence[str]) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """Per-speaker mean / std of pooled vectors, and the population's: the mean of the speaker means and the
-    root-mean-square of the speaker stds (an average speaker). A speaker with fewer than ``MIN_SPEAKER_CLIPS``
-    clips gets the population's statistics (its clips pass unchanged)."""
-    speakers = np.asarray(speakers)
-    stats = {}
-    for speaker in np.unique(speakers):
-        rows = torch.from_numpy(np.flatnonzero(speakers == speaker))
-        if len(rows) >= MIN_SPEAKER_CLIPS:
-            x = pooled[rows].float()
-            stats[str(speaker)] = (x.mean(0), x.std(0, unbiased=False) + 1e-5)
-    if not stats:  # nobody with enough clips: the population is all the clips
-        x = pooled.float()
-        population = (x.mean(0), x.std(0, unbiased=False) + 1e-5)
-    else:
-        means = torch.stack([m for m, _ in stats.values()])
-        stds = torch.stack([sd for _, sd in stats.values()])
-        population = (means.mean(0), stds.pow(2).mean(0).sqrt())
-    for speaker in np.unique(speakers):
+def speaker_statistics(pooled: torch.Tensor, speakers: Sequence[str]) -> tuple[dict, torch.Tensor]:
+    """(speaker -> mean pooled vector, the population mean = the mean of the speaker means). A speaker with fewer
+    than ``data.normalise.MIN_SPEAKER_CLIPS`` clips gets the population's mean (its clips pass unchanged)."""
+    found = speaker_means(pooled.float().cpu().numpy(), speakers)
+    stats = {s: torch.from_numpy(m).float() for s, m in found.items()}
+    population = torch.from_numpy(population_mean(pooled.float().cpu().numpy(), speakers)).float()
+    for speaker in np.unique(np.asarray(speakers)):
         stats.setdefault(str(speaker), population)
-    return stats, *population
+    return stats, population
 
 
-def to_population(pooled: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, global_mean: torch.Tensor,
-                  global_std: torch.Tensor) -> torch.Tensor:
-    """Speaker normalisation: z-normalise with the speaker's own statistics, then map onto the population's, so
-    the classifier works in the usual pooled space (a single clip of an unknown speaker passes unchanged)."""
-    return (pooled - mean) / std * global_std + global_mean
+def to_population(pooled: torch.Tensor, mean: torch.Tensor, global_mean: torch.Tensor) -> torch.Tensor:
+    """Speaker normalisation: centre on the speaker's own mean, then move onto the population's, so the classifier
+    works in the usual pooled space (a single clip of an unknown speaker passes unchanged)."""
+    return pooled - mean + global_mean
 
 
-def speaker_norm_of(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(population mean, std) of a speaker-normalised classifier (stored in its config), else None."""
+def speaker_norm_of(model: torch.nn.Module) -> torch.Tensor | None:
+    """The population mean of a speaker-normalised classifier (stored in its config), else None."""
     entry = getattr(unwrap(model).config, SPEAKER_NORM_KEY, None)
     if not entry:
         return None
-    return torch.tensor(entry["mean"]), torch.tensor(entry["std"])
+    return torch.tensor(entry["mean"])
 
 
-def set_speaker_norm(model: torch.nn.Module, global_mean: torch.Tensor, global_std: torch.Tensor) -> None:
-    setattr(unwrap(model).config, SPEAKER_NORM_KEY,
-            {"mean": global_mean.float().cpu().tolist(), "std": global_std.float().cpu().tolist()})
+def set_speaker_norm(model: torch.nn.Module, global_mean: torch.Tensor) -> None:
+    setattr(unwrap(model).config, SPEAKER_NORM_KEY, {"mean": torch.as_tensor(global_mean).float().cpu().tolist()})
 
 
 class PooledClassifier(torch.nn.Module):
@@ -238,13 +224,11 @@ class PooledClassifier(torch.nn.Module):
         super().__init__()
         self.model = model
         self.register_buffer("class_weights", weights, persistent=False)
-        self.speaker_stats: tuple | None = None  # (means [S, P], stds [S, P], global mean [P], global std [P])
+        self.speaker_stats: tuple | None = None  # (speaker means [S, P], population mean [P])
 
-    def set_speakers(self, stats: dict, order: Sequence[str], global_mean: torch.Tensor, global_std: torch.Tensor):
-        means = torch.stack([stats[s][0] for s in order])
-        stds = torch.stack([stats[s][1] for s in order])
-        self.speaker_stats = (means, stds, global_mean, global_std)
-        set_speaker_norm(self.model, global_mean, global_std)
+    def set_speakers(self, stats: dict, order: Sequence[str], global_mean: torch.Tensor):
+        self.speaker_stats = (torch.stack([stats[s] for s in order]), global_mean)
+        set_speaker_norm(self.model, global_mean)
 
     def forward(self, input_values=None, attention_mask=None, labels=None, *, frames=None, frame_mask=None,
                 speaker_index=None):
@@ -253,9 +237,8 @@ class PooledClassifier(torch.nn.Module):
         else:
             logits, pooled = pooled_forward(self.model, input_values, attention_mask)
         if self.speaker_stats is not None and speaker_index is not None:
-            means, stds, g_mean, g_std = (t.to(pooled.device) for t in self.speaker_stats)
-            logits = unwrap(self.model).classifier(to_population(pooled, means[speaker_index], stds[speaker_index],
-                                                                 g_mean, g_std))
+            means, g_mean = (t.to(pooled.device) for t in self.speaker_stats)
+            logits = unwrap(self.model).classifier(to_population(pooled, means[speaker_index], g_mean))
         loss = None if labels is None else torch.nn.functional.cross_entropy(logits.float(), labels,
                                                                              weight=self.class_weights)
         return {"loss": loss, "logits": logits}
@@ -307,10 +290,8 @@ def _classify(model, pooled: torch.Tensor, speakers, norm) -> torch.Tensor:
     """Logits from pooled vectors; a speaker-normalised classifier maps each speaker onto the population first."""
     net = unwrap(model)
     if norm is not None and speakers is not None:
-        stats, _, _ = speaker_statistics(pooled, speakers)
-        means = torch.stack([stats[str(s)][0] for s in speakers])
-        stds = torch.stack([stats[str(s)][1] for s in speakers])
-        pooled = to_population(pooled.float(), means, stds, *norm)
+        stats, _ = speaker_statistics(pooled, speakers)
+        pooled = to_population(pooled.float(), torch.stack([stats[str(s)] for s in speakers]), norm)
     with torch.inference_mode():
         return net.classifier(pooled.to(next(net.classifier.parameters()).dtype)).float()
 

@@ -204,6 +204,23 @@ def load_classifier(source: str, label_names: list[str], **config_overrides):
     return model
 
 
+def load_encoder(source: str):
+    """The bare encoder (``AutoModel``) of a checkpoint directory / Hub id: a pre-training or classification
+    checkpoint's head is dropped silently (expected); encoder weights missing from it are named in a warning."""
+    from transformers import AutoModel
+
+    load_config(source)  # names a directory without config.json
+    check_weights(source)  # names a directory without (safetensors) weights
+    with _quiet_load_report():
+        model, info = AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False,
+                                                output_loading_info=True)
+    missing = sorted(info["missing_keys"]) + sorted(key for key, *_ in info["mismatched_keys"])
+    if missing:
+        logger.warning("%s: %d encoder weights are not in the checkpoint (initialised at random), e.g. %s; check "
+                       "that it is the architecture you meant.", source, len(missing), ", ".join(missing[:5]))
+    return model
+
+
 class _NoLoadReport(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "LOAD REPORT" not in str(record.msg)
@@ -228,7 +245,8 @@ def report_loading(model, source: str, info: dict) -> None:
     prefix = f"{model.base_model_prefix}."
     missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
     mismatched = sorted(key for key, *_ in info["mismatched_keys"])
-    real = [k for k in missing + unexpected if k.startswith(prefix)] + mismatched
+    unused_mask = [k for k in unexpected if k.endswith("masked_spec_embed")]  # SpecAugment off: its vector unused
+    real = [k for k in missing + unexpected if k.startswith(prefix) and k not in unused_mask] + mismatched
     if real:
         logger.warning("%s: %d weights do not match %s (initialised at random or left unused), e.g. %s; check that "
                        "the checkpoint is the architecture and label set you meant.", source, len(real),

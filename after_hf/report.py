@@ -48,6 +48,13 @@ def _seconds(rounds: list[dict]) -> float:
     return float(sum(v for r in rounds for k, v in r["seconds"].items() if k != "annotate"))
 
 
+def _auc(fractions, uas) -> float:
+    """Area under a UA learning curve, normalised by its x-range (= the mean UA over the budget range)."""
+    fractions, uas = np.asarray(fractions, dtype=float), np.asarray(uas, dtype=float)
+    span = fractions[-1] - fractions[0] if len(fractions) > 1 else 0.0
+    return float(np.sum((uas[1:] + uas[:-1]) / 2 * np.diff(fractions)) / span) if span > 0 else float(uas[0])
+
+
 def aggregate(experiment: Path) -> dict:
     out = {}
     for setting, runs in _runs(experiment).items():
@@ -64,13 +71,12 @@ def aggregate(experiment: Path) -> dict:
                 point[metric] = float(np.nanmean(values))
                 point[metric + "_std"] = float(np.nanstd(values))
             points.append(point)
-        fractions = np.array([p["fraction_labelled"] for p in points])
-        uas = np.array([p["test_ua"] for p in points])
-        span = fractions[-1] - fractions[0] if len(points) > 1 else 0.0
-        # area under the UA learning curve, normalised by its x-range (= mean UA over the budget range)
-        auc = float(np.sum((uas[1:] + uas[:-1]) / 2 * np.diff(fractions)) / span) if span > 0 else float(uas[0])
+        auc = _auc([p["fraction_labelled"] for p in points], [p["test_ua"] for p in points])
+        per_run = [_auc([r["fraction_labelled"] for r in run["rounds"]],
+                        [r.get("test_ua", np.nan) for r in run["rounds"]]) for run in runs]
         seconds = [_seconds(run["rounds"]) for run in runs]
-        out[setting] = {"points": points, "auc_ua": auc, "seconds_mean": float(np.mean(seconds)),
+        out[setting] = {"points": points, "auc_ua": auc, "auc_ua_std": float(np.nanstd(per_run)),
+                        "seconds_mean": float(np.mean(seconds)),
                         "seconds_std": float(np.std(seconds)), "n_seeds": len(runs),
                         "mode": runs[0]["config"].get("mode"), "backbone": runs[0]["config"].get("backbone")}
     return out
@@ -89,7 +95,7 @@ def plot_learning_curves(results: dict, path: Path) -> None:
         y = np.array([p["test_ua"] for p in pts])
         s = np.array([p["test_ua_std"] for p in pts])
         if setting.startswith(BASELINE_PREFIX):
-            ax.axhline(y[-1], linestyle="--", color="grey" if "no_tapt" not in setting else "lightgrey",
+            ax.axhline(y[-1], linestyle="--", color="grey" if setting == BASELINE_PREFIX else "lightgrey",
                        label=f"{setting} (100% labels): {y[-1]:.3f}")
             continue
         line, = ax.plot(x, y, marker="o", label=f"{setting} (AUC {res['auc_ua']:.3f})")
@@ -134,6 +140,25 @@ def _references_section(refs: dict) -> list[str]:
     return lines + [""]
 
 
+def _verdict(ranked: list) -> str:
+    """Best setting vs the best random-acquisition setting, with the seed spread as the yardstick (no
+    ablation: a setting whose name carries a backbone tag is not a strategy of the main grid)."""
+    grid = [(k, v) for k, v in ranked if not any(tag in k for tag in ("-no_tapt", "-scratch"))]
+    randoms = [(k, v) for k, v in grid if k.startswith("random")]
+    if not grid or not randoms:
+        return ""
+    (best, b), (rand, r) = grid[0], randoms[0]
+    if best == rand:
+        return (f"random acquisition ({rand}, AUC {r['auc_ua']:.3f}) is the best setting here: no strategy beat it "
+                "on this pool.")
+    diff = b["auc_ua"] - r["auc_ua"]
+    spread = max(b.get("auc_ua_std", 0.0), r.get("auc_ua_std", 0.0))
+    if diff <= spread:
+        return (f"{best} leads {rand} by {diff:.3f} AUC, within one seed standard deviation ({spread:.3f}): not a "
+                "measurable win on this pool.")
+    return f"{best} beats {rand} by {diff:.3f} AUC (more than the seed standard deviation, {spread:.3f})."
+
+
 def results_markdown(results: dict, experiment: Path) -> str:
     refs = load_references(experiment)
     lines = [f"# Results: {experiment}", "", *_references_section(refs)]
@@ -149,15 +174,13 @@ def results_markdown(results: dict, experiment: Path) -> str:
                          f"{p['test_wa']:.3f} ± {p['test_wa_std']:.3f} | "
                          f"{p['test_macro_f1']:.3f} ± {p['test_macro_f1_std']:.3f} |")
     lines += ["", "## Area under the UA learning curve (normalised by the budget range; higher is better)", "",
-              "| setting | AUC(UA) | final UA |", "|---|---|---|"]
+              "| setting | AUC(UA) ± std over seeds | final UA |", "|---|---|---|"]
     ranked = sorted(curves.items(), key=lambda kv: -kv[1]["auc_ua"])
     for setting, res in ranked:
-        lines.append(f"| {setting} | {res['auc_ua']:.3f} | {res['points'][-1]['test_ua']:.3f} |")
-    random_auc = {k: v["auc_ua"] for k, v in curves.items() if k.startswith("random")}
-    if ranked and random_auc:
-        best = ranked[0][0]
-        verdict = ("random acquisition is the best setting here: the uncertainty strategies did not beat it on "
-                   "this pool." if best.startswith("random") else f"best setting: {best}.")
+        lines.append(f"| {setting} | {res['auc_ua']:.3f} ± {res.get('auc_ua_std', float('nan')):.3f} | "
+                     f"{res['points'][-1]['test_ua']:.3f} |")
+    verdict = _verdict(ranked)
+    if verdict:
         lines += ["", f"**Verdict:** {verdict}"]
     lines += ["", "## Time: active learning to its budget vs fine-tuning on all labels", "",
               "Wall seconds of train + score + select (annotation excluded; frozen-feature encoding, shared by all "
@@ -183,6 +206,8 @@ def results_markdown(results: dict, experiment: Path) -> str:
 def _supervised_section(experiment: Path) -> list[str]:
     """The deployable model (final/) and the 100%-label fine-tuning references (finetune/*/), when present."""
     found = [("deployable model (final)", experiment / "final" / "model" / "metrics.json")]
+    found += [(f"final candidate: {p.parent.parent.name}", p)
+              for p in sorted((experiment / "final" / "candidates").glob("*/model/metrics.json"))]
     found += [(p.parent.parent.name, p) for p in sorted((experiment / "finetune").glob("*/model/metrics.json"))]
     rows = []
     for name, path in found:
@@ -205,7 +230,13 @@ def build_report(experiment: str | Path) -> Path:
     if not results:
         raise ReportError(f"no finished AL runs under {experiment}/al/*/summary.json: run `after-hf experiment` "
                           "first.")
-    atomic_write_json(experiment / "results.json", {**results, **load_references(experiment)})
+    final = read_metrics(experiment / "final" / "model" / "metrics.json")
+    test = {} if final is None else final.splits.get("test", {})
+    deployable = {} if final is None else {"final_model": {
+        "kind": final.kind, "num_labelled": final.num_labelled, "test_ua": test.get("ua"),
+        "validation_ua": final.splits.get("validation", {}).get("ua"),
+        "single_clip_test_ua": test.get("single_clip", {}).get("ua")}}
+    atomic_write_json(experiment / "results.json", {**results, **load_references(experiment), **deployable})
     plot_learning_curves(results, experiment / "learning_curves.png")
     report = experiment / "results.md"
     atomic_write_text(report, results_markdown(results, experiment))

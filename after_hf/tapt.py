@@ -623,6 +623,7 @@ def start(args: TaptArguments) -> tuple[TaptRun, Path | None, Any]:
     accelerator = make_accelerator(args, overrides)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # not 4 INFO lines per checkpoint save
     checkpoint = prepare_output_dir(args, accelerator.is_main_process)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -29,7 +29,7 @@ from ..data.audio import load_audio
 from ..inference import (autocast_for, cnn_frames, encode_frames, length_batches, pad_frames, process_group,
                          release_memory)
 from ..io import atomic_write_json
-from ..models import check_weights, is_named, load_config
+from ..models import is_named, load_config, load_encoder
 
 
 ENCODER_STATS = {"forward_calls": 0, "utterances": 0}  # this process's encoder work (tests and benchmarks read it)
@@ -60,9 +60,7 @@ def load_backbone(source: str, init_seed: int = 0):
     if is_named(source):
         torch.manual_seed(init_seed)
         return AutoModel.from_config(load_config(source))
-    load_config(source)  # names a directory without config.json
-    check_weights(source)  # names a directory without (safetensors) weights
-    return AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
+    return load_encoder(source)
 
 
 @torch.inference_mode()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from ..data.normalise import speaker_normalise
+from ..data.normalise import population_mean, speaker_centre
 from .features import FeatureCache
 from .head import HeadClassifier, HeadTrainingArgs
 
@@ -104,8 +104,11 @@ class HeadLearner(Learner):
         self.splits, self.label_names = splits, list(label_names)
         self.cache = FeatureCache(cache_dir, backbone, init_seed=init_seed)
         self.features = {name: self.cache.get(list(s.ids), s.paths, s.durations) for name, s in splits.items()}
-        if speaker_norm:  # per-speaker mean/variance over each speaker's clips (unlabelled: no label is used)
-            self.features = {name: speaker_normalise(f, splits[name].speakers) for name, f in self.features.items()}
+        self.population = None  # speaker_norm: the training pool's mean of speaker means (features' shape)
+        if speaker_norm:  # each speaker centred over all its clips (no label is used), onto the pool's average speaker
+            self.population = population_mean(self.features["train"], splits["train"].speakers)
+            self.features = {name: speaker_centre(f, splits[name].speakers, self.population)
+                             for name, f in self.features.items()}
         pool = self.features["train"]
         self.head = HeadClassifier(len(label_names), head_args, pool.mean(0), pool.std(0))
 
