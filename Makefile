@@ -60,9 +60,9 @@ base: setup  ## rebuild the demo's pre-trained base (recipes/demo/base_model) fr
 bench: setup  ## benchmarks: each prints one line of ratios (ours vs a named baseline)
 	$(PY) benchmarks/run_all.py
 
-AFTER_HF_MODEL ?= $(DEMO_DIR)/final/model
+AFTER_HF_MODEL ?= $(if $(wildcard $(DEMO_DIR)/final/model/config.json),$(DEMO_DIR)/final/model,spaces_demo/model)
 AFTER_HF_RUN ?=
-space: setup  ## serve spaces_demo/ on the demo model (http://127.0.0.1:7860); AFTER_HF_RUN=RUN adds the Annotate tab for an `after-hf al --oracle human` run
+space: setup  ## serve spaces_demo/ on the demo model (runs/demo's, else the one shipped in spaces_demo/model; http://127.0.0.1:7860); AFTER_HF_RUN=RUN adds the Annotate tab for an `after-hf al --oracle human` run
 	AFTER_HF_MODEL=$(AFTER_HF_MODEL) AFTER_HF_RUN=$(AFTER_HF_RUN) $(PY) spaces_demo/app.py
 
 reproduce-paper: setup  ## AFTER's grid on real corpora (needs IEMOCAP=PATH, the Hub and a GPU); add DRY_RUN=1 to only print the plan

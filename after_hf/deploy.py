@@ -332,16 +332,19 @@ BEST = "best"  # --kind best: every kind of KINDS trained, the one with the best
 
 
 def deploy_best(run_dir: str | Path, out_dir: str | Path, finetune_config: str = "", seed: Optional[int] = None,
-                head_epochs: int = 200) -> DeployResult:
-    """Every kind trained on the run's labels into OUT/candidates/<kind>; the best on validation UA (never test)
-    copied to OUT/model; OUT/candidates.json lists each kind's validation and test UA."""
+                head_epochs: int = 200, kinds: Sequence[str] = tuple(KINDS)) -> DeployResult:
+    """Each of ``kinds`` trained on the run's labels into OUT/candidates/<kind>; the best on validation UA (never
+    test) copied to OUT/model; OUT/candidates.json lists each kind's validation and test UA."""
     import shutil
 
     from .io import atomic_write_json, replace_dir
 
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise ConfigError(f"candidates {unknown or '[]'}: choose among {list(KINDS)}.")
     out_dir = Path(out_dir)
     results = {kind: deploy(run_dir, out_dir / "candidates" / kind, kind, finetune_config, seed, head_epochs)
-               for kind in KINDS}
+               for kind in kinds}
     if any("ua" not in r.validation for r in results.values()):
         raise DeployError(f"--kind {BEST} picks on the validation split, and the manifest of {run_dir} has none: "
                           "choose --kind head, lora or full.")

@@ -94,6 +94,10 @@ class ExperimentArguments:
                           "kept) or none.",
                   "choices": ["head", "lora", "full", "best", "none"]},
     )
+    final_candidates: list[str] = field(
+        default_factory=lambda: ["head", "lora", "full"],
+        metadata={"help": "final_model best: the kinds trained and compared on validation UA (head, lora, full)."},
+    )
     finetune_references: bool = field(
         default=False,
         metadata={"help": "Also fine-tune the whole classifier on 100% of the labels, from TAPT and without TAPT "
@@ -199,9 +203,10 @@ def deploy_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
     manifest, seed, source = runs[0].manifest, args.seeds[0], runs[0]  # first strategy x cold start, first seed
     stages = []  # (timing name, description, training call)
     if args.final_model == BEST:
-        stages.append(("final_model", f"{', '.join(KINDS)} on the labels of {Path(source.out).name}, the best on "
-                                      "validation UA kept", lambda: deploy_best(source.out, out / "final",
-                                                                                args.finetune_config, seed)))
+        stages.append(("final_model", f"{', '.join(args.final_candidates)} on the labels of {Path(source.out).name}"
+                                      ", the best on validation UA kept",
+                       lambda: deploy_best(source.out, out / "final", args.finetune_config, seed,
+                                           kinds=args.final_candidates)))
     elif args.final_model != "none":
         stages.append(("final_model", f"{KINDS[args.final_model]} on the labels of {Path(source.out).name}",
                        lambda: deploy(source.out, out / "final", args.final_model, args.finetune_config, seed)))
@@ -249,9 +254,11 @@ def print_plan(args: ExperimentArguments, runs: list, out: Path) -> None:
         print(f"  tapt --config {args.tapt_config} --model_name_or_path {args.backbone} --manifest "
               f"{manifest_of(args, fold)} --output_dir {tapt_dir_of(args, fold)}"
               + (f" (fold {fold}: its training sessions only)" if fold else ""))
+    shown = {"mode", "seed_size", "step_size", "budget", "strategy_options", "cold_start_options"}
+    extra = "".join(f" --{k} {v}" for k, v in args.al.items() if k not in shown)  # the recipe's other al: options
     for run in runs:
         options = "".join(f" --{name} " + " ".join(f"{k}={v}" for k, v in getattr(run, name).items())
-                          for name in ("strategy_options", "cold_start_options") if getattr(run, name))
+                          for name in ("strategy_options", "cold_start_options") if getattr(run, name)) + extra
         print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
               f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
               f"--seed_size {run.seed_size:.10g} --step_size {run.step_size:.10g} --budget {run.budget:.10g}{options}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +228,9 @@ def _apply_lora(model, args: FinetuneArguments):
         r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
         target_modules=list(args.lora_target_modules), modules_to_save=["projector", "classifier"],
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft 0.21 still asks transformers 5 for a renamed attribute
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def _check_labels(ds, label_names: list[str], what: str) -> None:

@@ -565,7 +565,8 @@ def build_ui(app: SpaceApp) -> gr.Blocks:
 
 def resolve_args(argv: list[str] | None = None) -> AppArguments:
     (args,) = parse_args([AppArguments], argv, prog="app.py", description=__doc__)
-    args.model = args.model or os.environ.get("AFTER_HF_MODEL") or DEFAULT_MODEL
+    shipped = "model" if (HERE / "model" / "config.json").is_file() else None  # the demo model (make_examples.py)
+    args.model = args.model or os.environ.get("AFTER_HF_MODEL") or DEFAULT_MODEL or shipped
     args.run_dir = args.run_dir or os.environ.get("AFTER_HF_RUN") or None
     if not args.model:
         raise SystemExit("No model: pass --model DIR_OR_HUB_ID or set AFTER_HF_MODEL (e.g. runs/demo/final/model "

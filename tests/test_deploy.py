@@ -147,6 +147,26 @@ def test_deploy_lora_from_a_finetune_recipe(simulated_run, tmp_path):
     assert not (out / "checkpoints").exists()
 
 
+def test_deploy_best_keeps_the_kind_with_the_best_validation_ua(simulated_run, tmp_path):
+    """--kind best trains each candidate kind on the run's labels and keeps the best on validation UA (never test):
+    OUT/model is a copy of that candidate, OUT/candidates.json lists them all."""
+    recipe = tmp_path / "finetune.yaml"
+    recipe.write_text(yaml.safe_dump({"finetune": {"num_train_epochs": 1, "per_device_train_batch_size": 8,
+                                                   "learning_rate": 1e-3, "mask_time_prob": 0.0,
+                                                   "mask_feature_prob": 0.0}}))
+    out = tmp_path / "best"
+    assert cli(["deploy", "--run", str(simulated_run / "run"), "--out", str(out), "--kind", "best",
+                "--config", str(recipe)]) == 0
+    record = json.loads((out / "candidates.json").read_text())
+    assert set(record["candidates"]) == {"head", "lora", "full"} and record["selected_on"] == "validation UA"
+    by_validation = {k: read_metrics(out / "candidates" / k / "model").splits["validation"]["ua"]
+                     for k in record["candidates"]}
+    assert record["selected"] == max(by_validation, key=by_validation.get)
+    chosen = out / "candidates" / record["selected"] / "model"
+    assert (out / "model" / "model.safetensors").read_bytes() == (chosen / "model.safetensors").read_bytes()
+    assert read_provenance(out / "model").kind == record["selected"]
+
+
 def test_a_run_without_labels_is_refused_with_what_to_do(synth_manifest, tmp_path, capsys):
     run = tmp_path / "human"
     _al(synth_manifest, run, tmp_path / "cache", oracle="human", seed_size=8, budget=8)

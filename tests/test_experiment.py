@@ -134,3 +134,24 @@ def test_the_al_section_composes_every_al_option_and_routes_strategy_options(tmp
         runs("--al", "strategy=bald")
     with pytest.raises(ConfigError, match=r"strategy_options: \['num_samples'\] are taken by none of"):
         runs("--al", "strategy_options={num_samples: 100}")
+
+
+def test_the_pretraining_ablations_run_from_the_base_and_from_random_weights(tmp_path):
+    """ablation_no_tapt: the first strategy and the baseline from the backbone without TAPT; scratch_backbone: the
+    same from a randomly initialised named config (what pre-training buys); a directory there is refused."""
+    from after_hf.config import ConfigError, parse_args
+    from after_hf.experiment import ExperimentArguments, plan
+
+    def runs(*flags):
+        (args,) = parse_args([ExperimentArguments], ["--out", str(tmp_path / "x"), "--backbone", "base_dir",
+                                                     "--tapt_config", "tapt.yaml", "--seeds", "0", *flags],
+                             section="experiment")
+        return {f"{r.out.rsplit('/', 1)[-1]}": r.backbone for r in plan(args)}
+
+    by = runs("--strategies", "entropy", "random", "--scratch_backbone", "tiny")
+    tapt = str(tmp_path / "x" / "tapt")
+    assert by == {"entropy-kmeans__s0": tapt, "random-kmeans__s0": tapt, "entropy-kmeans-no_tapt__s0": "base_dir",
+                  "entropy-kmeans-scratch__s0": "tiny", "full_data__s0": tapt, "full_data_no_tapt__s0": "base_dir",
+                  "full_data_scratch__s0": "tiny"}
+    with pytest.raises(ConfigError, match="scratch_backbone: 'base_dir' is not a named config"):
+        runs("--scratch_backbone", "base_dir")

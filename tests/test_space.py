@@ -207,13 +207,15 @@ def test_a_closed_round_takes_no_more_answers(A, model_dir, run_dir):
     assert after["id"] is None and "being trained on" in after["status"]
 
 
-def test_model_and_run_dir_come_from_args_or_environment(A, model_dir, run_dir, monkeypatch):
+def test_model_and_run_dir_come_from_args_or_environment(A, model_dir, run_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("AFTER_HF_MODEL", str(model_dir))
     monkeypatch.setenv("AFTER_HF_RUN", str(run_dir))
     args = A.resolve_args([])
     assert (args.model, args.run_dir) == (str(model_dir), str(run_dir))
     assert A.resolve_args(["--model", "org/name", "--max_seconds", "5"]).model == "org/name"
     monkeypatch.delenv("AFTER_HF_MODEL")
+    assert A.resolve_args([]).model == str(A.HERE / "model")  # the demo model shipped with the Space
+    monkeypatch.setattr(A, "HERE", tmp_path)  # a Space folder without one
     with pytest.raises(SystemExit, match="No model"):
         A.resolve_args([])
     with pytest.raises(SystemExit, match="not a directory"):
@@ -296,3 +298,22 @@ def test_the_annotate_tab_exists_only_with_a_run(A, model_dir, run_dir):
 
     assert tabs(A.SpaceApp(A.AppArguments(model=str(model_dir)))) == ["Classify"]  # `make space` without a run
     assert tabs(A.SpaceApp(A.AppArguments(model=str(model_dir), run_dir=str(run_dir)))) == ["Annotate", "Classify"]
+
+
+def test_the_shipped_demo_model_gets_each_example_right_as_a_single_clip():
+    """spaces_demo/model is the demo's deployable model and spaces_demo/examples/ are held-out test clips it
+    classifies correctly one at a time (as the Space does: no speaker statistics), whole clips of >= 2 s, as
+    examples.json records them (spaces_demo/make_examples.py). A refreshed model without refreshed examples fails."""
+    from space_support import SPACE_DIR
+
+    from after_hf.data.audio import duration_seconds
+    from after_hf.evaluation import load_model_for_eval
+    from after_hf.inference import predict
+
+    info = json.loads((SPACE_DIR / "examples" / "examples.json").read_text())["clips"]
+    assert sorted(p.name for p in EXAMPLES) == sorted(info) and len(EXAMPLES) >= 3
+    model, fe, names = load_model_for_eval(str(SPACE_DIR / "model"))
+    probs = predict(model, fe, [str(p) for p in EXAMPLES], progress=False)["probs"]
+    assert [names[i] for i in probs.argmax(1)] == [p.stem for p in EXAMPLES]
+    for path in EXAMPLES:
+        assert duration_seconds(path) >= 2.0 and abs(duration_seconds(path) - info[path.name]["duration_s"]) < 0.05
