@@ -20,6 +20,12 @@ Layout (read by the ``cremad`` reader like the real CREMA-D):
     OUT/AudioWAV/<actor>_<SSS>_<EMO>_<LVL>.wav   16 kHz mono 16-bit; SSS = code of the turn's first sentence
     OUT/synth_truth.csv                          per file: speaker, text, level and every generative value
     OUT/synth_info.json                          options + profile used (a re-run with the same ones is a no-op)
+    OUT/finishedResponses.csv                    simulated raters' answers (profile ``raters:``), CREMA-D's format
+
+With a ``raters:`` section in the profile, every clip also gets several simulated listeners' answers
+(``synth_raters``: they disagree where the clip is ambiguous), which ``prepare`` reads into the manifest's
+``ratings`` like CREMA-D's crowd votes. They come from their own random stream: the audio, the file names and
+synth_truth.csv are the same with or without them, and a re-run that changes only the raters rewrites only them.
 
 The generative values in synth_truth.csv are what the experiment's *ceiling* classifier reads. With
 ``--label_noise p`` a file name carries a wrong emotion with probability p (AFTER's noisy pool; the truth stays
@@ -50,6 +56,7 @@ from tqdm.auto import tqdm
 from .. import SAMPLING_RATE
 from ..errors import AfterHFError
 from ..io import atomic_write_json, atomic_write_text, replace_dir
+from . import synth_raters
 
 # CREMA-D's twelve sentences (their codes) and 24 more in the same register: turns repeat them across speakers.
 SENTENCES = {
@@ -292,13 +299,21 @@ def _check(num_utterances: int, voices: int, emotions: Sequence[str], label_nois
         raise SynthError("--voices and --num_utterances must be >= 1.")
     if not 0.0 <= label_noise < 1.0 or (label_noise and len(emotions) < 2):
         raise SynthError(f"--label_noise {label_noise} must be in [0, 1) and needs at least two emotions.")
+    problem = synth_raters.check(profile, emotions)
+    if problem:
+        raise SynthError(f"synth profile: {problem}.")
+
+
+def corpus_emotions(emotions: Sequence[str] | None, profile: dict) -> list[str]:
+    """The emotions generated: those asked for, else every emotion with a class share in the profile."""
+    return list(emotions or [e for e, s in profile["emotions"].items() if s > 0])
 
 
 def plan(num_utterances: int, seed: int, voices: int, emotions: Sequence[str] | None = None, label_noise: float = 0.0,
          profile: dict | None = None) -> list[Job]:
     """Every turn's speaker, emotion, level, sentences and cue values, decided up front from the seed."""
     profile = profile or load_profile()
-    emotions = list(emotions or [e for e, s in profile["emotions"].items() if s > 0])
+    emotions = corpus_emotions(emotions, profile)
     _check(num_utterances, voices, emotions, label_noise, profile)
     rng = np.random.default_rng([seed, 104729])
     speaker_voices = make_voices(voices, seed, profile["speakers"])
@@ -405,6 +420,25 @@ def _truth_csv(jobs: list[Job], durations: list[float]) -> str:
     return buf.getvalue()
 
 
+def _same_audio(old: dict, info: dict) -> bool:
+    """Whether a corpus made with ``old`` options has the audio, names and truth ``info`` asks for (raters apart)."""
+    new = json.loads(json.dumps(info))
+    old = {k: old.get(k) for k in new}
+    old["profile"] = {k: v for k, v in (old["profile"] or {}).items() if k != "raters"}
+    new["profile"] = {k: v for k, v in new["profile"].items() if k != "raters"}
+    return old == new
+
+
+def _write_raters(out_dir: Path, jobs: list[Job], profile: dict, emotions: list[str], seed: int) -> None:
+    """OUT/finishedResponses.csv from the profile's raters (removed when the profile has none)."""
+    path = out_dir / synth_raters.RESPONSES_FILE
+    if not profile.get("raters"):
+        path.unlink(missing_ok=True)
+        return
+    answers = synth_raters.rate(jobs, profile, emotions, seed, CUES)
+    atomic_write_text(path, synth_raters.responses_csv(jobs, answers))
+
+
 def synthesize(
     out_dir: str | Path,
     num_utterances: int = 1200,
@@ -425,14 +459,20 @@ def synthesize(
             "emotions": list(emotions) if emotions else None, "noise_snr_db": noise_snr_db, "label_noise": label_noise,
             "profile": profile_data, "generator": "after_hf.data.synth v2 (espeak-ng + sox)"}
     info_path = out_dir / "synth_info.json"
+    jobs = plan(num_utterances, seed, voices, emotions, label_noise, profile_data)
     if not overwrite and info_path.is_file():
         old = json.loads(info_path.read_text(encoding="utf-8"))
-        if {k: old.get(k) for k in info} == json.loads(json.dumps(info)):
+        same = _same_audio(old, info)
+        if same and old.get("profile", {}).get("raters") != info["profile"].get("raters"):
+            _write_raters(out_dir, jobs, profile_data, corpus_emotions(emotions, profile_data), seed)
+            atomic_write_json(info_path, info)  # after the answers: a killed rewrite is redone
+            if progress:
+                print(f"synth: only the raters changed; rewrote {out_dir / synth_raters.RESPONSES_FILE}")
+        if same:
             return out_dir
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise SynthError(f"`{tool}` is not installed: run `make setup` (or apt-get install espeak-ng sox).")
-    jobs = plan(num_utterances, seed, voices, emotions, label_noise, profile_data)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -450,6 +490,7 @@ def synthesize(
         durations = list(tqdm(pool.map(work, jobs), total=len(jobs), desc="synth", unit="utt", disable=not progress))
     elapsed = time.perf_counter() - started
     atomic_write_text(tmp / "synth_truth.csv", _truth_csv(jobs, durations))
+    _write_raters(tmp, jobs, profile_data, corpus_emotions(emotions, profile_data), seed)
     atomic_write_json(tmp / "synth_info.json", info)
     replace_dir(tmp, out_dir)
     if progress:
