@@ -168,6 +168,14 @@ def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
     return np.divide(n, num_classes * counts, out=np.zeros(num_classes), where=counts > 0).astype(np.float32)
 
 
+def soft_class_weights(targets, num_classes: int) -> np.ndarray:
+    """``class_weights`` for soft targets [N, C] (vote distributions): ``n_c`` is the expected count
+    ``sum_i q_ic``, so one-hot targets give exactly ``class_weights`` of their labels."""
+    counts = np.asarray(targets, dtype=np.float64).reshape(-1, num_classes).sum(axis=0)
+    n = counts.sum()
+    return np.divide(n, num_classes * counts, out=np.zeros(num_classes), where=counts > 1e-9).astype(np.float32)
+
+
 def _trainer_class():
     from transformers import Trainer
 

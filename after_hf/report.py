@@ -66,7 +66,8 @@ def aggregate(experiment: Path) -> dict:
         for fraction in sorted(by_size):
             rows = by_size[fraction]
             point = {"fraction_labelled": fraction, "n_seeds": len(rows)}
-            for metric in ("test_ua", "test_wa", "test_macro_f1"):
+            soft = ("test_kl", "test_brier") if any("test_kl" in r for r in rows) else ()  # rater votes exist
+            for metric in ("test_ua", "test_wa", "test_macro_f1", *soft):
                 values = np.array([r.get(metric, np.nan) for r in rows], dtype=float)
                 point[metric] = float(np.nanmean(values))
                 point[metric + "_std"] = float(np.nanstd(values))
@@ -78,7 +79,8 @@ def aggregate(experiment: Path) -> dict:
         out[setting] = {"points": points, "auc_ua": auc, "auc_ua_std": float(np.nanstd(per_run)),
                         "seconds_mean": float(np.mean(seconds)),
                         "seconds_std": float(np.std(seconds)), "n_seeds": len(runs),
-                        "mode": runs[0]["config"].get("mode"), "backbone": runs[0]["config"].get("backbone")}
+                        "mode": runs[0]["config"].get("mode"), "backbone": runs[0]["config"].get("backbone"),
+                        "soft_labels": bool(runs[0]["config"].get("soft_labels"))}
     return out
 
 
@@ -173,6 +175,17 @@ def results_markdown(results: dict, experiment: Path) -> str:
                          f"{p['test_ua']:.3f} ± {p['test_ua_std']:.3f} | {_of_ceiling(p['test_ua'], refs)} | "
                          f"{p['test_wa']:.3f} ± {p['test_wa_std']:.3f} | "
                          f"{p['test_macro_f1']:.3f} ± {p['test_macro_f1_std']:.3f} |")
+    soft = [(setting, res) for setting, res in sorted(results.items()) if "test_kl" in res["points"][-1]]
+    if soft:
+        lines += ["", "## Against the raters' vote distributions (test; lower is better)", "",
+                  "KL(votes ‖ predicted) in nats and the Brier score against each clip's vote distribution "
+                  "(`after_hf/metrics/soft_labels.py`); UA / WA / F1 above score the clip's label.", "",
+                  "| setting | soft labels | % labelled | KL | Brier |", "|---|---|---|---|---|"]
+        for setting, res in soft:
+            for p in res["points"]:
+                lines.append(f"| {setting} | {'yes' if res.get('soft_labels') else 'no'} | "
+                             f"{100 * p['fraction_labelled']:.1f} | {p['test_kl']:.3f} ± {p['test_kl_std']:.3f} | "
+                             f"{p['test_brier']:.3f} ± {p['test_brier_std']:.3f} |")
     lines += ["", "## Area under the UA learning curve (normalised by the budget range; higher is better)", "",
               "| setting | AUC(UA) ± std over seeds | final UA |", "|---|---|---|"]
     ranked = sorted(curves.items(), key=lambda kv: -kv[1]["auc_ua"])

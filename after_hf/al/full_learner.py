@@ -14,7 +14,7 @@ from ..finetune import FinetuneArguments, finetune, recipe_options
 from ..inference import predict
 from ..models import load_classifier, load_feature_extractor
 from .features import FeatureCache
-from .learners import Learner, SplitArrays, ser_metrics
+from .learners import Learner, SplitArrays, split_metrics
 
 class FullLearner(Learner):
     mode = "full"
@@ -34,7 +34,8 @@ class FullLearner(Learner):
         feats = self.cache.get(list(train.ids), train.paths, train.durations)[train.index(ids)]
         return ((feats - feats.mean(0)) / (feats.std(0) + 1e-5)).mean(1)
 
-    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None) -> dict:
+    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None,
+            targets: np.ndarray | None = None) -> dict:
         """Fine-tune from the backbone (AFTER: the TAPT checkpoint every round) or from a saved round (warm start)."""
         train = self.splits["train"]
         args = FinetuneArguments(**{"cnn_cache_dir": str(self.cache_dir), **self.options,
@@ -74,7 +75,7 @@ class FullLearner(Learner):
 
     def evaluate(self, split: str) -> dict:
         data = self.splits[split]
-        return ser_metrics(data.labels, self._probe(data.ds)["probs"].argmax(1), self.label_names)
+        return split_metrics(data, self._probe(data.ds)["probs"], self.label_names)
 
     def save(self, directory: Path) -> None:
         if directory.exists():

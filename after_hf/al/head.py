@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..finetune import class_weights
+from ..finetune import class_weights, soft_class_weights
 
 
 class LayerWeightedHead(nn.Module):
@@ -60,8 +60,12 @@ class HeadClassifier:
         return (torch.from_numpy(np.asarray(feats, dtype=np.float32)) - self.mean) / self.std
 
     def fit(self, feats, labels, seed: int, val_feats=None, val_labels=None, ua_fn=None,
-            warm_start: bool = False) -> dict:
-        """Train on ``feats`` [N, L, H]; ``warm_start`` continues from the current head instead of a fresh one."""
+            warm_start: bool = False, targets=None) -> dict:
+        """Train on ``feats`` [N, L, H]; ``warm_start`` continues from the current head instead of a fresh one.
+
+        ``targets`` [N, C] (rows summing to 1, e.g. the raters' vote distributions): soft-label training, the
+        class-weighted cross-entropy to each row instead of to ``labels`` (then unused), with class weights from
+        the targets' expected class counts. Checkpoints are still chosen on validation UA."""
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         num_layers, hidden = feats.shape[1], feats.shape[2]
@@ -70,8 +74,14 @@ class HeadClassifier:
                                            self.args.linear)
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.args.learning_rate,
                                 weight_decay=self.args.weight_decay)
-        x, y = self._norm(feats), torch.as_tensor(labels, dtype=torch.long)
-        loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(np.asarray(labels), self.num_labels)))
+        x = self._norm(feats)
+        if targets is None:
+            y = torch.as_tensor(labels, dtype=torch.long)
+            weights = class_weights(np.asarray(labels), self.num_labels)
+        else:  # CrossEntropyLoss with class probabilities: -sum_c w_c q_c log p_c, averaged over the batch
+            y = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(len(x), self.num_labels))
+            weights = soft_class_weights(targets, self.num_labels)
+        loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
         best, best_state, history = -1.0, None, []
         for epoch in range(1, self.args.epochs + 1):
             self.model.train()

@@ -31,6 +31,17 @@ def ser_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_names: Seque
     return compute_ser_metrics(y_pred, y_true, label_names)
 
 
+def split_metrics(split: "SplitArrays", probs: np.ndarray, label_names: Sequence[str]) -> dict:
+    """UA / WA / F1 against the split's labels and, when its clips have rater votes, ``soft_labels`` (KL, Brier, ...
+    against the vote distributions; ``metrics.soft_labels``)."""
+    scores = ser_metrics(split.labels, np.asarray(probs).argmax(1), label_names)
+    if split.votes is not None:
+        from ..metrics import compute_soft_label_metrics
+
+        scores["soft_labels"] = compute_soft_label_metrics(probs, split.votes)
+    return scores
+
+
 class SplitArrays:
     """ids / paths / durations / labels / speakers of one manifest split, as arrays (``ds``: the split's rows)."""
 
@@ -41,6 +52,11 @@ class SplitArrays:
         self.paths, self.durations = cols["path"], np.asarray(cols["duration"], dtype=np.float32)
         self.labels, self.speakers = np.asarray(cols["label"], dtype=np.int64), np.array(cols["speaker"], dtype=object)
         self.position = {sample_id: i for i, sample_id in enumerate(self.ids)}
+        self.votes = None  # [N, C] the raters' vote distributions (rows of 0 for unrated clips), None without votes
+        from ..data.ratings import has_votes, vote_matrix
+
+        if has_votes(ds):
+            self.votes = vote_matrix(ds)[0]
 
     @classmethod
     def from_manifest(cls, manifest: Dataset) -> dict[str, "SplitArrays"]:
@@ -68,8 +84,10 @@ class Learner(ABC):
         """[N, D] pooled backbone embeddings of pool items: what cold starts cluster before any model exists."""
 
     @abstractmethod
-    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None) -> dict:
-        """Train on the labelled pool items (``init_from``: a saved round to continue from, i.e. a warm start);
+    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None,
+            targets: np.ndarray | None = None) -> dict:
+        """Train on the labelled pool items (``init_from``: a saved round to continue from, i.e. a warm start;
+        ``targets`` [N, C]: soft labels, e.g. the raters' vote distributions, trained on instead of ``labels``);
         returns what the fit did (JSON-serialisable: validation scores, epochs, seconds)."""
 
     @abstractmethod
@@ -79,7 +97,8 @@ class Learner(ABC):
 
     @abstractmethod
     def evaluate(self, split: str) -> dict:
-        """UA / WA / macro-F1 / per-class recall / confusion matrix of the current model on ``split``."""
+        """UA / WA / macro-F1 / per-class recall / confusion matrix of the current model on ``split`` (+
+        ``soft_labels`` when the split has rater votes: ``split_metrics``)."""
 
     @abstractmethod
     def save(self, directory: Path) -> None:
@@ -119,7 +138,8 @@ class HeadLearner(Learner):
         feats = (feats - self.head.mean.numpy()) / self.head.std.numpy()
         return feats.mean(1)
 
-    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None) -> dict:
+    def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None,
+            targets: np.ndarray | None = None) -> dict:
         """A fresh head, or (``init_from``: a saved round) that round's head trained further (warm start)."""
         if init_from is not None:
             self.load(init_from)
@@ -128,6 +148,7 @@ class HeadLearner(Learner):
             self.features["train"][self.splits["train"].index(ids)], np.asarray(labels), seed,
             val_feats=self.features["validation"] if val is not None else None,
             val_labels=val.labels if val is not None else None, ua_fn=self.ua, warm_start=init_from is not None,
+            targets=targets,
         )
 
     def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict[str, np.ndarray]:
@@ -138,8 +159,7 @@ class HeadLearner(Learner):
         return self.evaluate_head(self.head, split)
 
     def evaluate_head(self, head: HeadClassifier, split: str) -> dict:
-        pred = head.predict(self.features[split])["probs"].argmax(1)
-        return ser_metrics(self.splits[split].labels, pred, self.label_names)
+        return split_metrics(self.splits[split], head.predict(self.features[split])["probs"], self.label_names)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

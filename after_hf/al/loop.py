@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import parse_args, to_dict
+from ..config import ConfigError, parse_args, to_dict
 from ..data.manifest import label_names as manifest_label_names
 from ..data.manifest import ManifestError, load_manifest
 from ..io import StateError, atomic_write_json, check_output_dir, crash_point
@@ -109,6 +109,12 @@ class ALArguments:
     )
     finetune_config: str = field(
         default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
+    soft_labels: bool = field(
+        default=False,
+        metadata={"help": "Train on each labelled clip's vote distribution (cross-entropy to the raters' votes) "
+                          "instead of one label: the simulated oracle reveals the manifest's rater votes, a human "
+                          "round the distribution of its annotators' answers. Needs a manifest with ratings."},
+    )
     resume: bool = field(
         default=False, metadata={"help": "Continue the run in --out after a crash or after labels arrived."})
 
@@ -250,13 +256,36 @@ def annotate_round(args, state, rec, train: SplitArrays, labels: list[str], orac
     return True
 
 
-def train_round(args, state, learner: Learner, rec) -> dict:
+def soft_targets(state, ids: list[str], labelled: dict[str, int], oracle, num_labels: int,
+                 label_names: list[str]) -> np.ndarray:
+    """[N, C] each labelled clip's vote distribution: its human annotators' answers when a person labelled it,
+    else the simulated oracle's rater votes, else its label as the single vote (a clip nobody rated)."""
+    answers = {i: a for rec in state.rounds for i, a in (rec.get("answers") or {}).items()}
+    revealed = oracle.votes([i for i in ids if i not in answers])
+    out = np.zeros((len(ids), num_labels))
+    for row, sample_id in enumerate(ids):
+        given = [label_names.index(a["label"]) for a in answers.get(sample_id, ()) if a.get("label") in label_names]
+        votes = revealed.get(sample_id)
+        if given:
+            out[row] = np.bincount(given, minlength=num_labels) / len(given)
+        elif votes is not None and votes.sum() > 0:
+            out[row] = votes
+        else:
+            out[row, labelled[sample_id]] = 1.0
+    return out
+
+
+def train_round(args, state, learner: Learner, rec, oracle=None) -> dict:
     labelled = state.labels(rec["round"])
     ids = sorted(labelled)
     started = time.perf_counter()
     previous = Path(args.out) / "models" / f"round_{rec['round'] - 1}"
     init_from = previous if args.warm_start and rec["round"] > 0 else None
-    fit_info = learner.fit(ids, [labelled[i] for i in ids], seed=args.seed * 1000 + rec["round"], init_from=init_from)
+    targets = None
+    if args.soft_labels:
+        targets = soft_targets(state, ids, labelled, oracle, len(learner.label_names), learner.label_names)
+    fit_info = learner.fit(ids, [labelled[i] for i in ids], seed=args.seed * 1000 + rec["round"], init_from=init_from,
+                           targets=targets)
     train_seconds = time.perf_counter() - started
     crash_point("train", rec["round"])
     learner.save(Path(args.out) / "models" / f"round_{rec['round']}")
@@ -302,6 +331,13 @@ def run_al(args: ALArguments) -> RunState:
         raise ManifestError(f"manifest {args.manifest} has no 'train' rows: the active-learning pool is the train "
                             "split; re-run `after-hf prepare` with a train split.")
     train = splits["train"]
+    if args.soft_labels and args.mode == "full":
+        raise ConfigError("--soft_labels trains head_only learners for now (full / LoRA rounds: not yet); use "
+                          "--mode head_only or drop --soft_labels.")
+    if args.soft_labels and args.oracle == "simulated" and train.votes is None:
+        raise ManifestError(f"--soft_labels: manifest {args.manifest} has no rater votes in its train split; prepare "
+                            "a corpus with ratings (e.g. `after-hf synth` with a raters: profile section, IEMOCAP, "
+                            "CREMA-D with its rating files), or drop --soft_labels.")
     stop_rng = np.random.default_rng([args.seed, 7919])
     stop_ids = set()
     if args.stop_kappa:
@@ -343,7 +379,8 @@ def run_al(args: ALArguments) -> RunState:
 def run_rounds(args: ALArguments, state: RunState, learner: Learner, train: SplitArrays, labels: list[str],
                schedule: list[int], stop_ids: set[str]) -> bool:
     """Select, annotate, train round by round from wherever the state is; False when a person still has to answer."""
-    oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())))
+    votes = dict(zip(train.ids, train.votes)) if train.votes is not None else {}
+    oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())), votes)
     stopper = StabilisingPredictions(args.stop_kappa, args.stop_patience) if args.stop_kappa else None
     for index, target in enumerate(schedule):
         if state.data["stopped"]:
@@ -355,7 +392,7 @@ def run_rounds(args: ALArguments, state: RunState, learner: Learner, train: Spli
         if rec["phase"] == "selected" and not annotate_round(args, state, rec, train, labels, oracle):
             return False
         if rec["phase"] == "labelled":
-            metrics = train_round(args, state, learner, rec)
+            metrics = train_round(args, state, learner, rec, oracle)
             print(f"round {index}: {metrics['num_labelled']} labels ({100 * metrics['fraction_labelled']:.1f}%), "
                   f"test UA {metrics.get('test', {}).get('ua', float('nan')):.3f}")
         if stopper is not None:
@@ -377,6 +414,8 @@ def summarise(state: RunState) -> dict:
                          "fraction_labelled": rec["metrics"]["fraction_labelled"],
                          **{f"{split}_{m}": rec["metrics"][split][m] for split in ("validation", "test")
                             if split in rec["metrics"] for m in ("ua", "wa", "macro_f1")},
+                         **{f"{split}_{m}": rec["metrics"][split]["soft_labels"][m] for split in ("validation", "test")
+                            if "soft_labels" in rec["metrics"].get(split, {}) for m in ("kl", "brier")},
                          "seconds": rec["seconds"]})
     return {"rounds": rows, "stopped": state.data["stopped"]}
 

@@ -39,11 +39,24 @@ LEASE_MINUTES = 5.0
 
 
 class SimulatedOracle:
-    """Holds the true labels privately; ``label(ids)`` reveals only the asked-for ones."""
+    """Holds the true labels (and the raters' vote distributions, where the manifest has them) privately;
+    ``label(ids)`` / ``votes(ids)`` reveal only the asked-for ones."""
 
-    def __init__(self, labels_by_id: Mapping[str, int]):
+    def __init__(self, labels_by_id: Mapping[str, int], votes_by_id: Mapping[str, Sequence[float]] | None = None):
         self._labels = dict(labels_by_id)
+        self._votes = dict(votes_by_id or {})
         self.revealed: set[str] = set()
+
+    def votes(self, ids: Iterable[str]) -> dict:
+        """The vote distribution of each asked-for clip that has one (clips without votes are left out)."""
+        out = {}
+        for sample_id in ids:
+            if sample_id not in self._labels:
+                raise KeyError(f"oracle asked for unknown sample id {sample_id!r}")
+            if sample_id in self._votes:
+                out[sample_id] = self._votes[sample_id]
+                self.revealed.add(sample_id)
+        return out
 
     def label(self, ids: Iterable[str]) -> dict[str, int]:
         out = {}
