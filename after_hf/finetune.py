@@ -6,7 +6,8 @@
 The loop, checkpointing, DDP and mixed precision are transformers' ``Trainer``. What is ours:
 random crops of at most ``max_train_seconds`` re-drawn every epoch (full-length utterances in evaluation);
 masked mean pooling (``inference.pooled_forward``, padding never enters the utterance vector);
-class-weighted cross-entropy with weights ``w_c = n / (C * n_c)`` from the *current* labelled set;
+class-weighted cross-entropy with weights ``w_c = n / (C * n_c)`` from the *current* labelled set (or, with
+``soft_labels``, to each clip's vote distribution, ``n_c`` its expected count);
 evaluation = ``inference.predict`` (length-sorted, full length) + the local ``ser_metrics`` module, so the
 best checkpoint is chosen on validation UA (not on the last epoch, as AFTER did) with early stopping.
 ``finetune()`` is the library entry the active-learning loop calls every round.
@@ -88,6 +89,13 @@ class FinetuneArguments:
         default=64, metadata={"help": "SpecAugment: feature-mask span in channels (AFTER 64); must be <= hidden size."})
     class_weighted_loss: bool = field(
         default=True, metadata={"help": "Cross-entropy weighted by n / (C * n_c) from the current labelled set."})
+    soft_labels: bool = field(
+        default=False,
+        metadata={"help": "Train on each clip's vote distribution (the manifest's vote_dist, from its raters) instead "
+                          "of its label: cross-entropy to the votes, class weights from the expected counts; a clip "
+                          "without votes counts its label as one vote. Checkpoints are still chosen on validation "
+                          "UA; evaluation also scores KL / Brier against the votes."},
+    )
     lora: bool = field(
         default=False,
         metadata={"help": "Train LoRA adapters (peft) + the head instead of the whole encoder; merged on export."},
@@ -406,14 +414,30 @@ def model_frames(model, seconds: float) -> int:
     return int(unwrap(model)._get_feat_extract_output_lengths(int(seconds * SAMPLING_RATE)))
 
 
+def vote_targets(train_ds, label_names: Sequence[str]) -> np.ndarray:
+    """[N, C] soft targets of manifest rows: each clip's vote distribution, its label as one vote where it has none."""
+    from .data.ratings import has_votes, vote_matrix
+
+    labels = np.asarray(train_ds["label"], dtype=np.int64)
+    if not has_votes(train_ds):
+        raise ManifestError("soft_labels: the training set has no rater votes (manifest column vote_dist); prepare a "
+                            "corpus with ratings, or set soft_labels: false.")
+    votes, rated = vote_matrix(train_ds, label_names)
+    votes[~rated] = np.eye(len(label_names))[labels[~rated]]
+    return votes
+
+
 def finetune(
-    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path, stats_ds=None
+    args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path, stats_ds=None,
+    targets=None,
 ) -> FinetuneResult:
     """Train ``args.model`` on the manifest rows ``train_ds``; select the best checkpoint on ``eval_ds`` UA.
 
     ``stats_ds``: the clips whose per-speaker statistics normalise the training speakers (``speaker_norm``; default
-    ``train_ds``; an AL round passes the whole pool, labelled or not). Writes ``output_dir/model`` (atomically) and
-    returns the model, its validation metrics and timings.
+    ``train_ds``; an AL round passes the whole pool, labelled or not). ``targets`` [N, C]: soft targets per training
+    row (an AL round passes what its oracle revealed); with ``args.soft_labels`` and no ``targets``, the manifest's
+    vote distributions (``vote_targets``). Writes ``output_dir/model`` (atomically) and returns the model, its
+    validation metrics and timings.
     """
     import torch
     from transformers import EarlyStoppingCallback
@@ -429,12 +453,19 @@ def finetune(
 
     model, feature_extractor = build_model(args, label_names)
     labels = list(map(int, train_ds["label"]))
-    weights = class_weights(labels, len(label_names)) if args.class_weighted_loss else None
+    if targets is None and args.soft_labels:
+        targets = vote_targets(train_ds, label_names)
+    columns = ["id", "path", "duration", "label", "speaker"]
+    if targets is not None:  # the collators pass each row's targets as its (soft) labels
+        targets = np.asarray(targets, dtype=np.float32).reshape(len(train_ds), len(label_names))
+        train_ds = train_ds.add_column("targets", targets.tolist())
+        weights = soft_class_weights(targets, len(label_names)) if args.class_weighted_loss else None
+    else:
+        weights = class_weights(labels, len(label_names)) if args.class_weighted_loss else None
     module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))
     stats_ds = train_ds if stats_ds is None else stats_ds
     frames = _cached_frames(args, model, output_dir, [train_ds, eval_ds, stats_ds if args.speaker_norm else None])
 
-    columns = ["id", "path", "duration", "label", "speaker"]
     has_eval = eval_ds is not None
     checkpoints = output_dir / "checkpoints"
     stopping = has_eval and args.early_stopping_patience > 0
@@ -446,7 +477,7 @@ def finetune(
     trainer = _trainer_class()(
         model=module,
         args=training_arguments(args, checkpoints, has_eval),
-        train_dataset=train_ds.select_columns(columns),
+        train_dataset=train_ds.select_columns(columns + (["targets"] if targets is not None else [])),
         eval_dataset=eval_ds.select_columns(columns) if has_eval else None,
         data_collator=_collator(args, model, feature_extractor, frames, speaker_index),
         processing_class=feature_extractor,
@@ -471,6 +502,7 @@ def finetune(
             "label_names": label_names,
             "class_weights": None if weights is None else weights.tolist(),
             "train_label_counts": {label_names[k]: v for k, v in sorted(Counter(labels).items())},
+            "soft_targets": targets is not None,
             "num_train": len(train_ds),
             "num_eval": 0 if eval_ds is None else len(eval_ds),
             "output_dir": str(output_dir),

@@ -214,7 +214,8 @@ def set_speaker_norm(model: torch.nn.Module, global_mean: torch.Tensor) -> None:
 
 class PooledClassifier(torch.nn.Module):
     """What fine-tuning trains: the pooled forward (from audio, or from cached CNN frames) + (class-weighted)
-    cross-entropy in one forward, so DDP wraps one module and padding never enters the utterance vector.
+    cross-entropy to the labels or to soft targets (the raters' vote distributions) in one forward, so DDP wraps
+    one module and padding never enters the utterance vector.
 
     With speaker statistics set (``set_speakers``), each pooled vector is mapped onto the population with its
     speaker's statistics (``to_population``) before the classifier; the statistics are constants (refreshed by
@@ -239,6 +240,7 @@ class PooledClassifier(torch.nn.Module):
         if self.speaker_stats is not None and speaker_index is not None:
             means, g_mean = (t.to(pooled.device) for t in self.speaker_stats)
             logits = unwrap(self.model).classifier(to_population(pooled, means[speaker_index], g_mean))
+        # labels: class indices [B], or soft targets [B, C] (vote distributions): -sum_c w_c q_c log p_c
         loss = None if labels is None else torch.nn.functional.cross_entropy(logits.float(), labels,
                                                                              weight=self.class_weights)
         return {"loss": loss, "logits": logits}

@@ -1,5 +1,6 @@
 """Soft-label training: learners fit the raters' vote distribution when asked, and the loop hands them the votes."""
 
+import functools
 import json
 
 import numpy as np
@@ -103,3 +104,65 @@ def test_a_human_round_trains_on_its_annotators_answers(synth_manifest, tmp_path
     order = sorted(range(len(items)), key=lambda n: items[n]["id"])
     expected = [[1, 0, 0, 0] if n % 2 else [0.5, 0, 0.5, 0] for n in order]
     np.testing.assert_allclose(targets, expected)
+
+
+# ---------------------------------------------------------------- fine-tuning (full / LoRA): the Trainer's loss
+
+def split_votes(i: int, split: str, label: str) -> list[dict]:
+    """Train rows: even ones split 2:1 (label, other), odd ones unanimous; others unrated."""
+    other = "low" if label == "high" else "high"
+    if split != "train":
+        return []
+    return [{"labels": [label]}, {"labels": [label]}, {"labels": [other if i % 2 == 0 else label]}]
+
+
+def test_the_pooled_loss_is_the_weighted_cross_entropy_to_the_targets():
+    import torch
+
+    from after_hf.finetune import FinetuneArguments, build_model
+    from after_hf.inference import PooledClassifier
+
+    model, _ = build_model(FinetuneArguments(model="tiny", mask_feature_length=16), ["a", "b", "c"])
+    weights = torch.tensor([0.5, 1.0, 4.0])
+    module = PooledClassifier(model, weights).eval()
+    torch.manual_seed(0)
+    values, mask = torch.randn(2, 8000), torch.ones(2, 8000, dtype=torch.long)
+    q = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]])
+    out = module(values, mask, q)
+    expected = -(weights * q * torch.log_softmax(out["logits"], -1)).sum(1).mean()
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("lora, cache_cnn", [(False, True), (True, False)])  # frame and audio collators
+def test_finetune_trains_on_the_vote_distributions(tmp_path, monkeypatch, lora, cache_cnn):
+    import torch
+
+    from after_hf.finetune import FinetuneArguments, finetune
+    from after_hf.inference import PooledClassifier
+    from tones import make_tone_manifest
+
+    path = make_tone_manifest(tmp_path / "rated", {"train": 4, "validation": 2, "test": 1}, ratings=split_votes)
+    train, val = load_manifest(path, "train"), load_manifest(path, "validation")
+    seen, real = [], PooledClassifier.forward
+
+    @functools.wraps(real)  # the Trainer reads forward's signature: keep the real one
+    def spy(self, *a, labels=None, **kw):
+        if labels is not None:
+            seen.append(labels.detach().clone())
+        return real(self, *a, labels=labels, **kw)
+
+    monkeypatch.setattr(PooledClassifier, "forward", spy)
+    args = FinetuneArguments(model="tiny", per_device_train_batch_size=8, max_steps=1, max_train_seconds=1.0,
+                             mask_feature_length=16, early_stopping_patience=0, soft_labels=True, lora=lora,
+                             cache_cnn=cache_cnn)
+    result = finetune(args, train, val, ["low", "high"], tmp_path / "ft")
+    (batch,) = seen
+    assert batch.dtype == torch.float32 and batch.shape == (8, 2)
+    votes = np.asarray(train["vote_dist"])
+    np.testing.assert_allclose(sorted(batch.numpy().tolist()), sorted(votes.tolist()), atol=1e-6)
+    config = json.loads((result.model_dir / "training_config.json").read_text())
+    assert config["soft_targets"] and config["class_weights"] == pytest.approx(
+        soft_class_weights(votes, 2).tolist())
+    seen.clear()
+    finetune(FinetuneArguments(**{**vars(args), "soft_labels": False}), train, val, ["low", "high"], tmp_path / "hard")
+    assert seen[0].dtype == torch.long  # one label per clip without the option

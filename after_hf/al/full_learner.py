@@ -44,7 +44,7 @@ class FullLearner(Learner):
         work = self.models_dir / "training"
         # the whole pool (labelled or not) gives each training speaker's statistics (speaker_norm)
         result = finetune(args, train.ds.select(train.index(ids)), val.ds if val is not None else None,
-                          self.label_names, work, stats_ds=train.ds)
+                          self.label_names, work, stats_ds=train.ds, targets=targets)
         self.model, self.feature_extractor, self._trained_dir = result.model, result.feature_extractor, result.model_dir
         return {"val": result.metrics, "best_step": result.best_step, "train_seconds": result.train_seconds}
 

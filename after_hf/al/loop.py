@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import ConfigError, parse_args, to_dict
+from ..config import parse_args, to_dict
 from ..data.manifest import label_names as manifest_label_names
 from ..data.manifest import ManifestError, load_manifest
 from ..io import StateError, atomic_write_json, check_output_dir, crash_point
@@ -331,9 +331,6 @@ def run_al(args: ALArguments) -> RunState:
         raise ManifestError(f"manifest {args.manifest} has no 'train' rows: the active-learning pool is the train "
                             "split; re-run `after-hf prepare` with a train split.")
     train = splits["train"]
-    if args.soft_labels and args.mode == "full":
-        raise ConfigError("--soft_labels trains head_only learners for now (full / LoRA rounds: not yet); use "
-                          "--mode head_only or drop --soft_labels.")
     if args.soft_labels and args.oracle == "simulated" and train.votes is None:
         raise ManifestError(f"--soft_labels: manifest {args.manifest} has no rater votes in its train split; prepare "
                             "a corpus with ratings (e.g. `after-hf synth` with a raters: profile section, IEMOCAP, "

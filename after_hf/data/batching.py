@@ -297,7 +297,7 @@ class CropCollator:
         return with_speakers({
             "input_values": batch["input_values"],
             "attention_mask": batch["attention_mask"],
-            "labels": torch.tensor([int(row["label"]) for row in rows], dtype=torch.long),
+            "labels": batch_labels(rows),
         }, rows, self.speaker_index)
 
 
@@ -331,9 +331,16 @@ class FrameCollator:
                 f = f[start: start + self.max_frames]
             windows.append(torch.from_numpy(np.asarray(f, dtype=np.float32)))
         frames, mask = pad_frames(windows)
-        batch = {"frames": frames, "frame_mask": mask,
-                 "labels": torch.tensor([int(row["label"]) for row in rows], dtype=torch.long)}
+        batch = {"frames": frames, "frame_mask": mask, "labels": batch_labels(rows)}
         return with_speakers(batch, rows, self.speaker_index)
+
+
+def batch_labels(rows: list[dict]) -> torch.Tensor:
+    """The rows' class indices [B] (long), or their soft targets [B, C] (float: each row's ``targets``, e.g. the
+    raters' vote distribution) when the rows carry them; cross-entropy takes either."""
+    if "targets" in rows[0]:
+        return torch.tensor([list(row["targets"]) for row in rows], dtype=torch.float32)
+    return torch.tensor([int(row["label"]) for row in rows], dtype=torch.long)
 
 
 def with_speakers(batch: dict, rows: list[dict], speaker_index: dict | None) -> dict:
