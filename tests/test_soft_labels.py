@@ -64,7 +64,7 @@ def fit_spy(monkeypatch):
 
 def test_the_loop_trains_on_the_manifests_votes(synth_manifest, tmp_path, fit_spy):
     run = tmp_path / "soft"
-    run_al(_args(synth_manifest, run, tmp_path / "cache", soft_labels=True))
+    run_al(_args(synth_manifest, run, tmp_path / "cache", soft_labels=True, strategy="disagreement", mc_passes=4))
     train = load_manifest(synth_manifest, split="train")
     votes = dict(zip(train["id"], np.asarray(train["vote_dist"])))
     state = json.loads((run / "state.json").read_text())
@@ -77,6 +77,7 @@ def test_the_loop_trains_on_the_manifests_votes(synth_manifest, tmp_path, fit_sp
     summary = json.loads((run / "summary.json").read_text())
     assert all(r["test_kl"] >= 0 and 0 <= r["test_brier"] <= 2 for r in summary["rounds"])  # scored on the votes too
     assert "soft_labels" in state["rounds"][-1]["metrics"]["test"]
+    assert all(isinstance(x["score"], float) for x in state["rounds"][1]["selected"])  # disagreement scored round 1
     fit_spy.clear()
     run_al(_args(synth_manifest, tmp_path / "hard", tmp_path / "cache"))
     assert [t for _, t in fit_spy] == [None, None]

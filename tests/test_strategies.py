@@ -11,7 +11,8 @@ import pytest
 
 from after_hf.al.strategies import (
     COLD_STARTS, PENDING, STRATEGIES, WRAPPERS, ClassBalanced, KMeansColdStart, LabelledView, PoolView,
-    QueryStrategy, ScoreStrategy, SpeakerDiverse, StochasticBatch, Strategy, get_cold_start, get_strategy,
+    QueryStrategy, ScoreStrategy, SpeakerDiverse, StochasticBatch, Strategy, StrategyError, get_cold_start,
+    get_strategy,
 )
 from after_hf.al.strategies.badge import (
     gradient_factors, gradient_sq_distances, materialise_gradient_embeddings,
@@ -167,6 +168,27 @@ def test_bald_is_zero_when_mc_samples_agree_and_highest_where_they_disagree():
     assert scores[2] == pytest.approx(expected) and scores[2] > 0.5
     pool = PoolView(ids=["u", "c", "d"], mc_probs=mc)
     assert get_strategy("bald").select(pool, LabelledView.empty(), 1, np.random.default_rng(0))[0] == "d"
+
+
+def test_disagreement_separates_predicted_rater_splits_from_model_uncertainty():
+    """A soft-label model sure the raters split 50/50 vs one whose MC samples flip between two sure answers:
+    ``disagreement`` asks for the first, BALD for the second; disagreement + BALD = entropy of the mean."""
+    split = np.tile([0.5, 0.5, 0.0, 0.0], (T, 1))
+    flip = np.eye(C)[np.arange(T) % 2] * 0.96 + 0.01
+    sure = np.tile([0.97, 0.01, 0.01, 0.01], (T, 1))
+    pool = PoolView(ids=["split", "flip", "sure"], mc_probs=np.stack([split, flip, sure], axis=1))
+    rng = np.random.default_rng(0)
+    assert get_strategy("disagreement").select(pool, LabelledView.empty(), 1, rng)[0] == "split"
+    assert get_strategy("bald").select(pool, LabelledView.empty(), 1, rng)[0] == "flip"
+    scores = get_strategy("disagreement").scores(pool)
+    assert scores[0] == pytest.approx(np.log(2)) and scores[1] == pytest.approx(scores[2])
+    mixed = make_pool(seed=5)
+    np.testing.assert_allclose(get_strategy("disagreement").scores(mixed) + bald_scores(mixed.mc_probs),
+                               entropy(mixed.mc_probs.mean(axis=0)), atol=1e-12)
+    np.testing.assert_allclose(get_strategy("disagreement", model_weight=1).scores(mixed),
+                               entropy(mixed.mc_probs.mean(axis=0)), atol=1e-12)
+    with pytest.raises(StrategyError, match="model_weight"):
+        get_strategy("disagreement", model_weight=-1)
 
 
 def _split_by_mc_samples(groups, sharpness=0.95, num_mc=16):

@@ -27,6 +27,7 @@ from .base import (PENDING, LabelledView, PoolView, QueryStrategy, ScoreStrategy
                    StrategyOptionError)
 from .bayesian import BALD, BatchBALD
 from .cold_start import KMeansColdStart, TypiClust
+from .disagreement import PredictedDisagreement
 from .diversity import CoreSet
 from .random_sampling import RandomSampling
 from .stochastic import StochasticBatch
@@ -51,6 +52,7 @@ _BASES: dict[str, Callable[..., Strategy]] = {
     "badge": BADGE,
     "power_entropy": _power(EntropySampling),
     "power_bald": _power(BALD),
+    "disagreement": PredictedDisagreement,
 }
 
 
@@ -151,5 +153,6 @@ __all__ = [
     "STRATEGIES", "WRAPPERS", "COLD_STARTS", "get_strategy", "get_cold_start", "options_of", "describe",
     "StrategyError", "StrategyOptionError",
     "RandomSampling", "EntropySampling", "LeastConfidence", "MarginSampling", "BALD", "BatchBALD",
-    "CoreSet", "BADGE", "StochasticBatch", "ClassBalanced", "SpeakerDiverse", "KMeansColdStart", "TypiClust",
+    "CoreSet", "BADGE", "PredictedDisagreement", "StochasticBatch", "ClassBalanced", "SpeakerDiverse",
+    "KMeansColdStart", "TypiClust",
 ]
