@@ -427,6 +427,19 @@ def vote_targets(train_ds, label_names: Sequence[str]) -> np.ndarray:
     return votes
 
 
+def _training_targets(args: FinetuneArguments, train_ds, label_names: list[str], targets):
+    """(rows, soft targets or None, class weights or None): with soft targets (given, or the manifest's votes with
+    ``soft_labels``) the rows get a ``targets`` column, which the collators pass as each row's labels."""
+    if targets is None and args.soft_labels:
+        targets = vote_targets(train_ds, label_names)
+    if targets is None:
+        labels = np.asarray(train_ds["label"], dtype=np.int64)
+        return train_ds, None, class_weights(labels, len(label_names)) if args.class_weighted_loss else None
+    targets = np.asarray(targets, dtype=np.float32).reshape(len(train_ds), len(label_names))
+    weights = soft_class_weights(targets, len(label_names)) if args.class_weighted_loss else None
+    return train_ds.add_column("targets", targets.tolist()), targets, weights
+
+
 def finetune(
     args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path, stats_ds=None,
     targets=None,
@@ -453,15 +466,8 @@ def finetune(
 
     model, feature_extractor = build_model(args, label_names)
     labels = list(map(int, train_ds["label"]))
-    if targets is None and args.soft_labels:
-        targets = vote_targets(train_ds, label_names)
+    train_ds, targets, weights = _training_targets(args, train_ds, label_names, targets)
     columns = ["id", "path", "duration", "label", "speaker"]
-    if targets is not None:  # the collators pass each row's targets as its (soft) labels
-        targets = np.asarray(targets, dtype=np.float32).reshape(len(train_ds), len(label_names))
-        train_ds = train_ds.add_column("targets", targets.tolist())
-        weights = soft_class_weights(targets, len(label_names)) if args.class_weighted_loss else None
-    else:
-        weights = class_weights(labels, len(label_names)) if args.class_weighted_loss else None
     module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))
     stats_ds = train_ds if stats_ds is None else stats_ds
     frames = _cached_frames(args, model, output_dir, [train_ds, eval_ds, stats_ds if args.speaker_norm else None])

@@ -31,30 +31,35 @@ def _rounded(exact: float) -> int:
     return math.floor(exact + 0.5 + 1e-9)
 
 
-def resolve_size(value: float, pool_size: int, what: str) -> int:
-    """``value`` < 1 is a fraction of the pool (rounded half up), >= 1 an absolute count."""
+def resolve_size(value: float, pool_size: int, what: str, capacity: int | None = None) -> int:
+    """``value`` < 1 is a fraction of the pool (rounded half up), >= 1 an absolute count, at most ``capacity``
+    (default: the pool size; rater answers: the pool's clips x raters per clip)."""
     n = _rounded(_exact(value, pool_size, what))
+    capacity = pool_size if capacity is None else capacity
     if n < 1:
         raise BudgetError(f"{what}={value} is less than one sample of a pool of {pool_size}; raise it.")
-    if n > pool_size:
-        raise BudgetError(f"{what}={value} asks for {n} labels but the pool has only {pool_size} samples; lower it.")
+    if n > capacity:
+        unit = "samples" if capacity == pool_size else "rater answers (clips x raters per clip)"
+        raise BudgetError(f"{what}={value} asks for {n} labels but the pool has only {capacity} {unit}; lower it.")
     return n
 
 
-def budget_schedule(pool_size: int, seed_size: float, step_size: float, budget: float) -> list[int]:
+def budget_schedule(pool_size: int, seed_size: float, step_size: float, budget: float,
+                    capacity: int | None = None) -> list[int]:
     """Cumulative labelled-set sizes, one per round: seed, seed+step, ..., ending exactly at ``budget``.
 
     Round ``r`` reaches ``round(seed + r * step)`` with seed and step as exact (fractional) sample counts, so
     fractions give the fractions of the pool they name, and the last round ends at ``budget`` without overshoot.
+    The same schedule counts rater answers under a rater policy (``capacity``: the most answers the pool holds).
 
     >>> budget_schedule(1000, 0.05, 0.05, 0.20)
     [50, 100, 150, 200]
     >>> budget_schedule(667, 0.05, 0.05, 0.20)
     [33, 67, 100, 133]
     """
-    seed = resolve_size(seed_size, pool_size, "seed_size")
-    resolve_size(step_size, pool_size, "step_size")
-    total = resolve_size(budget, pool_size, "budget")
+    seed = resolve_size(seed_size, pool_size, "seed_size", capacity)
+    resolve_size(step_size, pool_size, "step_size", capacity)
+    total = resolve_size(budget, pool_size, "budget", capacity)
     if total < seed:
         raise BudgetError(f"budget ({total}) is smaller than the seed set ({seed}); raise budget or lower seed_size.")
     seed_exact, step_exact = _exact(seed_size, pool_size, "seed_size"), _exact(step_size, pool_size, "step_size")

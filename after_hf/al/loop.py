@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import parse_args, to_dict
+from ..config import ConfigError, parse_args, to_dict
 from ..data.manifest import label_names as manifest_label_names
 from ..data.manifest import ManifestError, load_manifest
 from ..io import StateError, atomic_write_json, check_output_dir, crash_point
 from ..models import check_weights, is_named, load_config
 from . import oracle as oracle_files
+from . import raters
 from .budget import budget_schedule
 from .state import LOCK_FILE, RunLock, RunState
 from .stopping import StabilisingPredictions
@@ -109,6 +110,16 @@ class ALArguments:
     )
     finetune_config: str = field(
         default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
+    rater_policy: str = field(
+        default="label",
+        metadata={"help": "Simulated oracle: label = the manifest's label, one per clip, budgets count clips; fixed = "
+                          "raters_per_clip rater answers per clip; dynamic = one rater, more only while they "
+                          "disagree or the model disagrees, up to raters_per_clip (Zhang et al.). With fixed / "
+                          "dynamic, seed_size / step_size / budget count rater answers (the manifest's ratings).",
+                  "choices": ["label", "fixed", "dynamic"]},
+    )
+    raters_per_clip: int = field(
+        default=3, metadata={"help": "rater_policy fixed: answers per clip; dynamic: the most answers per clip."})
     soft_labels: bool = field(
         default=False,
         metadata={"help": "Train on each labelled clip's vote distribution (cross-entropy to the raters' votes) "
@@ -152,7 +163,11 @@ def select_round(args, state, learner: Learner, train: SplitArrays, index: int, 
     asked = state.asked()
     candidates = [i for i in train.ids if i not in asked and i not in stop_ids]
     labelled = state.labels()
-    k = min(target - len(labelled), len(candidates))
+    if args.rater_policy == "label":
+        k = min(target - len(labelled), len(candidates))
+    else:  # the round's rater answers: a fixed panel per clip, or at least one answer per clip (dynamic)
+        per_clip = args.raters_per_clip if args.rater_policy == "fixed" else 1
+        k = min(-(-(target - raters.answers_used(state.rounds)) // per_clip), len(candidates))
     rng = np.random.default_rng([args.seed, index])
     started = time.perf_counter()
     name = args.cold_start if index == 0 else args.strategy
@@ -165,9 +180,9 @@ def select_round(args, state, learner: Learner, train: SplitArrays, index: int, 
     if index == 0:
         if "embeddings" in needs:
             arrays["embeddings"] = learner.embed(candidates)
-    elif needs:
+    elif needs or args.rater_policy == "dynamic":  # the dynamic rater policy compares answers with the model
         learner.load(Path(args.out) / "models" / f"round_{index - 1}")
-        arrays = learner.score(candidates, needs, args.mc_passes, seed=args.seed * 1000 + index)
+        arrays = learner.score(candidates, needs | {"probs"}, args.mc_passes, seed=args.seed * 1000 + index)
     crash_point("scored", index)
     score_seconds = time.perf_counter() - started
     shown = (needs | {"probs"}) & {"probs", "mc_probs", "embeddings"}
@@ -217,6 +232,13 @@ def annotate_round(args, state, rec, train: SplitArrays, labels: list[str], orac
     """Get labels for the round's selection; False when a person still has to answer (human oracle)."""
     started = time.perf_counter()
     ids = [s["id"] for s in rec["selected"]]
+    if args.oracle == "simulated" and args.rater_policy != "label":
+        budget = rec["target_size"] - raters.answers_used(state.rounds[: rec["round"]])
+        got, skipped, answers = raters.annotate(args.rater_policy, rec["selected"], oracle.panels(ids), labels,
+                                                args.raters_per_clip, budget)
+        state.record_labels(rec["round"], got, skipped, time.perf_counter() - started, answers=answers,
+                            reached_only=True)
+        return True
     if args.oracle == "simulated":
         state.record_labels(rec["round"], oracle.label(ids), [], time.perf_counter() - started)
         return True
@@ -260,14 +282,19 @@ def soft_targets(state, ids: list[str], labelled: dict[str, int], oracle, num_la
                  label_names: list[str]) -> np.ndarray:
     """[N, C] each labelled clip's vote distribution: its human annotators' answers when a person labelled it,
     else the simulated oracle's rater votes, else its label as the single vote (a clip nobody rated)."""
+    from ..data.ratings import tally
+
     answers = {i: a for rec in state.rounds for i, a in (rec.get("answers") or {}).items()}
     revealed = oracle.votes([i for i in ids if i not in answers])
     out = np.zeros((len(ids), num_labels))
     for row, sample_id in enumerate(ids):
-        given = [label_names.index(a["label"]) for a in answers.get(sample_id, ()) if a.get("label") in label_names]
+        # a person's answer names one label (None = skipped); a rater policy's answer a list of labels
+        given = [a["labels"] if "labels" in a else [a["label"]] for a in answers.get(sample_id, ())
+                 if a.get("labels") or a.get("label") is not None]
+        dist = np.asarray(tally(given, label_names)["vote_dist"]) if given else np.zeros(num_labels)
         votes = revealed.get(sample_id)
-        if given:
-            out[row] = np.bincount(given, minlength=num_labels) / len(given)
+        if dist.sum() > 0:
+            out[row] = dist
         elif votes is not None and votes.sum() > 0:
             out[row] = votes
         else:
@@ -293,6 +320,7 @@ def train_round(args, state, learner: Learner, rec, oracle=None) -> dict:
     t0 = time.perf_counter()
     metrics = {split: learner.evaluate(split) for split in ("validation", "test") if split in learner.splits}
     metrics["num_labelled"] = len(ids)
+    metrics["num_answers"] = raters.answers_used(state.rounds[: rec["round"] + 1])
     metrics["fraction_labelled"] = len(ids) / len(learner.splits["train"])
     metrics["fit"] = {k: v for k, v in fit_info.items() if k != "model"}
     state.record_training(rec["round"], metrics, {"train": train_seconds, "evaluate": time.perf_counter() - t0})
@@ -318,6 +346,28 @@ def announce_encoding(args: ALArguments, splits: dict[str, SplitArrays]) -> None
               f"reuse them)...", flush=True)
 
 
+def check_rater_policy(args: ALArguments, train: SplitArrays) -> None:
+    """A rater policy needs the simulated oracle, a panel size and rater answers in the pool."""
+    if args.rater_policy == "label":
+        return
+    if args.oracle != "simulated":
+        raise ConfigError(f"--rater_policy {args.rater_policy} asks the manifest's raters (a simulated oracle); with "
+                          "--oracle human use --rater_policy label (the labelling page collects each person's "
+                          "answers itself).")
+    if args.raters_per_clip < 1:
+        raise ConfigError(f"--raters_per_clip must be >= 1, got {args.raters_per_clip}.")
+    if "ratings" not in train.ds.column_names or not any(train.ds["n_raters"]):
+        raise ManifestError(f"--rater_policy {args.rater_policy}: manifest {args.manifest} has no rater answers in its "
+                            "train split; prepare a corpus with ratings (e.g. `after-hf synth` with a raters: profile "
+                            "section, IEMOCAP, CREMA-D with its rating files), or use --rater_policy label.")
+
+
+def rater_panels(train: SplitArrays) -> dict[str, list[list[str]]]:
+    """Each pool clip's counted rater answers in corpus order (self-evaluations left out)."""
+    ratings = train.ds["ratings"] if "ratings" in train.ds.column_names else [[] for _ in train.ids]
+    return {i: [list(r["labels"]) for r in rs if not r["self_eval"]] for i, rs in zip(train.ids, ratings)}
+
+
 def run_al(args: ALArguments) -> RunState:
     args.cache_dir = args.cache_dir or default_cache_dir(args.manifest)
     config = to_dict(args)
@@ -340,7 +390,9 @@ def run_al(args: ALArguments) -> RunState:
     if args.stop_kappa:
         stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False))
     pool_size = len(train) - len(stop_ids)
-    schedule = budget_schedule(pool_size, args.seed_size, args.step_size, args.budget)
+    check_rater_policy(args, train)
+    capacity = None if args.rater_policy == "label" else pool_size * args.raters_per_clip
+    schedule = budget_schedule(pool_size, args.seed_size, args.step_size, args.budget, capacity)
     # a misspelt name or an option the strategy refuses fails now, not after round 0
     get_cold_start(args.cold_start, **args.cold_start_options), get_strategy(args.strategy, **args.strategy_options)
     if not is_named(args.backbone):  # a backbone directory without config / weights is named now too
@@ -377,12 +429,18 @@ def run_rounds(args: ALArguments, state: RunState, learner: Learner, train: Spli
                schedule: list[int], stop_ids: set[str]) -> bool:
     """Select, annotate, train round by round from wherever the state is; False when a person still has to answer."""
     votes = dict(zip(train.ids, train.votes)) if train.votes is not None else {}
-    oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())), votes)
+    panels = rater_panels(train) if args.rater_policy != "label" else {}
+    oracle = oracle_files.SimulatedOracle(dict(zip(train.ids, train.labels.tolist())), votes, panels)
     stopper = StabilisingPredictions(args.stop_kappa, args.stop_patience) if args.stop_kappa else None
     for index, target in enumerate(schedule):
         if state.data["stopped"]:
             break
         rec = state.round(index)
+        if rec is None and not set(train.ids) - state.asked() - stop_ids:
+            state.stop(f"the pool is exhausted after {raters.answers_used(state.rounds)} rater answers (round "
+                       f"{index} would reach {target})")
+            print(state.data["stopped"])
+            break
         if rec is None:
             rec = select_round(args, state, learner, train, index, target, stop_ids)
             crash_point("selected", index)
@@ -390,8 +448,9 @@ def run_rounds(args: ALArguments, state: RunState, learner: Learner, train: Spli
             return False
         if rec["phase"] == "labelled":
             metrics = train_round(args, state, learner, rec, oracle)
-            print(f"round {index}: {metrics['num_labelled']} labels ({100 * metrics['fraction_labelled']:.1f}%), "
-                  f"test UA {metrics.get('test', {}).get('ua', float('nan')):.3f}")
+            answers = f", {metrics['num_answers']} rater answers" if args.rater_policy != "label" else ""
+            print(f"round {index}: {metrics['num_labelled']} labels ({100 * metrics['fraction_labelled']:.1f}%)"
+                  f"{answers}, test UA {metrics.get('test', {}).get('ua', float('nan')):.3f}")
         if stopper is not None:
             learner.load(Path(args.out) / "models" / f"round_{index}")
             ids = sorted(stop_ids)
@@ -409,6 +468,7 @@ def summarise(state: RunState) -> dict:
         if rec["metrics"]:
             rows.append({"round": rec["round"], "num_labelled": rec["metrics"]["num_labelled"],
                          "fraction_labelled": rec["metrics"]["fraction_labelled"],
+                         **({"num_answers": rec["metrics"]["num_answers"]} if "num_answers" in rec["metrics"] else {}),
                          **{f"{split}_{m}": rec["metrics"][split][m] for split in ("validation", "test")
                             if split in rec["metrics"] for m in ("ua", "wa", "macro_f1")},
                          **{f"{split}_{m}": rec["metrics"][split]["soft_labels"][m] for split in ("validation", "test")

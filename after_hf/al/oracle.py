@@ -42,10 +42,23 @@ class SimulatedOracle:
     """Holds the true labels (and the raters' vote distributions, where the manifest has them) privately;
     ``label(ids)`` / ``votes(ids)`` reveal only the asked-for ones."""
 
-    def __init__(self, labels_by_id: Mapping[str, int], votes_by_id: Mapping[str, Sequence[float]] | None = None):
+    def __init__(self, labels_by_id: Mapping[str, int], votes_by_id: Mapping[str, Sequence[float]] | None = None,
+                 panels_by_id: Mapping[str, Sequence[Sequence[str]]] | None = None):
         self._labels = dict(labels_by_id)
         self._votes = dict(votes_by_id or {})
+        self._panels = dict(panels_by_id or {})  # each clip's rater answers in order (al.raters asks them)
         self.revealed: set[str] = set()
+
+    def panels(self, ids: Iterable[str]) -> dict:
+        """Each asked-for clip's raters, in order (their answers: label lists); a rater policy reads only as many
+        as it asks for."""
+        out = {}
+        for sample_id in ids:
+            if sample_id not in self._labels:
+                raise KeyError(f"oracle asked for unknown sample id {sample_id!r}")
+            out[sample_id] = self._panels.get(sample_id, [])
+            self.revealed.add(sample_id)
+        return out
 
     def votes(self, ids: Iterable[str]) -> dict:
         """The vote distribution of each asked-for clip that has one (clips without votes are left out)."""

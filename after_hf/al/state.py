@@ -237,13 +237,17 @@ class RunState:
         return rec
 
     def record_labels(self, index: int, labels: dict[str, int], skipped: list[str], seconds: float,
-                      answers: dict[str, list[dict]] | None = None) -> None:
-        """``answers``: a human round's answers per id (label name or None, annotator, time), every person's kept."""
+                      answers: dict[str, list[dict]] | None = None, reached_only: bool = False) -> None:
+        """``answers``: every answer per id (a human round: label name or None, annotator, time; a rater policy:
+        each rater's labels). ``reached_only``: the round's answer budget ran out before the end of its ranked
+        selection; the ids it did not reach leave the selection (in the same write) and stay in the pool."""
         rec = self.rounds[index]
         asked = {s["id"] for s in rec["selected"]}
         unknown = (set(labels) | set(skipped)) - asked
         if unknown:
             raise StateError(f"round {index}: labels for ids that were not asked for: {sorted(unknown)[:5]}")
+        if reached_only:
+            rec["selected"] = [s for s in rec["selected"] if s["id"] in labels or s["id"] in skipped]
         rec["labels"], rec["skipped"], rec["phase"] = {k: int(v) for k, v in labels.items()}, list(skipped), "labelled"
         if answers is not None:
             rec["answers"] = answers
