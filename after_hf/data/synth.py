@@ -429,14 +429,15 @@ def _same_audio(old: dict, info: dict) -> bool:
     return old == new
 
 
-def _write_raters(out_dir: Path, jobs: list[Job], profile: dict, emotions: list[str], seed: int) -> None:
-    """OUT/finishedResponses.csv from the profile's raters (removed when the profile has none)."""
+def _write_raters(out_dir: Path, jobs: list[Job], profile: dict, emotions: list[str], seed: int) -> str:
+    """OUT/finishedResponses.csv from the profile's raters (removed when the profile has none); a summary line."""
     path = out_dir / synth_raters.RESPONSES_FILE
     if not profile.get("raters"):
         path.unlink(missing_ok=True)
-        return
+        return ""
     answers = synth_raters.rate(jobs, profile, emotions, seed, CUES)
     atomic_write_text(path, synth_raters.responses_csv(jobs, answers))
+    return synth_raters.describe(jobs, answers)
 
 
 def synthesize(
@@ -464,10 +465,10 @@ def synthesize(
         old = json.loads(info_path.read_text(encoding="utf-8"))
         same = _same_audio(old, info)
         if same and old.get("profile", {}).get("raters") != info["profile"].get("raters"):
-            _write_raters(out_dir, jobs, profile_data, corpus_emotions(emotions, profile_data), seed)
+            crowd = _write_raters(out_dir, jobs, profile_data, corpus_emotions(emotions, profile_data), seed)
             atomic_write_json(info_path, info)  # after the answers: a killed rewrite is redone
             if progress:
-                print(f"synth: only the raters changed; rewrote {out_dir / synth_raters.RESPONSES_FILE}")
+                print(f"synth: only the raters changed; rewrote {out_dir / synth_raters.RESPONSES_FILE} ({crowd})")
         if same:
             return out_dir
     for tool in ("espeak-ng", "sox"):
@@ -490,12 +491,14 @@ def synthesize(
         durations = list(tqdm(pool.map(work, jobs), total=len(jobs), desc="synth", unit="utt", disable=not progress))
     elapsed = time.perf_counter() - started
     atomic_write_text(tmp / "synth_truth.csv", _truth_csv(jobs, durations))
-    _write_raters(tmp, jobs, profile_data, corpus_emotions(emotions, profile_data), seed)
+    crowd = _write_raters(tmp, jobs, profile_data, corpus_emotions(emotions, profile_data), seed)
     atomic_write_json(tmp / "synth_info.json", info)
     replace_dir(tmp, out_dir)
     if progress:
         print(f"synth: {len(jobs)} turns ({sum(durations) / 60:.1f} min of audio, mean {np.mean(durations):.2f} s, "
               f"max {np.max(durations):.1f} s), {voices} voices, {workers} workers, {elapsed:.1f} s -> {out_dir}")
+        if crowd:
+            print(f"synth: {crowd}")
     return out_dir
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -80,6 +81,19 @@ def check(profile: dict, emotions: Sequence[str]) -> str | None:
     if len(emotions) < 2:
         return "raters need at least two emotions to choose from; drop the raters: section for this corpus"
     return None
+
+
+def describe(jobs: Sequence, answers: list[list]) -> str:
+    """One line on the simulated crowd: answers per clip, agreement overall and per intensity level, and how often
+    an answer names the intended emotion."""
+    agreement = [max(Counter(e for _, e in clip).values()) / len(clip) for clip in answers]
+    levels = {}
+    for job, value in zip(jobs, agreement):
+        levels.setdefault(job.level, []).append(value)
+    by_level = ", ".join(f"{lv} {np.mean(levels[lv]):.2f}" for lv in ("LO", "MD", "HI", "XX") if lv in levels)
+    intended = np.mean([e == job.true_emotion for job, clip in zip(jobs, answers) for _, e in clip])
+    return (f"raters: {np.mean([len(c) for c in answers]):.1f} answers per clip, mean agreement "
+            f"{np.mean(agreement):.2f} ({by_level}), {100 * intended:.0f}% of answers name the intended emotion")
 
 
 def responses_csv(jobs: Sequence, answers: list[list]) -> str:
