@@ -97,7 +97,8 @@ def label_info(run_dir: Path, config: dict, pool_clips: int) -> tuple[dict[str, 
     if not labelled:
         raise DeployError(f"{run_dir} has no labels yet: answer its queue in the Space's Annotate tab "
                           f"(`make space AFTER_HF_RUN={run_dir}`), then `after-hf al ... --out {run_dir} --resume`.")
-    answers = [a for rec in state.rounds for given in (rec.get("answers") or {}).values() for a in given]
+    answers = [a for rec in state.rounds for given in (rec.get("answers") or {}).values() for a in given
+               if "labels" not in a]  # people's answers; a simulated rater policy's ({"labels": [...]}) are not
     info = LabelInfo(oracle="human" if answers or config.get("oracle") == "human" else "simulated",
                      labelled_clips=len(labelled), pool_clips=pool_clips,
                      skipped_clips=sum(len(rec["skipped"]) for rec in state.rounds), answers=len(answers),

@@ -80,6 +80,11 @@ def test_dynamic_run_spends_its_budget_in_rater_answers(synth_manifest, tmp_path
     assert max(later) > 1 and min(later) == 1  # more raters only where asked for
     summary = json.loads((run / "summary.json").read_text())
     assert [r["num_answers"] for r in summary["rounds"]] == [12, 22, 32]
+    from after_hf.deploy import label_info
+
+    labelled, info = label_info(run, json.loads((run / "config.json").read_text()), 100)
+    assert (info.oracle, info.answers, info.annotators) == ("simulated", 0, 0)  # simulated raters are not people
+    assert info.labelled_clips == len(labelled) == sum(len(r["labels"]) for r in state["rounds"])
 
 
 def test_a_killed_dynamic_run_resumes_to_the_same_answers(synth_manifest, tmp_path, monkeypatch):
