@@ -378,11 +378,12 @@ def train_reference(out_dir: str | Path, backbone: str, manifest: str, finetune_
 def describe(result: DeployResult) -> str:
     """One line per evaluated split, with the chance level of the test split."""
     lines = []
-    for split, scores in result.metrics.splits.items():
-        lines.append(f"{split}: UA {scores['ua']:.3f}  WA {scores['wa']:.3f}  macro-F1 {scores['macro_f1']:.3f}")
     chance = chance_levels(result.metrics, "test")
-    if chance:
-        lines[-1] += f"  (chance: UA {chance['ua']:.3f}, WA {chance['wa']:.3f})"
+    for split in sorted(result.metrics.splits, key=lambda name: name == "test"):  # test last, with its chance level
+        scores = result.metrics.splits[split]
+        lines.append(f"{split}: UA {scores['ua']:.3f}  WA {scores['wa']:.3f}  macro-F1 {scores['macro_f1']:.3f}")
+        if split == "test" and chance:
+            lines[-1] += f"  (chance: UA {chance['ua']:.3f}, WA {chance['wa']:.3f})"
     return "\n".join(lines)
 
 
