@@ -361,7 +361,11 @@ def _cached_frames(args: FinetuneArguments, model, output_dir: Path, datasets: l
     for ds in datasets:
         if ds is not None:
             rows = ds.select_columns(["id", "path", "duration"]).to_dict()
-            frames.update(zip(rows["id"], cache.get(rows["id"], rows["path"], rows["duration"])))
+            new = [i for i, sample_id in enumerate(rows["id"]) if sample_id not in frames]  # splits may overlap
+            ids = [rows["id"][i] for i in new]
+            if ids:
+                paths, durations = [rows["path"][i] for i in new], [rows["duration"][i] for i in new]
+                frames.update(zip(ids, cache.get(ids, paths, durations)))
     return frames
 
 
@@ -379,7 +383,8 @@ def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, 
         """The classifier learns on clips mapped onto the population mean of its epoch's start, so the model
         keeps the one of the epoch it was selected from (``restore``), not one recomputed later."""
 
-        history: list = []  # (global step when set, population mean)
+        def __init__(self):
+            self.history: list = []  # (global step when set, population mean)
 
         def on_epoch_begin(self, args, state, control, **kwargs):
             pooled = predict(module.model, feature_extractor, stats_ds, batch_seconds=batch_seconds, progress=False,
@@ -387,7 +392,7 @@ def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, 
                              frames=None if frames is None else [frames[i] for i in stats_ds["id"]])["embeddings"]
             stats, g_mean = speaker_statistics(torch.from_numpy(pooled), speakers)
             module.set_speakers(stats, order, g_mean)
-            self.history = [*self.history, (state.global_step, g_mean)]
+            self.history.append((state.global_step, g_mean))
 
         def restore(self, step: int | None) -> None:
             """Store in the model's config the population statistics its training at ``step`` used."""

@@ -28,8 +28,7 @@ from tqdm.auto import tqdm
 
 from . import SAMPLING_RATE
 from .data.audio import duration_seconds, load_audio
-from .data.batching import pad_frames
-from .data.batching import length_batches
+from .data.batching import length_batches, pad_frames
 from .data.normalise import population_mean, speaker_means
 
 
@@ -186,9 +185,10 @@ SPEAKER_NORM_KEY = "after_hf_speaker_norm"  # config entry of a speaker-normalis
 def speaker_statistics(pooled: torch.Tensor, speakers: Sequence[str]) -> tuple[dict, torch.Tensor]:
     """(speaker -> mean pooled vector, the population mean = the mean of the speaker means). A speaker with fewer
     than ``data.normalise.MIN_SPEAKER_CLIPS`` clips gets the population's mean (its clips pass unchanged)."""
-    found = speaker_means(pooled.float().cpu().numpy(), speakers)
+    rows = pooled.float().cpu().numpy()
+    found = speaker_means(rows, speakers)
     stats = {s: torch.from_numpy(m).float() for s, m in found.items()}
-    population = torch.from_numpy(population_mean(pooled.float().cpu().numpy(), speakers)).float()
+    population = torch.from_numpy(population_mean(rows, speakers, found)).float()
     for speaker in np.unique(np.asarray(speakers)):
         stats.setdefault(str(speaker), population)
     return stats, population

@@ -44,9 +44,10 @@ def speaker_means(features: np.ndarray, speakers: Sequence[str]) -> dict[str, np
     return found
 
 
-def population_mean(features: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
-    """The mean of the speaker means (an average speaker); all rows' mean when no speaker has enough rows."""
-    means = speaker_means(features, speakers)
+def population_mean(features: np.ndarray, speakers: Sequence[str], means: dict | None = None) -> np.ndarray:
+    """The mean of the speaker means (an average speaker); all rows' mean when no speaker has enough rows.
+    ``means``: ``speaker_means(features, speakers)`` when the caller has it already."""
+    means = speaker_means(features, speakers) if means is None else means
     if not means:
         return np.asarray(features, dtype=np.float64).mean(0)
     return np.mean(list(means.values()), axis=0)
