@@ -24,7 +24,7 @@ from .data.manifest import label_names as manifest_label_names
 from .data.manifest import ManifestError, load_manifest
 from .data.ratings import has_votes, vote_matrix
 from .io import atomic_write_text, check_output_dir
-from .metrics import compute_ser_metrics, compute_soft_label_metrics
+from .metrics import compute_ser_metrics, compute_soft_label_metrics, per_speaker_scores
 from .model_info import ModelMetrics, write_metrics
 from .models import ModelError, is_named, load_classifier, load_config, load_feature_extractor
 from .plots import plot_confusion_matrix
@@ -92,6 +92,8 @@ def evaluate_dataset(model, feature_extractor, ds, label_names: Sequence[str], b
     predicted = out["probs"].argmax(-1)
     scores = compute_ser_metrics(predicted, references, label_names)
     scores["num_samples"] = len(ds)
+    if "speaker" in ds.column_names:  # speaker-independent splits: how far apart the held-out voices are
+        scores["per_speaker"] = per_speaker_scores(predicted, references, ds["speaker"])
     if speaker_norm_of(model) is not None:  # also as a single clip of an unknown speaker (the Space, a pipeline)
         alone = predict(model, feature_extractor, ds, batch_seconds=batch_seconds, speakers=list(ds["id"]))
         single = compute_ser_metrics(alone["probs"].argmax(-1), references, label_names)
@@ -119,6 +121,7 @@ def format_table(scores: dict) -> str:
     lines.append(f"{'UA':<{width}}  {scores['ua']:7.4f}   (mean per-class recall)")
     lines.append(f"{'WA':<{width}}  {scores['wa']:7.4f}   (accuracy)")
     lines.append(f"{'macro-F1':<{width}}  {scores['macro_f1']:7.4f}")
+    lines += _speaker_lines(scores.get("per_speaker") or {}, width)
     soft = scores.get("soft_labels")
     if soft and "skipped" in soft:
         lines.append(f"vote distribution not scored: {soft['skipped']}")
@@ -129,6 +132,20 @@ def format_table(scores: dict) -> str:
                   f"{'vote acc':<{width}}  {soft['vote_accuracy']:7.4f}   (chance a random rater chose the predicted "
                   "class)"]
     return "\n".join(lines)
+
+
+def _speaker_lines(per_speaker: dict, width: int, show: int = 12) -> list[str]:
+    """UA per speaker, worst first (at most ``show`` lines): a model that fails one held-out voice shows here."""
+    if len(per_speaker) < 2:
+        return []
+    ranked = sorted(per_speaker.items(), key=lambda kv: kv[1]["ua"])
+    uas = [s["ua"] for _, s in ranked]
+    lines = [f"per speaker: UA {min(uas):.4f} (worst) to {max(uas):.4f} (best) over {len(ranked)} speakers"]
+    for name, s in ranked[:show]:
+        lines.append(f"  {name:<{width}}  {s['ua']:7.4f}  {s['num_samples']:7d}")
+    if len(ranked) > show:
+        lines.append(f"  ... {len(ranked) - show} more in metrics.json (per_speaker)")
+    return lines
 
 
 def write_report(scores: dict, out_dir: str | Path, title: str | None = None, rows: dict | None = None,

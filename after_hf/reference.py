@@ -87,12 +87,14 @@ def prosodic_features(wave: np.ndarray, sr: int = SAMPLING_RATE) -> np.ndarray:
     ], dtype=np.float64)
 
 
-def fit_and_score(x: np.ndarray, labels: np.ndarray, splits: np.ndarray, label_names: Sequence[str]) -> dict:
-    """Standardise on train, logistic regression on train, UA / WA / macro-F1 on validation and test."""
+def fit_and_score(x: np.ndarray, labels: np.ndarray, splits: np.ndarray, label_names: Sequence[str],
+                  speakers: Sequence[str] | None = None) -> dict:
+    """Standardise on train, logistic regression on train, UA / WA / macro-F1 on validation and test (and UA per
+    held-out speaker when ``speakers`` is given)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from .metrics import compute_ser_metrics
+    from .metrics import compute_ser_metrics, per_speaker_scores
 
     train = splits == "train"
     scaler = StandardScaler().fit(x[train])
@@ -104,6 +106,8 @@ def fit_and_score(x: np.ndarray, labels: np.ndarray, splits: np.ndarray, label_n
             pred = clf.predict(scaler.transform(x[rows]))
             scores = compute_ser_metrics(pred, labels[rows], list(label_names))
             out[split] = {k: scores[k] for k in ("ua", "wa", "macro_f1")}
+            if speakers is not None:
+                out[split]["per_speaker"] = per_speaker_scores(pred, labels[rows], np.asarray(speakers)[rows])
     out["test_ua"] = out.get("test", {}).get("ua")
     out["num_features"] = int(x.shape[1])
     return out
@@ -132,7 +136,7 @@ def ceiling(manifest: str | Path, truth_csv: str | Path) -> dict:
     x = np.array([[float(truth[Path(p).stem][c]) for c in CUES] for p in paths])
     # score against the true emotion (with --label_noise the file names, hence labels, can be wrong)
     true = np.array([names.index(truth[Path(p).stem]["true_emotion"]) for p in paths])
-    result = fit_and_score(speaker_normalise(x, speakers), true, splits, names)
+    result = fit_and_score(speaker_normalise(x, speakers), true, splits, names, speakers)
     result.update(features=list(CUES), what="logistic regression on the generative cue values, speaker-normalised")
     return result
 
@@ -161,7 +165,7 @@ def acoustic_baseline(manifest: str | Path, cache: str | Path | None = None, pro
             tmp = Path(cache).with_name(f".{Path(cache).name}.tmp.npz")
             np.savez(tmp, ids=np.array(ids), x=x)
             tmp.replace(cache)
-    result = fit_and_score(speaker_normalise(x, speakers), labels, splits, names)
+    result = fit_and_score(speaker_normalise(x, speakers), labels, splits, names, speakers)
     raw = fit_and_score(x, labels, splits, names)
     result.update(features=list(FEATURE_NAMES), raw_test_ua=raw["test_ua"],
                   what="17 prosodic features, speaker-normalised, logistic regression")

@@ -212,6 +212,7 @@ def results_markdown(results: dict, experiment: Path) -> str:
         lines += ["", f"Baseline: `{BASELINE_PREFIX}` = the same learner trained once on 100% of the training pool's "
                       "labels."]
     lines += _supervised_section(experiment)
+    lines += _speaker_section(refs, experiment)
     lines += ["", "![learning curves](learning_curves.png)", ""]
     return "\n".join(lines)
 
@@ -237,6 +238,28 @@ def _supervised_section(experiment: Path) -> list[str]:
             "| model | kind | backbone | labels | UA | WA | macro-F1 |", "|---|---|---|---|---|---|---|", *rows]
 
 
+def _speaker_section(refs: dict, experiment: Path) -> list[str]:
+    """Test UA per held-out speaker: the references beside the deployable model. Learned features that fail some
+    voices the speaker-normalised prosodic features handle show up here."""
+    columns = {name: refs[name].get("test", {}).get("per_speaker") for name in ("ceiling", "acoustic_baseline")
+               if name in refs}
+    final = read_metrics(experiment / "final" / "model" / "metrics.json")
+    if final is not None:
+        columns["deployable model"] = final.splits.get("test", {}).get("per_speaker")
+    columns = {k: v for k, v in columns.items() if v}
+    speakers = sorted({s for v in columns.values() for s in v})
+    if len(speakers) < 2 or "deployable model" not in columns:
+        return []
+    cell = lambda scores, s: f"{scores[s]['ua']:.3f}" if s in scores else "–"  # noqa: E731
+    lines = ["", "## Test UA per held-out speaker", "",
+             "Mean recall over the classes each speaker has clips of (`after_hf.metrics.per_speaker_scores`).", "",
+             "| speaker | clips | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for s in speakers:
+        clips = next(v[s]["num_samples"] for v in columns.values() if s in v)
+        lines.append(f"| {s} | {clips} | " + " | ".join(cell(v, s) for v in columns.values()) + " |")
+    return lines
+
+
 def build_report(experiment: str | Path) -> Path:
     experiment = Path(experiment)
     results = aggregate(experiment)
@@ -248,7 +271,8 @@ def build_report(experiment: str | Path) -> Path:
     deployable = {} if final is None else {"final_model": {
         "kind": final.kind, "num_labelled": final.num_labelled, "test_ua": test.get("ua"),
         "validation_ua": final.splits.get("validation", {}).get("ua"),
-        "single_clip_test_ua": test.get("single_clip", {}).get("ua")}}
+        "single_clip_test_ua": test.get("single_clip", {}).get("ua"),
+        "test_ua_per_speaker": {k: v["ua"] for k, v in test.get("per_speaker", {}).items()}}}
     atomic_write_json(experiment / "results.json", {**results, **load_references(experiment), **deployable})
     plot_learning_curves(results, experiment / "learning_curves.png")
     report = experiment / "results.md"

@@ -46,6 +46,15 @@ def test_evaluate_cli_writes_json_png_and_table(manifest, tiny_model_dir, tmp_pa
     predicted = [r["predicted"] for r in rows]
     refs = [r["reference"] for r in rows]
     assert metrics["wa"] == pytest.approx(np.mean([p == r for p, r in zip(predicted, refs)]))
+    # per held-out speaker: the same predictions, grouped by the manifest's speaker column
+    speaker_of = dict(zip(ds["id"], ds["speaker"]))
+    per_speaker = metrics["per_speaker"]
+    assert set(per_speaker) == set(ds["speaker"]) and len(per_speaker) >= 2
+    for speaker, s in per_speaker.items():
+        mine = [r for r in rows if speaker_of[r["id"]] == speaker]
+        assert s["num_samples"] == len(mine)
+        assert s["accuracy"] == pytest.approx(np.mean([r["predicted"] == r["reference"] for r in mine]))
+    assert "per speaker: UA" in table
 
 
 def tone_votes(i: int, split: str, label: str) -> list[dict]:

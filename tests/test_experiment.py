@@ -59,6 +59,15 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     assert "| deployable model (final) | frozen encoder + linear layer-weighted head | tapt | 30 |" in report
     assert "| finetune_all_no_tapt | whole classifier fine-tuned | tiny |" in report
     assert (out / "learning_curves.png").stat().st_size > 10_000
+    # per held-out test speaker: the references beside the deployable model, the same speakers in results.json
+    per_speaker = metrics["splits"]["test"]["per_speaker"]
+    assert len(per_speaker) >= 2 and "## Test UA per held-out speaker" in report
+    assert "| speaker | clips | ceiling | acoustic_baseline | deployable model |" in report
+    for speaker, s in per_speaker.items():
+        assert f"| {speaker} | {s['num_samples']} |" in report
+    results = json.loads((out / "results.json").read_text())
+    assert results["final_model"]["test_ua_per_speaker"] == pytest.approx({k: v["ua"] for k, v in per_speaker.items()})
+    assert set(results["acoustic_baseline"]["test"]["per_speaker"]) == set(per_speaker)
     printed = capsys.readouterr().out
     assert "Deployable model:" in printed and "Report:" in printed
 

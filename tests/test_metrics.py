@@ -11,7 +11,8 @@ import pytest
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, brier_score_loss, confusion_matrix, f1_score,
                              log_loss, recall_score)
 
-from after_hf.metrics import SER_METRICS_PATH, compute_ser_metrics, compute_soft_label_metrics, load_ser_metrics
+from after_hf.metrics import (SER_METRICS_PATH, compute_ser_metrics, compute_soft_label_metrics, load_ser_metrics,
+                              per_speaker_scores)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,15 @@ def test_hand_computed_example():
     assert out["ua"] == pytest.approx((3 / 4 + 1 / 2 + 1 + 0) / 4)
     assert out["per_class_recall"] == {"neutral": 0.75, "happy": 0.5, "angry": 1.0, "sad": 0.0}
     assert out["confusion_matrix"][3] == [1, 0, 1, 0]
+
+
+def test_per_speaker_scores_by_hand():
+    # speaker a: neutral 2/2, happy 0/1 -> UA 0.5, accuracy 2/3; speaker b has no neutral clip: UA over happy, sad
+    refs = [0, 0, 1, 1, 3, 3]
+    preds = [0, 0, 0, 1, 3, 0]
+    out = per_speaker_scores(preds, refs, ["a", "a", "a", "b", "b", "b"])
+    assert out == {"a": {"ua": pytest.approx(0.5), "accuracy": pytest.approx(2 / 3), "num_samples": 3},
+                   "b": {"ua": pytest.approx((1 + 0.5) / 2), "accuracy": pytest.approx(2 / 3), "num_samples": 3}}
 
 
 def test_absent_class_is_not_counted_as_zero_recall():

@@ -1,9 +1,12 @@
 """Reference rows: the prosodic features measure what they name; the ceiling and the acoustic baseline score a split."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from after_hf import SAMPLING_RATE
+from after_hf.data.manifest import load_manifest
 from after_hf.data.normalise import speaker_normalise
 from after_hf.reference import FEATURE_NAMES, acoustic_baseline, ceiling, prosodic_features
 
@@ -57,6 +60,10 @@ def test_ceiling_and_acoustic_baseline_on_the_generated_corpus(synth_corpus, syn
     cache = tmp_path / "prosodic.npz"
     a = acoustic_baseline(synth_manifest, cache=cache, progress=False)
     assert 0 <= a["test_ua"] <= 1 and a["num_features"] == len(FEATURE_NAMES) and cache.is_file()
+    test = load_manifest(synth_manifest, "test")  # UA per held-out voice, each test clip counted once
+    for per_speaker in (a["test"]["per_speaker"], c["test"]["per_speaker"]):
+        assert {k: v["num_samples"] for k, v in per_speaker.items()} == dict(Counter(test["speaker"]))
+        assert all(0 <= v["ua"] <= 1 for v in per_speaker.values())
     import after_hf.reference as reference
 
     monkeypatch.setattr(reference, "prosodic_features", lambda *_: pytest.fail("features recomputed despite the cache"))

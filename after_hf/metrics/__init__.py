@@ -10,7 +10,8 @@ from typing import Sequence
 
 from .soft_labels import compute_soft_label_metrics
 
-__all__ = ["SER_METRICS_PATH", "compute_ser_metrics", "compute_soft_label_metrics", "load_ser_metrics"]
+__all__ = ["SER_METRICS_PATH", "compute_ser_metrics", "compute_soft_label_metrics", "load_ser_metrics",
+           "per_speaker_scores"]
 
 SER_METRICS_PATH = str(Path(__file__).resolve().parent / "ser_metrics")  # evaluate.load(SER_METRICS_PATH)
 
@@ -35,4 +36,23 @@ def compute_ser_metrics(predictions: Sequence[int], references: Sequence[int], l
         name: (None if math.isnan(r) else r) for name, r in zip(label_names, out["per_class_recall"])
     }
     out["label_names"] = list(label_names)
+    return out
+
+
+def per_speaker_scores(predictions: Sequence[int], references: Sequence[int], speakers: Sequence[str]) -> dict:
+    """{speaker: {ua, accuracy, num_samples}} for speaker-independent evaluation: how the held-out voices differ.
+
+    A speaker's UA is the mean recall over the classes that speaker has clips of (a voice with no sad clip is not
+    scored 0 on sad), so it is comparable between speakers with different class mixes.
+    """
+    import numpy as np
+
+    predictions, references, speakers = map(np.asarray, (predictions, references, speakers))
+    out = {}
+    for speaker in sorted(set(speakers.tolist())):
+        rows = speakers == speaker
+        pred, ref = predictions[rows], references[rows]
+        recalls = [float(np.mean(pred[ref == c] == c)) for c in np.unique(ref)]
+        out[str(speaker)] = {"ua": float(np.mean(recalls)), "accuracy": float(np.mean(pred == ref)),
+                             "num_samples": int(rows.sum())}
     return out
