@@ -7,7 +7,6 @@ corpus (generated or on disk) -> prepare (manifest) -> TAPT -> AL grid (strategi
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -89,10 +88,10 @@ class ExperimentArguments:
     final_model: str = field(
         default="head",
         metadata={"help": "The deployable classifier (OUT/final/model: `make space`, `after-hf push`), `after-hf "
-                          "deploy` on the labels of the first seed's run (strategy x cold start) with the best final "
-                          "validation UA: head (frozen TAPT encoder + a linear layer-weighted head, exported as "
-                          "Wav2Vec2ForSequenceClassification; seconds), lora or full (fine-tune with "
-                          "--finetune_config), best (all three, the best on validation UA kept) or none.",
+                          "deploy` on the first strategy's first-seed run: head (frozen TAPT encoder + a linear "
+                          "layer-weighted head, exported as Wav2Vec2ForSequenceClassification; seconds), lora or "
+                          "full (fine-tune with --finetune_config), best (all three, the best on validation UA "
+                          "kept) or none.",
                   "choices": ["head", "lora", "full", "best", "none"]},
     )
     final_candidates: list[str] = field(
@@ -194,28 +193,14 @@ def plan(args: ExperimentArguments) -> list:
     return runs
 
 
-def deploy_source(args: ExperimentArguments, runs: list):
-    """The AL run whose labels the deployable model trains on: of the first seed's strategy x cold-start runs (first
-    fold, the pre-trained backbone), the one whose last round scored the best validation UA; ties and unfinished
-    runs keep the grid order. Validation, never test: the choice a user makes between the strategies they tried."""
-    def validation_ua(run) -> float:
-        path = Path(run.out) / "summary.json"
-        rounds = json.loads(path.read_text())["rounds"] if path.is_file() else []
-        value = rounds[-1].get("validation_ua") if rounds else None
-        return -1.0 if value is None else float(value)
-
-    grid = runs[:len(args.strategies) * len(args.cold_starts)]
-    return max(grid, key=validation_ua)  # max keeps the first of equal values
-
-
 def deploy_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
-    """Supervised stages (`after_hf.deploy`): the deployable model on the labels of the AL run `deploy_source` picks,
-    and optionally the 100%-label fine-tuning references. Each is skipped when its output already holds it."""
+    """Supervised stages (`after_hf.deploy`): the deployable model on the labels the first AL run collected, and
+    optionally the 100%-label fine-tuning references. Each is skipped when its output already holds it."""
     from .deploy import BEST, KINDS, deploy, deploy_best, describe, train_reference
 
     out = Path(args.out)
     tapt_dir = tapt_dir_of(args, folds_of(args)[0])  # the deployable model and references: first fold
-    manifest, seed, source = runs[0].manifest, args.seeds[0], deploy_source(args, runs)
+    manifest, seed, source = runs[0].manifest, args.seeds[0], runs[0]  # first strategy x cold start, first seed
     stages = []  # (timing name, description, training call)
     if args.final_model == BEST:
         stages.append(("final_model", f"{', '.join(args.final_candidates)} on the labels of {Path(source.out).name}"
@@ -278,8 +263,7 @@ def print_plan(args: ExperimentArguments, runs: list, out: Path) -> None:
               f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
               f"--seed_size {run.seed_size:.10g} --step_size {run.step_size:.10g} --budget {run.budget:.10g}{options}")
     if args.final_model != "none":
-        print(f"  deploy --run <the run above, seed {args.seeds[0]}, with the best final validation UA> --out "
-              f"{out / 'final'} --kind {args.final_model}   (the deployable model)")
+        print(f"  deploy --run {runs[0].out} --out {out / 'final'} --kind {args.final_model}   (the deployable model)")
     if args.finetune_references:
         print(f"  finetune --model {runs[0].backbone} on 100% of the labels -> {out / 'finetune' / 'finetune_all'}")
     print(f"{len(runs)} AL runs; nothing was trained (--dry_run).")

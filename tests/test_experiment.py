@@ -164,33 +164,3 @@ def test_the_pretraining_ablations_run_from_the_base_and_from_random_weights(tmp
                   "full_data_scratch__s0": "tiny"}
     with pytest.raises(ConfigError, match="scratch_backbone: 'base_dir' is not a named config"):
         runs("--scratch_backbone", "base_dir")
-
-
-def test_the_deployable_model_trains_on_the_run_best_on_validation(tmp_path):
-    """deploy_source: of the first seed's strategy x cold-start runs, the one whose last round scored the best
-    validation UA (never test); the ablations, baselines and later seeds are not candidates; ties keep grid order."""
-    from after_hf.config import parse_args
-    from after_hf.experiment import ExperimentArguments, deploy_source, plan
-
-    (args,) = parse_args([ExperimentArguments], ["--out", str(tmp_path / "x"), "--backbone", "base_dir",
-                                                 "--tapt_config", "tapt.yaml", "--seeds", "0", "1", "--strategies",
-                                                 "entropy", "random", "--cold_starts", "kmeans", "random"],
-                         section="experiment")
-    runs = plan(args)
-    name = lambda run: run.out.rsplit("/", 1)[-1]  # noqa: E731
-
-    def finish(run_name, validation_ua, test_ua):
-        run = tmp_path / "x" / "al" / run_name
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "summary.json").write_text(json.dumps({"rounds": [
-            {"validation_ua": 0.9, "test_ua": 0.9}, {"validation_ua": validation_ua, "test_ua": test_ua}]}))
-
-    assert name(deploy_source(args, runs)) == "entropy-kmeans__s0"  # nothing finished yet: grid order
-    finish("entropy-kmeans__s0", 0.50, 0.70)
-    finish("random-random__s0", 0.60, 0.40)
-    finish("entropy-random__s1", 0.90, 0.90)  # another seed
-    finish("entropy-kmeans-no_tapt__s0", 0.95, 0.95)  # an ablation
-    finish("full_data__s0", 0.99, 0.99)  # the baseline
-    assert name(deploy_source(args, runs)) == "random-random__s0"  # last round's validation UA, not the test UA
-    finish("entropy-random__s0", 0.60, 0.10)
-    assert name(deploy_source(args, runs)) == "entropy-random__s0"  # a tie keeps the grid order
