@@ -7,7 +7,7 @@ The loop, checkpointing, DDP and mixed precision are transformers' ``Trainer``. 
 random crops of at most ``max_train_seconds`` re-drawn every epoch (full-length utterances in evaluation);
 masked mean pooling (``inference.pooled_forward``, padding never enters the utterance vector);
 class-weighted cross-entropy with weights ``w_c = n / (C * n_c)`` from the *current* labelled set (or, with
-``soft_labels``, to each clip's vote distribution, ``n_c`` its expected count);
+``soft_labels``, to each clip's vote distribution, the weights then weighting clips: ``after_hf.losses``);
 evaluation = ``inference.predict`` (length-sorted, full length) + the local ``ser_metrics`` module, so the
 best checkpoint is chosen on validation UA (not on the last epoch, as AFTER did) with early stopping.
 ``finetune()`` is the library entry the active-learning loop calls every round.
@@ -30,6 +30,7 @@ from .config import ConfigError, load_checked_recipe, parse_args, to_dict
 from .data.manifest import label_names as manifest_label_names
 from .data.manifest import ManifestError, load_manifest
 from .io import atomic_write_json, check_output_dir, replace_dir
+from .losses import class_weights, soft_class_weights
 from .metrics import compute_ser_metrics
 from .model_info import KINDS, ModelMetrics, read_metrics, write_metrics
 from .models import check_source, load_classifier, load_feature_extractor, min_samples_for_masking
@@ -164,24 +165,6 @@ def recipe_options(recipe: str) -> dict:
     """The `finetune:` options of a recipe that an AL round or a deploy uses (checked; '' = the defaults), minus
     the keys the caller sets itself."""
     return load_checked_recipe(recipe, "finetune", [FinetuneArguments], drop=RECIPE_OWN_KEYS) if recipe else {}
-
-
-def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
-    """``w_c = n / (C * n_c)`` (n labelled samples, C classes, n_c of class c): 1 for every class when balanced.
-
-    A class with no labelled sample gets weight 0: it has no term in the loss anyway.
-    """
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
-    n = counts.sum()
-    return np.divide(n, num_classes * counts, out=np.zeros(num_classes), where=counts > 0).astype(np.float32)
-
-
-def soft_class_weights(targets, num_classes: int) -> np.ndarray:
-    """``class_weights`` for soft targets [N, C] (vote distributions): ``n_c`` is the expected count
-    ``sum_i q_ic``, so one-hot targets give exactly ``class_weights`` of their labels."""
-    counts = np.asarray(targets, dtype=np.float64).reshape(-1, num_classes).sum(axis=0)
-    n = counts.sum()
-    return np.divide(n, num_classes * counts, out=np.zeros(num_classes), where=counts > 1e-9).astype(np.float32)
 
 
 def _trainer_class():

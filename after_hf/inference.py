@@ -30,6 +30,7 @@ from . import SAMPLING_RATE
 from .data.audio import duration_seconds, load_audio
 from .data.batching import length_batches, pad_frames
 from .data.normalise import population_mean, speaker_means
+from .losses import cross_entropy
 
 
 def autocast_for(device: torch.device):
@@ -240,9 +241,8 @@ class PooledClassifier(torch.nn.Module):
         if self.speaker_stats is not None and speaker_index is not None:
             means, g_mean = (t.to(pooled.device) for t in self.speaker_stats)
             logits = unwrap(self.model).classifier(to_population(pooled, means[speaker_index], g_mean))
-        # labels: class indices [B], or soft targets [B, C] (vote distributions): -sum_c w_c q_c log p_c
-        loss = None if labels is None else torch.nn.functional.cross_entropy(logits.float(), labels,
-                                                                             weight=self.class_weights)
+        # labels: class indices [B], or soft targets [B, C] (vote distributions; clips weighted: after_hf.losses)
+        loss = None if labels is None else cross_entropy(logits, labels, self.class_weights)
         return {"loss": loss, "logits": logits}
 
 

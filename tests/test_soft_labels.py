@@ -12,6 +12,7 @@ from after_hf.al.loop import ALArguments, run_al
 from after_hf.data.manifest import ManifestError, label_names, load_manifest, save_manifest
 from after_hf.data.ratings import RATING_COLUMNS
 from after_hf.finetune import class_weights, soft_class_weights
+from after_hf.losses import cross_entropy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -117,7 +118,7 @@ def split_votes(i: int, split: str, label: str) -> list[dict]:
     return [{"labels": [label]}, {"labels": [label]}, {"labels": [other if i % 2 == 0 else label]}]
 
 
-def test_the_pooled_loss_is_the_weighted_cross_entropy_to_the_targets():
+def test_the_pooled_loss_weights_clips_by_their_expected_class_weight():
     import torch
 
     from after_hf.finetune import FinetuneArguments, build_model
@@ -130,8 +131,41 @@ def test_the_pooled_loss_is_the_weighted_cross_entropy_to_the_targets():
     values, mask = torch.randn(2, 8000), torch.ones(2, 8000, dtype=torch.long)
     q = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]])
     out = module(values, mask, q)
-    expected = -(weights * q * torch.log_softmax(out["logits"], -1)).sum(1).mean()
+    per_clip = -(q * torch.log_softmax(out["logits"], -1)).sum(1)
+    clip_weights = torch.tensor([0.5 * 0.5 + 0.5 * 1.0, 0.25 * 1.0 + 0.75 * 4.0])  # q . w by hand
+    expected = (clip_weights * per_clip).sum() / clip_weights.sum()
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    hard = module(values, mask, torch.tensor([2, 0]))["loss"]  # one-hot targets = the hard-label loss
+    assert module(values, mask, torch.eye(3)[[2, 0]])["loss"].item() == pytest.approx(hard.item(), rel=1e-5)
+
+
+def test_one_hot_targets_give_exactly_the_weighted_hard_label_loss():
+    import torch
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(16, 4), torch.tensor([0] * 9 + [1] * 4 + [2, 2, 3])
+    weights = torch.from_numpy(class_weights(labels.numpy(), 4))
+    hard = torch.nn.functional.cross_entropy(logits, labels, weight=weights)  # sum w_y l / sum w_y
+    assert cross_entropy(logits, torch.eye(4)[labels], weights).item() == pytest.approx(hard.item(), rel=1e-6)
+    assert cross_entropy(logits, labels, weights).item() == pytest.approx(hard.item(), rel=1e-6)
+    assert cross_entropy(logits, torch.eye(4)[labels]).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-6)
+
+
+def test_class_weights_do_not_bias_the_predicted_vote_distribution():
+    """A frequent class split 80/20 with a rare one: weighting classes inside the sum would pull the head towards
+    p ~ w * q (here ~57/43); weighting clips keeps it at the raters' 80/20 while the rare classes still count."""
+    rng = np.random.default_rng(0)
+    n_a, n_b = 150, 50
+    x = rng.normal(0, 1, (n_a + n_b, 2, 8)).astype(np.float32)
+    x[:n_a, :, 0] += 3.0
+    x[n_a:, :, 0] -= 3.0
+    targets = np.array([[0.8, 0.2, 0.0]] * n_a + [[0.0, 0.2, 0.8]] * n_b)
+    assert soft_class_weights(targets, 3)[1] > 2.5 * soft_class_weights(targets, 3)[0]  # strongly imbalanced
+    head = HeadClassifier(3, HeadTrainingArgs(epochs=60, learning_rate=1e-2, dropout=0.0), x.mean(0), x.std(0))
+    head.fit(x, targets.argmax(1), seed=0, targets=targets)
+    probs = head.predict(x)["probs"]
+    assert np.abs(probs - targets).max() < 0.08
 
 
 @pytest.mark.parametrize("lora, cache_cnn", [(False, True), (True, False)])  # frame and audio collators

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..finetune import class_weights, soft_class_weights
+from ..losses import class_weights, cross_entropy, soft_class_weights
 
 
 class LayerWeightedHead(nn.Module):
@@ -64,8 +64,9 @@ class HeadClassifier:
         """Train on ``feats`` [N, L, H]; ``warm_start`` continues from the current head instead of a fresh one.
 
         ``targets`` [N, C] (rows summing to 1, e.g. the raters' vote distributions): soft-label training, the
-        class-weighted cross-entropy to each row instead of to ``labels`` (then unused), with class weights from
-        the targets' expected class counts. Checkpoints are still chosen on validation UA."""
+        cross-entropy to each row instead of to ``labels`` (then unused), each clip weighted by its expected class
+        weight (``after_hf.losses``: the class balance without biasing the targets). Checkpoints are still chosen
+        on validation UA."""
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         num_layers, hidden = feats.shape[1], feats.shape[2]
@@ -78,16 +79,16 @@ class HeadClassifier:
         if targets is None:
             y = torch.as_tensor(labels, dtype=torch.long)
             weights = class_weights(np.asarray(labels), self.num_labels)
-        else:  # CrossEntropyLoss with class probabilities: -sum_c w_c q_c log p_c, averaged over the batch
+        else:  # vote distributions: clips weighted by their expected class weight (losses.cross_entropy)
             y = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(len(x), self.num_labels))
             weights = soft_class_weights(targets, self.num_labels)
-        loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
+        weights = torch.from_numpy(weights)
         best, best_state, history = -1.0, None, []
         for epoch in range(1, self.args.epochs + 1):
             self.model.train()
             for batch in torch.randperm(len(x), generator=gen).split(self.args.batch_size):
                 logits, _ = self.model(x[batch])
-                loss = loss_fn(logits, y[batch])
+                loss = cross_entropy(logits, y[batch], weights)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
