@@ -5,7 +5,8 @@
 
 Reads the run directory of `after-hf al` (``state.json``: the labels a person gave in the labelling page, or the
 simulated oracle's; ``config.json``: its manifest, backbone and feature cache), trains the classifier from the run's
-backbone on exactly those labels, scores it on the manifest's validation and test splits, and writes ``OUT/model``:
+backbone on exactly those labels (on each clip's vote distribution when the run used ``--soft_labels``, as its rounds
+did), scores it on the manifest's validation and test splits, and writes ``OUT/model``:
 a ``save_pretrained`` ``Wav2Vec2ForSequenceClassification`` (safetensors), ``metrics.json``,
 ``after_hf_provenance.json`` (``after_hf.model_info``; the model card is built from them) and ``eval_<split>/``
 (confusion matrix, predictions).
@@ -92,6 +93,8 @@ def label_info(run_dir: Path, config: dict, pool_clips: int) -> tuple[dict[str, 
     """The run's labels (id -> class index) and who gave them."""
     from .al.state import RunState
 
+    from .al.raters import answers_used
+
     state = RunState.read(run_dir)
     labelled = state.labels()
     if not labelled:
@@ -104,8 +107,36 @@ def label_info(run_dir: Path, config: dict, pool_clips: int) -> tuple[dict[str, 
                      skipped_clips=sum(len(rec["skipped"]) for rec in state.rounds), answers=len(answers),
                      annotators=len({a.get("annotator") for a in answers}),
                      strategy=config.get("strategy"), cold_start=config.get("cold_start"),
-                     rounds=sum(1 for rec in state.rounds if rec["phase"] == "trained") or len(state.rounds))
+                     rounds=sum(1 for rec in state.rounds if rec["phase"] == "trained") or len(state.rounds),
+                     soft_labels=bool(config.get("soft_labels")))
+    if config.get("rater_policy", "label") != "label":  # a simulated oracle asked the corpus' raters
+        info.rater_policy, info.rater_answers = config["rater_policy"], answers_used(state.rounds)
     return labelled, info
+
+
+def run_soft_targets(run_dir: Path, config: dict, labelled: dict[str, int]) -> Optional[dict[str, list[float]]]:
+    """id -> the vote distribution the run trained each labelled clip on, when it ran with ``--soft_labels`` (else
+    None): the answers its raters or annotators gave, else the manifest's votes, else the label as one vote
+    (``al.loop.soft_targets``, the function the run's own rounds used)."""
+    if not config.get("soft_labels"):
+        return None
+    from .al.learners import SplitArrays
+    from .al.loop import soft_targets
+    from .al.oracle import SimulatedOracle
+    from .al.state import RunState
+    from .data.manifest import label_names, load_manifest
+
+    train = SplitArrays(load_manifest(config["manifest"], split="train"))
+    missing = sorted(set(labelled) - set(train.ids))
+    if missing:
+        raise DeployError(f"{len(missing)} labelled ids of {run_dir} (e.g. {missing[0]}) are not in the train split of "
+                          f"{config['manifest']}: the AL run was made on another manifest.")
+    names = label_names(train.ds)
+    votes = dict(zip(train.ids, train.votes)) if train.votes is not None else {}
+    oracle = SimulatedOracle(dict(zip(train.ids, train.labels.tolist())), votes)
+    ids = sorted(labelled)
+    targets = soft_targets(RunState.read(run_dir), ids, labelled, oracle, len(names), names)
+    return dict(zip(ids, targets.tolist()))
 
 
 def training_data(manifest: str | Path) -> TrainingData:
@@ -135,10 +166,13 @@ def _tapt_info(backbone: str) -> tuple[Optional[str], Optional[TaptInfo]]:
     return portable_name(args.get("model_name_or_path")), TaptInfo(steps=steps, data=data)
 
 
-def _digest(kind: str, backbone: str, labelled: Optional[dict[str, int]], seed: int, options: dict) -> str:
-    """What makes two trainings the same: kind, backbone, the (id, label) pairs, seed and training options."""
+def _digest(kind: str, backbone: str, labelled: Optional[dict[str, int]], seed: int, options: dict,
+            targets: Optional[dict[str, list[float]]] = None) -> str:
+    """What makes two trainings the same: kind, backbone, the (id, label) pairs, seed, training options and, for
+    soft labels, each clip's vote distribution."""
     pairs = sorted(labelled.items()) if labelled is not None else "all"
-    text = json.dumps([kind, portable_name(backbone), pairs, seed, options], sort_keys=True, default=str)
+    soft = [sorted((i, [round(v, 6) for v in t]) for i, t in targets.items())] if targets is not None else []
+    text = json.dumps([kind, portable_name(backbone), pairs, seed, options, *soft], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -155,8 +189,9 @@ def _finished(model_dir: Path, digest: str) -> Optional[DeployResult]:
 
 # -- training ----------------------------------------------------------------------------------------------------
 
-def train_linear_head(learner, ids: Sequence[str], labels: Sequence[int], seed: int, epochs: int = 200):
-    """A linear head on ``learner``'s cached features (a HeadLearner), channel statistics shared across layers."""
+def train_linear_head(learner, ids: Sequence[str], labels: Sequence[int], seed: int, epochs: int = 200, targets=None):
+    """A linear head on ``learner``'s cached features (a HeadLearner), channel statistics shared across layers;
+    ``targets`` [N, C]: soft labels (vote distributions) trained on instead of ``labels``."""
     import numpy as np
 
     from .al.head import HeadClassifier, HeadTrainingArgs
@@ -170,7 +205,7 @@ def train_linear_head(learner, ids: Sequence[str], labels: Sequence[int], seed: 
     ua = lambda y_true, y_pred: compute_ser_metrics(y_pred, y_true, learner.label_names)["ua"]  # noqa: E731
     head.fit(pool[learner.splits["train"].index(ids)], np.asarray(labels), seed,
              val_feats=learner.features["validation"] if val is not None else None,
-             val_labels=val.labels if val is not None else None, ua_fn=ua)
+             val_labels=val.labels if val is not None else None, ua_fn=ua, targets=targets)
     return head
 
 
@@ -217,7 +252,7 @@ def export_linear_head(head, backbone: str, label_names: Sequence[str], out_dir:
 
 
 def _train_head(model_dir: Path, backbone: str, manifest: str, cache_dir: str, labelled: dict[str, int], seed: int,
-                epochs: int, speaker_norm: bool) -> dict:
+                epochs: int, speaker_norm: bool, targets: Optional[dict[str, list[float]]] = None) -> dict:
     from .al.head import HeadTrainingArgs
     from .al.learners import HeadLearner, SplitArrays
     from .data.manifest import label_names, load_manifest
@@ -226,14 +261,17 @@ def _train_head(model_dir: Path, backbone: str, manifest: str, cache_dir: str, l
     learner = HeadLearner(backbone, SplitArrays.from_manifest(ds), label_names(ds), cache_dir, HeadTrainingArgs(),
                           init_seed=seed, speaker_norm=speaker_norm)
     ids = sorted(labelled)
-    head = train_linear_head(learner, ids, [labelled[i] for i in ids], seed, epochs)
+    soft = None if targets is None else [targets[i] for i in ids]
+    head = train_linear_head(learner, ids, [labelled[i] for i in ids], seed, epochs, targets=soft)
     export_linear_head(head, backbone, label_names(ds), model_dir, init_seed=seed, population=learner.population)
-    return {"head_epochs": epochs, "speaker_norm": speaker_norm}
+    return {"head_epochs": epochs, "speaker_norm": speaker_norm, **({"soft_labels": True} if soft else {})}
 
 
 def _train_finetune(out_dir: Path, backbone: str, manifest: str, recipe: str, labelled: Optional[dict[str, int]],
-                    seed: int, lora: bool, cache_dir: str = "") -> dict:
-    """`after-hf finetune` on the labelled clips (``labelled`` None: every clip of the train split)."""
+                    seed: int, lora: bool, cache_dir: str = "",
+                    targets: Optional[dict[str, list[float]]] = None) -> dict:
+    """`after-hf finetune` on the labelled clips (``labelled`` None: every clip of the train split), on their vote
+    distributions when ``targets`` (id -> distribution) are given."""
     from .data.manifest import label_names, load_manifest
     from .finetune import FinetuneArguments, finetune, recipe_options
 
@@ -249,8 +287,11 @@ def _train_finetune(out_dir: Path, backbone: str, manifest: str, recipe: str, la
         train = train.select(sorted(position[i] for i in labelled))
         train = train.map(lambda row: {"label": labelled[row["id"]]}, features=train.features, desc="the run's labels")
     val = load_manifest(manifest, split=args.eval_split) if args.eval_split else None
-    result = finetune(args, train, val, label_names(train), out_dir, stats_ds=pool)  # speaker statistics: the pool
-    return {"best_step": result.best_step, "train_seconds": round(result.train_seconds, 3)}
+    soft = None if targets is None else [targets[i] for i in train["id"]]
+    result = finetune(args, train, val, label_names(train), out_dir, stats_ds=pool,  # speaker statistics: the pool
+                      targets=soft)
+    return {"best_step": result.best_step, "train_seconds": round(result.train_seconds, 3),
+            **({"soft_labels": True} if soft else {})}
 
 
 def _evaluate(model_dir: Path, manifest: str) -> dict[str, dict]:
@@ -272,9 +313,11 @@ def _evaluate(model_dir: Path, manifest: str) -> dict[str, dict]:
 
 def train_model(out_dir: str | Path, kind: str, backbone: str, manifest: str, labelled: Optional[dict[str, int]],
                 labels: LabelInfo, seed: int, cache_dir: str = "", finetune_config: str = "",
-                head_epochs: int = 200, speaker_norm: bool = False) -> DeployResult:
-    """Train ``kind`` from ``backbone`` on ``labelled`` (id -> class; None = every training label), score it, and
-    write OUT/model with metrics.json and provenance; skipped when OUT/model holds that model already."""
+                head_epochs: int = 200, speaker_norm: bool = False,
+                targets: Optional[dict[str, list[float]]] = None) -> DeployResult:
+    """Train ``kind`` from ``backbone`` on ``labelled`` (id -> class; None = every training label) or, with
+    ``targets`` (id -> vote distribution), on those soft labels; score it, and write OUT/model with metrics.json and
+    provenance; skipped when OUT/model holds that model already."""
     from .data.manifest import label_names, load_manifest
 
     if kind not in KINDS:
@@ -289,15 +332,16 @@ def train_model(out_dir: str | Path, kind: str, backbone: str, manifest: str, la
         from .finetune import recipe_options
 
         options = recipe_options(finetune_config)
-    digest = _digest(kind, backbone, labelled, seed, options)
+    digest = _digest(kind, backbone, labelled, seed, options, targets)
     done = _finished(model_dir, digest)
     if done is not None:
         return done
     if kind == "head":
-        training = _train_head(model_dir, backbone, manifest, cache_dir, labelled, seed, head_epochs, speaker_norm)
+        training = _train_head(model_dir, backbone, manifest, cache_dir, labelled, seed, head_epochs, speaker_norm,
+                               targets)
     else:
         training = _train_finetune(out_dir, backbone, manifest, finetune_config, labelled, seed, lora=kind == "lora",
-                                   cache_dir=cache_dir)
+                                   cache_dir=cache_dir, targets=targets)
     names = label_names(load_manifest(manifest, split="train"))
     metrics = ModelMetrics(splits=_evaluate(model_dir, manifest), kind=kind, description=KINDS[kind], backbone=backbone,
                            num_classes=len(names), num_labelled=labels.labelled_clips, training=training)
@@ -326,7 +370,8 @@ def deploy(run_dir: str | Path, out_dir: str | Path, kind: str = "head", finetun
     seed = config.get("seed", 0) if seed is None else seed
     return train_model(out_dir, kind, config["backbone"], config["manifest"], labelled, labels, seed,
                        cache_dir=config.get("cache_dir", ""), finetune_config=finetune_config, head_epochs=head_epochs,
-                       speaker_norm=bool(config.get("speaker_norm", False)))
+                       speaker_norm=bool(config.get("speaker_norm", False)),
+                       targets=run_soft_targets(run_dir, config, labelled))
 
 
 BEST = "best"  # --kind best: every kind of KINDS trained, the one with the best validation UA kept

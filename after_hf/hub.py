@@ -166,15 +166,17 @@ def _method(provenance: Provenance | None, metrics: ModelMetrics, training: dict
     else:
         tapt_md = "No task-adaptive pre-training (TAPT) is recorded for this model."
     kind = (provenance.kind if provenance else None) or metrics.kind
+    soft = (provenance.labels.soft_labels if provenance else False) or bool(training.get("soft_targets"))
+    to = " to each clip's vote distribution (soft labels)" if soft else ""
     if kind == "head":
         training_md = ("Training: the whole encoder frozen; a softmax-weighted sum of its layers, a linear projector, "
                        "mean pooling over time and a linear classifier trained on the labelled clips (wav2vec2's "
-                       "`use_weighted_layer_sum` head).")
+                       f"`use_weighted_layer_sum` head) with class-weighted cross-entropy{to}.")
     else:
         what = ("LoRA adapters on the attention projections (merged into the weights)" if kind == "lora"
                 else "the encoder")
-        training_md = (f"Fine-tuning: {what} and a linear head trained with class-weighted cross-entropy, CNN feature "
-                       f"encoder frozen, masked mean pooling.")
+        training_md = (f"Fine-tuning: {what} and a linear head trained with class-weighted cross-entropy{to}, CNN "
+                       f"feature encoder frozen, masked mean pooling.")
     hyper = {k: training[k] for k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
                                       "max_train_seconds", "lora", "class_weighted_loss", "seed") if k in training}
     return {"base_md": f"`{base}`" if base else "a wav2vec 2.0 backbone", "tapt_md": tapt_md,

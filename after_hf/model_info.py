@@ -134,6 +134,9 @@ class LabelInfo:
     strategy: Optional[str] = None  # active-learning query strategy (None: all labels, no AL)
     cold_start: Optional[str] = None
     rounds: Optional[int] = None
+    rater_policy: Optional[str] = None  # fixed / dynamic: a simulated oracle asked the corpus' raters (al.raters)
+    rater_answers: int = 0  # rater answers that policy asked for (what its budget counted)
+    soft_labels: bool = False  # trained on each clip's vote distribution (the split of its answers), not one label
 
     @property
     def fraction(self) -> Optional[float]:
@@ -226,12 +229,18 @@ def labels_sentence(labels: LabelInfo) -> str:
     else:
         chosen = (f", chosen by active learning ({labels.strategy} query strategy after a {labels.cold_start} cold "
                   f"start, {labels.rounds} rounds)")
+    soft = (" The model was trained on each clip's vote distribution (how its answers split over the classes), not "
+            "on one label per clip (soft labels)." if labels.soft_labels else "")
     if labels.oracle == "human":
         people = f"{labels.annotators} {'person' if labels.annotators == 1 else 'people'}"
         who = (f"; labelled by {people} in the after-hf labelling page ({labels.answers} answers"
                + (f", {labels.skipped_clips} clips skipped" if labels.skipped_clips else "") + ")")
-        return f"**{labels.labelled_clips} human-labelled clips**{share}{chosen}{who}."
+        return f"**{labels.labelled_clips} human-labelled clips**{share}{chosen}{who}.{soft}"
+    if labels.oracle == "simulated" and labels.rater_policy:
+        return (f"**{labels.labelled_clips} labelled clips**{share}{chosen}; each label is the majority of the answers "
+                f"of the corpus' own raters, asked one at a time by a simulated oracle ({labels.rater_policy} rater "
+                f"policy, {labels.rater_answers} rater answers in all).{soft}")
     if labels.oracle == "simulated":
         return (f"**{labels.labelled_clips} labelled clips**{share}{chosen}; their labels were the corpus' own, "
-                f"revealed when a clip was chosen (a simulated annotator).")
-    return f"**{labels.labelled_clips} labelled clips**: every clip of the training pool (no active learning)."
+                f"revealed when a clip was chosen (a simulated annotator).{soft}")
+    return f"**{labels.labelled_clips} labelled clips**: every clip of the training pool (no active learning).{soft}"

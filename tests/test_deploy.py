@@ -186,3 +186,56 @@ def test_deploy_help_does_not_import_torch():
             "print(sorted(m for m in ('torch', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_deploy_of_a_soft_label_run_trains_on_its_vote_distributions(synth_manifest, simulated_run, tmp_path,
+                                                                     monkeypatch):
+    """A run with --soft_labels (here: 3 simulated raters a clip) deploys on the split of the answers it paid for,
+    for the head and for lora / full (row by row), and the card says so; a hard-label run deploys on its labels."""
+    import after_hf.finetune
+    from after_hf.al.head import HeadClassifier
+    from after_hf.deploy import deploy
+    from after_hf.hub import build_card
+
+    run = tmp_path / "soft_run"
+    _al(synth_manifest, run, tmp_path / "cache", rater_policy="fixed", raters_per_clip=3, seed_size=15, step_size=15,
+        budget=30, soft_labels=True)
+    state = json.loads((run / "state.json").read_text())
+    answers = {i: [a["labels"][0] for a in given] for rec in state["rounds"] for i, given in rec["answers"].items()}
+    names = label_names(load_manifest(synth_manifest))
+    expected = {i: [a.count(name) / len(a) for name in names] for i, a in answers.items()
+                if i in {k for rec in state["rounds"] for k in rec["labels"]}}
+    assert any(max(t) < 1 for t in expected.values())  # the raters split on some clips
+    seen, real_fit = [], HeadClassifier.fit
+
+    def spy(self, feats, labels, seed, *a, targets=None, **kw):
+        seen.append(None if targets is None else np.asarray(targets).copy())
+        return real_fit(self, feats, labels, seed, *a, targets=targets, **kw)
+
+    monkeypatch.setattr(HeadClassifier, "fit", spy)
+    result = deploy(run, tmp_path / "deployed", head_epochs=20)
+    np.testing.assert_allclose(seen[-1], [expected[i] for i in sorted(expected)], atol=1e-6)
+    labels = result.provenance.labels
+    assert labels.soft_labels and (labels.rater_policy, labels.rater_answers) == ("fixed", 30)
+    assert result.metrics.training["soft_labels"] is True
+    card = build_card(result.model_dir, "someone/soft").text
+    assert "vote distribution" in card and "fixed rater policy, 30 rater answers" in card
+    assert "the corpus' own, revealed" not in card  # the labels were the raters' majority, not the corpus label
+
+    deploy(simulated_run / "run", tmp_path / "hard", head_epochs=20)  # a hard-label run: its labels
+    assert seen[-1] is None
+    assert "vote distribution" not in build_card(tmp_path / "hard" / "model", "someone/hard").text
+
+    class Stop(Exception):
+        pass
+
+    def finetune_spy(args, train, val, label_names, out_dir, stats_ds=None, targets=None):
+        finetune_spy.rows = (list(train["id"]), targets)
+        raise Stop
+
+    monkeypatch.setattr(after_hf.finetune, "finetune", finetune_spy)
+    with pytest.raises(Stop):
+        deploy(run, tmp_path / "full", kind="full")
+    ids, targets = finetune_spy.rows
+    assert sorted(ids) == sorted(expected)
+    np.testing.assert_allclose(targets, [expected[i] for i in ids], atol=1e-6)  # aligned with the training rows
