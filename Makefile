@@ -15,10 +15,11 @@ DEMO_DIR ?= runs/demo
 
 LINTED := after_hf tests benchmarks spaces_demo
 
-.PHONY: help setup apt lint test test-fast demo demo-full base bench space reproduce-paper clean
+.PHONY: help setup apt lint test test-fast demo demo-full demo-raters base bench space reproduce-paper \
+	reproduce-paper-raters clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 24
 
 setup: $(STAMP)  ## apt packages + .venv + pinned requirements + editable install (idempotent)
 
@@ -52,6 +53,9 @@ demo: setup  ## the main job on the embedded default: synth -> prepare -> TAPT -
 demo-full: setup  ## AFTER's full-mode AL (re-fine-tune per round) on the demo pool: entropy vs random, 3 seeds (recipes/demo/full_mode.yaml; not in the 15 minutes of make demo)
 	$(VENV)/bin/after-hf experiment --config recipes/demo/full_mode.yaml --out runs/demo_full
 
+demo-raters: setup  ## rater answers to reach 97% of the full-data UA: {1, fixed 3, dynamic} raters per clip x {random, entropy, disagreement} x 3 seeds on the demo's simulated raters (recipes/demo/raters.yaml)
+	$(VENV)/bin/after-hf experiment --config recipes/demo/raters.yaml --out runs/demo_raters
+
 BASE_DIR ?= runs/base
 base: setup  ## rebuild the demo's pre-trained base (recipes/demo/base_model) from generic generated speech; resumes; ~40 min on 2 quiet cores
 	$(VENV)/bin/after-hf synth --profile recipes/demo/base_corpus.yaml --num_utterances 3000 --voices 160 --seed 1000 --out $(BASE_DIR)/corpus
@@ -72,6 +76,11 @@ reproduce-paper: setup  ## AFTER's grid on real corpora (needs IEMOCAP=PATH, the
 	@[ -n "$(IEMOCAP)" ] || { echo "usage: make reproduce-paper IEMOCAP=/path/to/IEMOCAP_full_release [MERGED='cremad=PATH ravdess=PATH ...'] [DRY_RUN=1]"; exit 2; }
 	HF_HUB_OFFLINE=$(if $(DRY_RUN),1,0) HF_DATASETS_OFFLINE=$(if $(DRY_RUN),1,0) $(VENV)/bin/after-hf experiment --config recipes/paper/iemocap_grid.yaml \
 	  --corpus iemocap=$(IEMOCAP) $(MERGED) $(if $(DRY_RUN),--dry_run) --out runs/paper
+
+reproduce-paper-raters: setup  ## the rater-policy grid on IEMOCAP's evaluators (needs IEMOCAP=PATH, the Hub and a GPU); DRY_RUN=1 only prints the plan
+	@[ -n "$(IEMOCAP)" ] || { echo "usage: make reproduce-paper-raters IEMOCAP=/path/to/IEMOCAP_full_release [DRY_RUN=1]"; exit 2; }
+	HF_HUB_OFFLINE=$(if $(DRY_RUN),1,0) HF_DATASETS_OFFLINE=$(if $(DRY_RUN),1,0) $(VENV)/bin/after-hf experiment --config recipes/paper/iemocap_raters.yaml \
+	  --corpus iemocap=$(IEMOCAP) $(if $(DRY_RUN),--dry_run) --out runs/paper_raters
 
 clean:  ## remove run outputs (keeps .venv)
 	rm -rf runs .pytest_cache

@@ -1,7 +1,8 @@
 """`after-hf experiment`: the whole job in one command, each stage skipped when its output exists.
 
-corpus (generated or on disk) -> prepare (manifest) -> TAPT -> AL grid (strategies x cold starts x seeds)
--> full-data baseline (+ the no-TAPT ablation) -> report (results.md, learning_curves.png).
+corpus (generated or on disk) -> prepare (manifest) -> TAPT -> AL grid (rater policies x strategies x cold starts
+x seeds) -> full-data baseline (+ the no-TAPT ablation) -> report (results.md, learning_curves.png; with rater
+policies also the answers to the target and answer_curves.png).
 ``--dry_run`` resolves and prints every stage, path, fold and budget without training anything.
 """
 
@@ -16,7 +17,8 @@ from .config import ConfigError, check_recipe, parse_args
 from .io import atomic_write_json, check_output_dir
 
 ALL_OF_POOL = 1 - 1e-9  # a fraction that rounds to every sample of the pool (1 would mean one sample)
-GRID_SET = ("manifest", "out", "backbone", "strategy", "cold_start", "seed", "cache_dir", "resume")  # set per run
+GRID_SET = ("manifest", "out", "backbone", "strategy", "cold_start", "seed", "cache_dir", "resume", "rater_policy",
+            "raters_per_clip")  # set per run
 
 
 @dataclass
@@ -67,6 +69,14 @@ class ExperimentArguments:
     )
     seeds: list[int] = field(
         default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds (each setting runs once per seed)."})
+    rater_policies: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Rater policies to compare, each POLICY:RATERS (a manifest with rater answers): fixed:1 = "
+                          "one rater per clip, fixed:3 = a panel of 3, dynamic:3 = one rater and more only while "
+                          "they disagree, up to 3 (`after-hf al --rater_policy / --raters_per_clip`); budgets then "
+                          "count rater answers and the report adds the answers each setting needed to reach 97% of "
+                          "the full-data UA. Empty = one label per clip (the manifest's)."},
+    )
     al: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "Options of every AL run of the grid: any `after-hf al` option (mode, seed_size, step_size, "
@@ -107,8 +117,28 @@ class ExperimentArguments:
         default=False, metadata={"help": "Print every resolved stage, config, fold and budget; train nothing."})
 
 
-def _run_name(strategy: str, cold: str, tag: str, seed: int) -> str:
-    return f"{strategy.replace(':', '+')}-{cold}{tag}__s{seed}"
+def _run_name(strategy: str, cold: str, tag: str, seed: int, policy: str = "") -> str:
+    return f"{strategy.replace(':', '+')}-{cold}{policy.replace(':', '')}{tag}__s{seed}"
+
+
+def rater_policies_of(args: ExperimentArguments) -> list[tuple[str, dict[str, Any]]]:
+    """(run-name tag, `al` options) per rater policy of the grid: [("", {})] without the axis."""
+    from .al.raters import POLICIES
+
+    found = []
+    for spec in args.rater_policies:
+        policy, _, count = spec.partition(":")
+        if policy == "label" and not count:
+            found.append(("-label", {"rater_policy": "label"}))
+        elif policy in POLICIES and policy != "label" and count.isdigit() and int(count) >= 1:
+            found.append((f"-{policy}{count}", {"rater_policy": policy, "raters_per_clip": int(count)}))
+        else:
+            raise ConfigError(f"experiment option rater_policies: {spec!r} is not POLICY:RATERS; use fixed:N (N raters "
+                              f"per clip), dynamic:N (one rater, more while they disagree, up to N) or label (the "
+                              f"manifest's label), e.g. [fixed:1, fixed:3, dynamic:3].")
+    if len({tag for tag, _ in found}) < len(found):
+        raise ConfigError(f"experiment option rater_policies: {args.rater_policies} names a policy twice.")
+    return found or [("", {})]
 
 
 def folds_of(args: ExperimentArguments) -> list[int | None]:
@@ -134,7 +164,7 @@ def al_options(args: ExperimentArguments) -> dict[str, Any]:
     owned = sorted(set(args.al) & set(GRID_SET))
     if owned:
         raise ConfigError(f"experiment option al: {owned} are set by the grid for each run; use strategies / "
-                          f"cold_starts / seeds / backbone / out instead, and remove them from al.")
+                          f"cold_starts / seeds / rater_policies / backbone / out instead, and remove them from al.")
     check_recipe(args.al, [ALArguments], "experiment option al")
     return {"finetune_config": args.finetune_config, **args.al}
 
@@ -177,11 +207,14 @@ def plan(args: ExperimentArguments) -> list:
         common = dict(shared, manifest=str(manifest_of(args, fold)), cache_dir=str(out / "cache" / "features"))
         run_dir = out / "al" / (f"fold{fold}" if fold else "")
         ablations = ablations_of(args)  # (tag, backbone): the same runs from a less pre-trained encoder
-        grid = [(s, c, "", tapt_dir) for s in args.strategies for c in args.cold_starts]
-        grid += [(args.strategies[0], args.cold_starts[0], f"-{tag}", backbone) for tag, backbone in ablations]
+        policies = rater_policies_of(args)  # (tag, rater options): who answers, and what the budget counts
+        grid = [(s, c, "", tapt_dir, p) for p in policies for s in args.strategies for c in args.cold_starts]
+        grid += [(args.strategies[0], args.cold_starts[0], f"-{tag}", backbone, policies[0])
+                 for tag, backbone in ablations]
         for seed in args.seeds:
-            for strategy, cold, tag, backbone in grid:
-                runs.append(ALArguments(**common, out=str(run_dir / _run_name(strategy, cold, tag, seed)),
+            for strategy, cold, tag, backbone, (policy, raters) in grid:
+                runs.append(ALArguments(**common, **raters, out=str(run_dir / _run_name(strategy, cold, tag, seed,
+                                                                                          policy)),
                                         backbone=backbone, strategy=strategy, cold_start=cold, seed=seed,
                                         strategy_options=strategy_options[strategy],
                                         cold_start_options=cold_options[cold]))
@@ -255,12 +288,16 @@ def print_plan(args: ExperimentArguments, runs: list, out: Path) -> None:
               f"{manifest_of(args, fold)} --output_dir {tapt_dir_of(args, fold)}"
               + (f" (fold {fold}: its training sessions only)" if fold else ""))
     shown = {"mode", "seed_size", "step_size", "budget", "strategy_options", "cold_start_options"}
+    if args.rater_policies:
+        print(f"rater policies: {', '.join(args.rater_policies)} (seed_size / step_size / budget count rater answers)")
     extra = "".join(f" --{k} {v}" for k, v in args.al.items() if k not in shown)  # the recipe's other al: options
     for run in runs:
         options = "".join(f" --{name} " + " ".join(f"{k}={v}" for k, v in getattr(run, name).items())
                           for name in ("strategy_options", "cold_start_options") if getattr(run, name)) + extra
+        raters = (f" --rater_policy {run.rater_policy} --raters_per_clip {run.raters_per_clip}"
+                  if run.rater_policy != "label" else "")
         print(f"  al --out {run.out} --manifest {run.manifest} --backbone {run.backbone} --mode {run.mode} "
-              f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed} "
+              f"--strategy {run.strategy} --cold_start {run.cold_start} --seed {run.seed}{raters} "
               f"--seed_size {run.seed_size:.10g} --step_size {run.step_size:.10g} --budget {run.budget:.10g}{options}")
     if args.final_model != "none":
         print(f"  deploy --run {runs[0].out} --out {out / 'final'} --kind {args.final_model}   (the deployable model)")

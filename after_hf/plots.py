@@ -1,4 +1,5 @@
-"""Figures written as PNG files (matplotlib, no display needed): confusion matrices; learning curves later."""
+"""Figures written as PNG files (matplotlib, no display needed): confusion matrices, and the test UA of rater-policy
+runs against the rater answers they cost (`after-hf report`'s answer_curves.png)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,44 @@ def plot_confusion_matrix(
                     color="white" if recall[i, j] > 0.5 else "black")
     if title:
         ax.set_title(title)
+    try:
+        return _save_atomic(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def plot_answer_curves(results: dict, answers: dict, path: str | Path, policy_name=str) -> Path:
+    """Test UA (mean ± std over seeds) against rater answers, one panel per rater policy, one line per strategy
+    (``results``: ``report.aggregate``), with the full-data UA and the target of ``answers``
+    (``report.answers_to_target``) as horizontal lines; written atomically to ``path``."""
+    plt = _pyplot()
+    settings = answers["settings"]
+    policies = sorted({e["rater_policy"] for e in settings.values()},  # fixed:1, fixed:3, ..., then dynamic
+                      key=lambda spec: (not spec.startswith("fixed:"), spec.split(":")[-1].zfill(4), spec))
+    strategies = sorted({e["strategy"] for e in settings.values()})
+    colours = {s: plt.get_cmap("tab10")(i) for i, s in enumerate(strategies)}
+    fig, axes = plt.subplots(1, len(policies), figsize=(4.2 * len(policies) + 0.8, 4.2), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, spec in zip(axes[0], policies):
+        for setting, entry in sorted(settings.items()):
+            if entry["rater_policy"] != spec:
+                continue
+            points = results[setting]["points"]
+            x = np.array([p["num_answers"] for p in points])
+            y, s = np.array([p["test_ua"] for p in points]), np.array([p["test_ua_std"] for p in points])
+            colour = colours[entry["strategy"]]
+            ax.plot(x, y, marker="o", markersize=3, color=colour, label=f"{entry['strategy']} ({entry['cold_start']} "
+                                                                          "cold start)")
+            ax.fill_between(x, y - s, y + s, alpha=0.12, color=colour)
+        ax.axhline(answers["full_data_ua"], color="grey", linewidth=1, label=f"full data {answers['full_data_ua']:.3f}")
+        ax.axhline(answers["target_ua"], color="black", linestyle="-.", linewidth=1,
+                   label=f"{100 * answers['fraction_of_full']:.0f} % of it {answers['target_ua']:.3f}")
+        ax.set_title(policy_name(spec), fontsize=10)
+        ax.set_xlabel("rater answers")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("test UA (mean ± std over seeds)")
+    fig.suptitle("Test UA against the rater answers it cost", fontsize=11)
     try:
         return _save_atomic(fig, Path(path))
     finally:

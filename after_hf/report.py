@@ -1,7 +1,10 @@
 """`after-hf report`: results table, learning curves and time table from an experiment's AL run directories.
 
 Reads ``<experiment>/al/<run>/summary.json`` (+ ``config.json``) and writes ``results.md``,
-``learning_curves.png`` and ``results.json`` into the experiment directory.
+``learning_curves.png`` and ``results.json`` into the experiment directory. Runs made under a rater policy
+(``--rater_policy fixed|dynamic``: budgets in rater answers) are placed on their curves by rater answers, and add
+the rater answers each setting needed to reach ``TARGET_OF_FULL`` x the full-data UA (``answers_to_target``:
+results.md, results.json) and ``answer_curves.png`` (x = rater answers).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .io import atomic_write_json, atomic_write_text
 from .model_info import read_metrics
 
 BASELINE_PREFIX = "full_data"
+TARGET_OF_FULL = 0.97  # the rater-answers table: answers needed to reach 97 % of the full-data test UA
 
 
 class ReportError(AfterHFError, FileNotFoundError):
@@ -55,33 +59,89 @@ def _auc(fractions, uas) -> float:
     return float(np.sum((uas[1:] + uas[:-1]) / 2 * np.diff(fractions)) / span) if span > 0 else float(uas[0])
 
 
-def aggregate(experiment: Path) -> dict:
+def rater_policy_of(config: dict) -> str | None:
+    """"fixed:3" / "dynamic:3" for a run whose oracle asked raters (budgets in rater answers), else None."""
+    policy = config.get("rater_policy", "label")
+    return None if policy == "label" else f"{policy}:{config.get('raters_per_clip', 3)}"
+
+
+def _x(config: dict, r: dict) -> float:
+    """Where a round sits on its setting's curve: its rater answers under a rater policy (seeds of a dynamic policy
+    label different numbers of clips for the same answers), else its labelled fraction of the pool."""
+    return float(r.get("num_answers", r["num_labelled"])) if rater_policy_of(config) else round(
+        r["fraction_labelled"], 4)
+
+
+def _points(runs: list[dict]) -> list[dict]:
+    """The setting's curve: one point per position (``_x``), each metric's mean and std over the seeds there."""
+    by_x: dict[float, list[dict]] = defaultdict(list)
+    for run in runs:
+        for r in run["rounds"]:
+            by_x[_x(run["config"], r)].append(r)
+    points = []
+    for x in sorted(by_x):
+        rows = by_x[x]
+        point = {"fraction_labelled": float(np.mean([r["fraction_labelled"] for r in rows])), "n_seeds": len(rows),
+                 "num_labelled": float(np.mean([r["num_labelled"] for r in rows]))}
+        if rater_policy_of(runs[0]["config"]):
+            point["num_answers"] = x
+        soft = ("test_kl", "test_brier") if any("test_kl" in r for r in rows) else ()  # rater votes exist
+        for metric in ("test_ua", "test_wa", "test_macro_f1", *soft):
+            values = np.array([r.get(metric, np.nan) for r in rows], dtype=float)
+            point[metric] = float(np.nanmean(values))
+            point[metric + "_std"] = float(np.nanstd(values))
+        points.append(point)
+    return points
+
+
+def aggregate(experiment: Path, groups: dict[str, list[dict]] | None = None) -> dict:
+    """Per setting: its curve (``_points``), AUC of UA over its x (normalised: the mean UA over the range), seconds
+    and what it was (mode, backbone, soft labels, rater policy, strategy)."""
     out = {}
-    for setting, runs in _runs(experiment).items():
-        by_size: dict[float, list[dict]] = defaultdict(list)
-        for run in runs:
-            for r in run["rounds"]:
-                by_size[round(r["fraction_labelled"], 4)].append(r)
-        points = []
-        for fraction in sorted(by_size):
-            rows = by_size[fraction]
-            point = {"fraction_labelled": fraction, "n_seeds": len(rows)}
-            soft = ("test_kl", "test_brier") if any("test_kl" in r for r in rows) else ()  # rater votes exist
-            for metric in ("test_ua", "test_wa", "test_macro_f1", *soft):
-                values = np.array([r.get(metric, np.nan) for r in rows], dtype=float)
-                point[metric] = float(np.nanmean(values))
-                point[metric + "_std"] = float(np.nanstd(values))
-            points.append(point)
-        auc = _auc([p["fraction_labelled"] for p in points], [p["test_ua"] for p in points])
-        per_run = [_auc([r["fraction_labelled"] for r in run["rounds"]],
+    for setting, runs in (_runs(experiment) if groups is None else groups).items():
+        points = _points(runs)
+        config = runs[0]["config"]
+        key = "num_answers" if rater_policy_of(config) else "fraction_labelled"
+        auc = _auc([p[key] for p in points], [p["test_ua"] for p in points])
+        per_run = [_auc([_x(run["config"], r) for r in run["rounds"]],
                         [r.get("test_ua", np.nan) for r in run["rounds"]]) for run in runs]
         seconds = [_seconds(run["rounds"]) for run in runs]
         out[setting] = {"points": points, "auc_ua": auc, "auc_ua_std": float(np.nanstd(per_run)),
                         "seconds_mean": float(np.mean(seconds)),
                         "seconds_std": float(np.std(seconds)), "n_seeds": len(runs),
-                        "mode": runs[0]["config"].get("mode"), "backbone": runs[0]["config"].get("backbone"),
-                        "soft_labels": bool(runs[0]["config"].get("soft_labels"))}
+                        "mode": config.get("mode"), "backbone": config.get("backbone"),
+                        "soft_labels": bool(config.get("soft_labels")), "rater_policy": rater_policy_of(config),
+                        "strategy": config.get("strategy"), "cold_start": config.get("cold_start")}
     return out
+
+
+def answers_to_target(groups: dict[str, list[dict]], results: dict) -> dict | None:
+    """Rater answers each rater-policy setting needed to reach ``TARGET_OF_FULL`` x the full-data test UA (the
+    ``full_data`` baseline's mean over seeds): per seed, the answers of its first round at or above the target, or
+    None when no round reached it within the budget. None when no run used a rater policy or there is no baseline."""
+    settings = {k: v for k, v in groups.items() if rater_policy_of(v[0]["config"]) and k in results}
+    base = results.get(BASELINE_PREFIX)
+    if not settings or base is None:
+        return None
+    target = TARGET_OF_FULL * base["points"][-1]["test_ua"]
+    table = {}
+    for setting, runs in sorted(settings.items()):
+        per_seed, clips = {}, []
+        for run in sorted(runs, key=lambda r: r["config"].get("seed", 0)):
+            hit = next((r for r in run["rounds"] if r.get("test_ua", -1.0) >= target), None)
+            per_seed[str(run["config"].get("seed"))] = None if hit is None else int(hit.get("num_answers", 0))
+            clips += [] if hit is None else [hit["num_labelled"]]
+        reached = [v for v in per_seed.values() if v is not None]
+        res = results[setting]
+        table[setting] = {
+            "rater_policy": res["rater_policy"], "strategy": res["strategy"], "cold_start": res["cold_start"],
+            "per_seed": per_seed, "reached": len(reached), "n_seeds": len(per_seed),
+            "mean": float(np.mean(reached)) if reached else None, "std": float(np.std(reached)) if reached else None,
+            "clips_at_target": float(np.mean(clips)) if clips else None,
+            "budget": int(max(r["rounds"][-1].get("num_answers", 0) for r in runs)),
+            "final_ua": res["points"][-1]["test_ua"], "final_ua_std": res["points"][-1]["test_ua_std"]}
+    return {"fraction_of_full": TARGET_OF_FULL, "full_data_ua": base["points"][-1]["test_ua"], "target_ua": target,
+            "full_data_soft_labels": base["soft_labels"], "settings": table}
 
 
 def plot_learning_curves(results: dict, path: Path) -> None:
@@ -144,8 +204,17 @@ def _references_section(refs: dict) -> list[str]:
 
 def _verdict(ranked: list) -> str:
     """Best setting vs the best random-acquisition setting, with the seed spread as the yardstick (no
-    ablation: a setting whose name carries a backbone tag is not a strategy of the main grid)."""
+    ablation: a setting whose name carries a backbone tag is not a strategy of the main grid). Under rater policies
+    one sentence per policy: their curves span different answer ranges, so AUCs compare only within a policy."""
     grid = [(k, v) for k, v in ranked if not any(tag in k for tag in ("-no_tapt", "-scratch"))]
+    policies = list(dict.fromkeys(v.get("rater_policy") for _, v in grid))
+    if any(p is not None for p in policies):
+        found = [_one_verdict([(k, v) for k, v in grid if v.get("rater_policy") == p]) for p in policies]
+        return " ".join(f"{policy_name(p) if p else 'one label per clip'}: {v}" for p, v in zip(policies, found) if v)
+    return _one_verdict(grid)
+
+
+def _one_verdict(grid: list) -> str:
     randoms = [(k, v) for k, v in grid if k.startswith("random")]
     if not grid or not randoms:
         return ""
@@ -161,7 +230,66 @@ def _verdict(ranked: list) -> str:
     return f"{best} beats {rand} by {diff:.3f} AUC (more than the seed standard deviation, {spread:.3f})."
 
 
-def results_markdown(results: dict, experiment: Path) -> str:
+def policy_name(spec: str) -> str:
+    """"fixed:1" -> "1 rater per clip", "fixed:3" -> "fixed, 3 raters per clip", "dynamic:3" -> "dynamic, up to 3"."""
+    policy, _, n = spec.partition(":")
+    if policy == "fixed":
+        return "1 rater per clip" if n == "1" else f"fixed, {n} raters per clip"
+    return f"dynamic, up to {n} raters per clip"
+
+
+def _spec_order(entry: dict) -> tuple:
+    policy, _, n = entry["rater_policy"].partition(":")
+    return (policy != "fixed", int(n or 0), entry["strategy"] or "", entry["cold_start"] or "")
+
+
+def _answers_verdict(entries: list[dict]) -> str:
+    """Per rater policy, its best strategy by mean answers to the target (only settings that reached it in every
+    seed can be ranked), and which policy needs the fewest."""
+    parts, best = [], None
+    for spec in dict.fromkeys(e["rater_policy"] for e in entries):
+        done = [e for e in entries if e["rater_policy"] == spec and e["reached"] == e["n_seeds"]]
+        if not done:
+            parts.append(f"{policy_name(spec)}: no strategy reached it in every seed")
+            continue
+        top = min(done, key=lambda e: e["mean"])
+        parts.append(f"{policy_name(spec)}: {top['strategy']}, {top['mean']:.0f} ± {top['std']:.0f} answers")
+        best = top if best is None or top["mean"] < best["mean"] else best
+    lead = (f"fewest rater answers to the target: **{policy_name(best['rater_policy'])} with {best['strategy']}** "
+            f"({best['mean']:.0f} ± {best['std']:.0f}). " if best else "no setting reached the target in every seed. ")
+    return lead + "Best strategy per policy: " + "; ".join(parts) + "."
+
+
+def _answers_section(table: dict | None) -> list[str]:
+    """results.md: the rater answers each (rater policy, strategy) needed to reach the target, seed by seed."""
+    if table is None:
+        return []
+    lines = ["", f"## Rater answers to reach {100 * table['fraction_of_full']:.0f} % of the full-data UA", "",
+             f"Target: test UA ≥ **{table['target_ua']:.3f}** = {100 * table['fraction_of_full']:.0f} % of "
+             f"`{BASELINE_PREFIX}` ({table['full_data_ua']:.3f}: the same learner on every clip of the pool"
+             + (", trained on all of each clip's rater answers" if table["full_data_soft_labels"] else "") + "). Per "
+             "seed, the rater answers of the first round at or above the target (test UA is noisy: a curve may dip "
+             "below it again); *not reached* = no round reached it within the answers the run had. The mean ± std "
+             "is over the seeds that reached it.", "",
+             "| rater policy | strategy | cold start | seeds reaching | answers per seed | answers to target "
+             "(mean ± std) | clips labelled then | UA at the last round |", "|---|---|---|---|---|---|---|---|"]
+    entries = sorted(table["settings"].values(), key=_spec_order)
+    for e in entries:
+        per_seed = " / ".join("not reached" if v is None else str(v) for v in e["per_seed"].values())
+        if e["mean"] is None:
+            mean = f"not reached within {e['budget']}"
+        else:
+            mean = f"{e['mean']:.0f} ± {e['std']:.0f}" + (
+                f" ({e['reached']} of {e['n_seeds']} seeds)" if e["reached"] < e["n_seeds"] else "")
+        clips = "–" if e["clips_at_target"] is None else f"{e['clips_at_target']:.0f}"
+        lines.append(f"| {policy_name(e['rater_policy'])} | {e['strategy']} | {e['cold_start']} | "
+                     f"{e['reached']} of {e['n_seeds']} | {per_seed} | {mean} | {clips} | "
+                     f"{e['final_ua']:.3f} ± {e['final_ua_std']:.3f} ({e['budget']} answers) |")
+    return lines + ["", f"**Verdict:** {_answers_verdict(entries)}", "",
+                    "![rater answers vs test UA](answer_curves.png)"]
+
+
+def results_markdown(results: dict, experiment: Path, answers: dict | None = None) -> str:
     refs = load_references(experiment)
     lines = [f"# Results: {experiment}", "", *_references_section(refs)]
     baselines = {k: v for k, v in results.items() if k.startswith(BASELINE_PREFIX)}
@@ -187,6 +315,7 @@ def results_markdown(results: dict, experiment: Path) -> str:
                              f"{100 * p['fraction_labelled']:.1f} | {p['test_kl']:.3f} ± {p['test_kl_std']:.3f} | "
                              f"{p['test_brier']:.3f} ± {p['test_brier_std']:.3f} |")
     lines += ["", "## Area under the UA learning curve (normalised by the budget range; higher is better)", "",
+              "The range: the labelled fraction of the pool, or the rater answers for a rater policy.", "",
               "| setting | AUC(UA) ± std over seeds | final UA |", "|---|---|---|"]
     ranked = sorted(curves.items(), key=lambda kv: -kv[1]["auc_ua"])
     for setting, res in ranked:
@@ -195,6 +324,7 @@ def results_markdown(results: dict, experiment: Path) -> str:
     verdict = _verdict(ranked)
     if verdict:
         lines += ["", f"**Verdict:** {verdict}"]
+    lines += _answers_section(answers)
     lines += ["", "## Time: active learning to its budget vs fine-tuning on all labels", "",
               "Wall seconds of train + score + select (annotation excluded; frozen-feature encoding, shared by all "
               "runs, excluded).", "",
@@ -261,8 +391,11 @@ def _speaker_section(refs: dict, experiment: Path) -> list[str]:
 
 
 def build_report(experiment: str | Path) -> Path:
+    from .plots import plot_answer_curves
+
     experiment = Path(experiment)
-    results = aggregate(experiment)
+    groups = _runs(experiment)
+    results = aggregate(experiment, groups)
     if not results:
         raise ReportError(f"no finished AL runs under {experiment}/al/*/summary.json: run `after-hf experiment` "
                           "first.")
@@ -273,10 +406,14 @@ def build_report(experiment: str | Path) -> Path:
         "validation_ua": final.splits.get("validation", {}).get("ua"),
         "single_clip_test_ua": test.get("single_clip", {}).get("ua"),
         "test_ua_per_speaker": {k: v["ua"] for k, v in test.get("per_speaker", {}).items()}}}
-    atomic_write_json(experiment / "results.json", {**results, **load_references(experiment), **deployable})
+    answers = answers_to_target(groups, results)
+    extra = {} if answers is None else {"answers_to_target": answers}
+    atomic_write_json(experiment / "results.json", {**results, **load_references(experiment), **deployable, **extra})
     plot_learning_curves(results, experiment / "learning_curves.png")
+    if answers is not None:
+        plot_answer_curves(results, answers, experiment / "answer_curves.png", policy_name)
     report = experiment / "results.md"
-    atomic_write_text(report, results_markdown(results, experiment))
+    atomic_write_text(report, results_markdown(results, experiment, answers))
     return report
 
 

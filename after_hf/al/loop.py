@@ -362,6 +362,22 @@ def check_rater_policy(args: ALArguments, train: SplitArrays) -> None:
                             "section, IEMOCAP, CREMA-D with its rating files), or use --rater_policy label.")
 
 
+def rater_budget(args: ALArguments, pool_size: int) -> tuple[float, int | None]:
+    """(budget, capacity) of the schedule. Under a rater policy a budget past the pool's answers (clips x raters per
+    clip) ends at them, with a note: an experiment grid shares one answer budget between 1- and 3-rater policies."""
+    if args.rater_policy == "label":
+        return args.budget, None
+    from .budget import resolve_size
+
+    capacity = pool_size * args.raters_per_clip
+    wanted = resolve_size(args.budget, pool_size, "budget", capacity=10 ** 12)  # checks the value itself
+    if wanted <= capacity:
+        return args.budget, capacity
+    print(f"note: --budget {wanted} rater answers is more than the pool holds ({pool_size} clips x "
+          f"{args.raters_per_clip} {'rater' if args.raters_per_clip == 1 else 'raters'}): the run ends at {capacity}.")
+    return capacity, capacity
+
+
 def rater_panels(train: SplitArrays) -> dict[str, list[list[str]]]:
     """Each pool clip's counted rater answers in corpus order (self-evaluations left out)."""
     ratings = train.ds["ratings"] if "ratings" in train.ds.column_names else [[] for _ in train.ids]
@@ -391,8 +407,7 @@ def run_al(args: ALArguments) -> RunState:
         stop_ids = set(stop_rng.choice(train.ids, size=min(args.stop_set_size, len(train) // 5), replace=False))
     pool_size = len(train) - len(stop_ids)
     check_rater_policy(args, train)
-    capacity = None if args.rater_policy == "label" else pool_size * args.raters_per_clip
-    schedule = budget_schedule(pool_size, args.seed_size, args.step_size, args.budget, capacity)
+    schedule = budget_schedule(pool_size, args.seed_size, args.step_size, *rater_budget(args, pool_size))
     # a misspelt name or an option the strategy refuses fails now, not after round 0
     get_cold_start(args.cold_start, **args.cold_start_options), get_strategy(args.strategy, **args.strategy_options)
     if not is_named(args.backbone):  # a backbone directory without config / weights is named now too
