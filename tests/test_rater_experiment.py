@@ -63,7 +63,7 @@ def test_iemocap_rater_grid_dry_run_plans_every_fold_and_trains_nothing(tmp_path
 
 
 def _write_run(root, name, config, answers, uas, labelled=None):
-    run = root / "al" / name
+    run = root / "al" / name  # name: RUN, or fold<N>/RUN (the LOSO layout)
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"mode": "head_only", "backbone": "tapt", "soft_labels": True,
                                                  **config}))
@@ -110,6 +110,22 @@ def test_the_report_counts_the_rater_answers_to_97_percent_of_the_full_data_ua(t
     assert "fewest rater answers to the target: **dynamic, up to 3 raters per clip with entropy** (13 ± 5)" in report
     assert "1 rater per clip: no strategy reached it in every seed" in report
     assert (tmp_path / "answer_curves.png").stat().st_size > 10_000
+
+
+def test_loso_folds_are_held_to_their_own_baseline(tmp_path):
+    """IEMOCAP's folds differ in difficulty: each fold's runs are measured against 97 % of that fold's baseline."""
+    from after_hf.report import build_report
+
+    for fold, base in (("fold1", 0.70), ("fold2", 0.50)):  # targets 0.679 and 0.485
+        _write_run(tmp_path, f"{fold}/full_data__s0", {"strategy": "random", "seed": 0}, [100], [base])
+        config = {"strategy": "entropy", "cold_start": "random", "seed": 0, "rater_policy": "fixed",
+                  "raters_per_clip": 3}
+        _write_run(tmp_path, f"{fold}/entropy-random-fixed3__s0", config, [10, 20], [0.49, 0.68])
+    build_report(tmp_path)
+    table = json.loads((tmp_path / "results.json").read_text())["answers_to_target"]
+    assert table["target_ua_by_fold"] == pytest.approx({"fold1": 0.679, "fold2": 0.485})
+    assert table["settings"]["entropy-random-fixed3"]["per_seed"] == {"fold1 s0": 20, "fold2 s0": 10}
+    assert "against its fold's own baseline (fold1 0.679, fold2 0.485)" in (tmp_path / "results.md").read_text()
 
 
 def test_a_report_without_rater_policies_has_no_answer_table(tmp_path):
