@@ -123,19 +123,14 @@ def _run_name(strategy: str, cold: str, tag: str, seed: int, policy: str = "") -
 
 def rater_policies_of(args: ExperimentArguments) -> list[tuple[str, dict[str, Any]]]:
     """(run-name tag, `al` options) per rater policy of the grid: [("", {})] without the axis."""
-    from .al.raters import POLICIES
-
     found = []
     for spec in args.rater_policies:
         policy, _, count = spec.partition(":")
-        if policy == "label" and not count:
-            found.append(("-label", {"rater_policy": "label"}))
-        elif policy in POLICIES and policy != "label" and count.isdigit() and int(count) >= 1:
-            found.append((f"-{policy}{count}", {"rater_policy": policy, "raters_per_clip": int(count)}))
-        else:
+        if policy not in ("fixed", "dynamic") or not count.isdigit() or int(count) < 1:
             raise ConfigError(f"experiment option rater_policies: {spec!r} is not POLICY:RATERS; use fixed:N (N raters "
-                              f"per clip), dynamic:N (one rater, more while they disagree, up to N) or label (the "
-                              f"manifest's label), e.g. [fixed:1, fixed:3, dynamic:3].")
+                              "per clip) or dynamic:N (one rater, more while they disagree, up to N), e.g. [fixed:1, "
+                              "fixed:3, dynamic:3]; leave rater_policies empty for one corpus label per clip.")
+        found.append((f"-{policy}{count}", {"rater_policy": policy, "raters_per_clip": int(count)}))
     if len({tag for tag, _ in found}) < len(found):
         raise ConfigError(f"experiment option rater_policies: {args.rater_policies} names a policy twice.")
     return found or [("", {})]

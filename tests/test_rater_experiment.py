@@ -36,7 +36,7 @@ def test_the_plan_crosses_rater_policies_with_strategies_and_seeds(tmp_path):
     assert set(_plan(tmp_path, "--seeds", "0")) == {"entropy-kmeans__s0", "random-kmeans__s0", "full_data__s0"}
 
 
-@pytest.mark.parametrize("spec", ["fixed", "fixed:0", "sometimes:3", "dynamic:x"])
+@pytest.mark.parametrize("spec", ["fixed", "fixed:0", "sometimes:3", "dynamic:x", "label"])
 def test_a_bad_rater_policy_is_named_with_the_fix(tmp_path, spec):
     with pytest.raises(ConfigError, match=rf"rater_policies: '{spec}' is not POLICY:RATERS; use fixed:N"):
         _plan(tmp_path, "--rater_policies", spec)
