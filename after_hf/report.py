@@ -143,14 +143,15 @@ def answers_to_target(groups: dict[str, list[dict]], results: dict) -> dict | No
             per_seed[key] = None if hit is None else int(hit.get("num_answers", 0))
             clips += [] if hit is None else [hit["num_labelled"]]
         reached = [v for v in per_seed.values() if v is not None]
-        res = results[setting]
+        res, last = results[setting], [run["rounds"][-1].get("test_ua", np.nan) for run in runs]
+        ends = [run["rounds"][-1].get("num_answers", 0) for run in runs]
         table[setting] = {
             "rater_policy": res["rater_policy"], "strategy": res["strategy"], "cold_start": res["cold_start"],
             "per_seed": per_seed, "reached": len(reached), "n_seeds": len(per_seed),
             "mean": float(np.mean(reached)) if reached else None, "std": float(np.std(reached)) if reached else None,
             "clips_at_target": float(np.mean(clips)) if clips else None,
-            "budget": int(max(r["rounds"][-1].get("num_answers", 0) for r in runs)),
-            "final_ua": res["points"][-1]["test_ua"], "final_ua_std": res["points"][-1]["test_ua_std"]}
+            "budget": int(max(ends)), "fewest_at_end": int(min(ends)),  # a dynamic run may use up the pool first
+            "final_ua": float(np.nanmean(last)), "final_ua_std": float(np.nanstd(last))}  # each run's last round
     return {"fraction_of_full": TARGET_OF_FULL, "full_data_ua": base["points"][-1]["test_ua"],
             "target_ua": TARGET_OF_FULL * base["points"][-1]["test_ua"], "full_data_soft_labels": base["soft_labels"],
             **({"target_ua_by_fold": dict(sorted(targets.items()))} if len(targets) > 1 else {}), "settings": table}
@@ -272,6 +273,11 @@ def _answers_verdict(entries: list[dict]) -> str:
     return lead + "Best strategy per policy: " + "; ".join(parts) + "."
 
 
+def _span(entry: dict) -> str:
+    low, high = entry.get("fewest_at_end", entry["budget"]), entry["budget"]
+    return f"{high}" if low == high else f"{low}–{high}"
+
+
 def _answers_section(table: dict | None) -> list[str]:
     """results.md: the rater answers each (rater policy, strategy) needed to reach the target, seed by seed."""
     if table is None:
@@ -300,7 +306,7 @@ def _answers_section(table: dict | None) -> list[str]:
         clips = "–" if e["clips_at_target"] is None else f"{e['clips_at_target']:.0f}"
         lines.append(f"| {policy_name(e['rater_policy'])} | {e['strategy']} | {e['cold_start']} | "
                      f"{e['reached']} of {e['n_seeds']} | {per_seed} | {mean} | {clips} | "
-                     f"{e['final_ua']:.3f} ± {e['final_ua_std']:.3f} ({e['budget']} answers) |")
+                     f"{e['final_ua']:.3f} ± {e['final_ua_std']:.3f} ({_span(e)} answers) |")
     return lines + ["", f"**Verdict:** {_answers_verdict(entries)}", "",
                     "![rater answers vs test UA](answer_curves.png)"]
 

@@ -433,7 +433,8 @@ def run_al(args: ALArguments) -> RunState:
         learner = make_learner(args, splits, labels)
         if time.perf_counter() - started > 5:
             print(f"Features ready ({time.perf_counter() - started:.0f} s).")
-        print(f"Active learning: pool {pool_size}, rounds {len(schedule)} (labelled sizes {schedule}), "
+        sizes = "labelled sizes" if args.rater_policy == "label" else f"rater answers, {args.rater_policy} policy"
+        print(f"Active learning: pool {pool_size}, rounds {len(schedule)} ({sizes} {schedule}), "
               f"strategy {args.strategy}, cold start {args.cold_start}, mode {args.mode}, run dir {args.out}")
         if run_rounds(args, state, learner, train, labels, schedule, stop_ids):
             atomic_write_json(Path(args.out) / "summary.json", summarise(state))
