@@ -87,6 +87,32 @@ def saved_classifier(out: Path = DEFAULT_OUT, name: str = "small", seed: int = 0
     return str(path)
 
 
+def base_config(num_labels: int = len(LABELS)):
+    """wav2vec2-base's architecture: ``Wav2Vec2Config()``'s defaults (95 M parameters), our 4 labels."""
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(num_labels=num_labels, id2label=dict(enumerate(LABELS)),
+                          label2id={name: i for i, name in enumerate(LABELS)})
+
+
+def saved_base(out: Path = DEFAULT_OUT, kind: str = "classifier", seed: int = 0) -> str:
+    """The base-size ``Wav2Vec2ForSequenceClassification`` (``kind="classifier"``, with its feature extractor) or
+    ``Wav2Vec2ForPreTraining`` (``"pretraining"``), random weights (seeded), saved once (~380 MB each)."""
+    import torch
+    from transformers import Wav2Vec2ForPreTraining, Wav2Vec2ForSequenceClassification
+
+    from after_hf.models import feature_extractor_for
+
+    path = Path(out) / "models" / f"base_{kind}_init{seed}"
+    if not (path / "model.safetensors").is_file():
+        torch.manual_seed(seed)
+        config = base_config()
+        model = (Wav2Vec2ForSequenceClassification if kind == "classifier" else Wav2Vec2ForPreTraining)(config)
+        model.save_pretrained(path)
+        feature_extractor_for(config).save_pretrained(path)
+    return str(path)
+
+
 def set_threads(threads: int) -> int:
     import torch
 
@@ -170,15 +196,21 @@ def mib(num_bytes: float) -> float:
     return num_bytes / 2**20
 
 
-def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> float:
-    """The float32 matmul rate this machine reaches with torch's current threads (best of ``repeats``)."""
+def matmul_flops_per_second(n: int = 2048, repeats: int = 5, device="cpu", dtype=None) -> float:
+    """The matmul rate (float32 unless ``dtype``) this machine reaches on ``device`` with torch's current threads
+    (best of ``repeats``)."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dtype = dtype or torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     torch.matmul(a, b)  # warm-up
     best = float("inf")
     for _ in range(repeats):
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         torch.matmul(a, b)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best

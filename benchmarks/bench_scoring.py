@@ -61,8 +61,9 @@ def model_flops(model, fe, manifest, batch_seconds: float) -> tuple[float, float
     paths = manifest.select(batch.tolist())["path"]
     inputs = fe([load_audio(p) for p in paths], sampling_rate=SAMPLING_RATE, padding=True,
                 return_attention_mask=True, return_tensors="pt")
+    device = next(model.parameters()).device
     with torch.no_grad(), FlopCounterMode(display=False) as counter:  # (inference_mode trips weight_norm here)
-        pooled_forward(model, inputs["input_values"], inputs["attention_mask"])
+        pooled_forward(model, inputs["input_values"].to(device), inputs["attention_mask"].to(device))
     padded = inputs["input_values"].shape[0] * inputs["input_values"].shape[1] / SAMPLING_RATE
     return float(counter.get_total_flops()), padded, padded_total
 

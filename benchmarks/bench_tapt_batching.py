@@ -55,6 +55,7 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (0 = torch's default; 1 = robust on shared cores, the ratio is about batching)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", default=str(C.DEFAULT_OUT))
     return p.parse_args(argv)
 
@@ -97,6 +98,7 @@ def train_pass(model, optimizer, waves, batches, collate, mask_args, num_negativ
     from after_hf.tapt import batch_seed, make_masks
 
     model.train()
+    device = next(model.parameters()).device
     real = padded = 0.0
     started = time.perf_counter()
     for number, batch in enumerate(batches):
@@ -105,14 +107,16 @@ def train_pass(model, optimizer, waves, batches, collate, mask_args, num_negativ
         np.random.seed(batch_seed(seed, number))
         torch.manual_seed(batch_seed(seed, number))
         mask, negatives, _ = make_masks(model, b["lengths"], b["input_values"].shape[1], mask_args, num_negatives)
-        out = model(input_values=b["input_values"], mask_time_indices=torch.from_numpy(mask),
-                    sampled_negative_indices=torch.from_numpy(negatives).long())
+        out = model(input_values=b["input_values"].to(device), mask_time_indices=torch.from_numpy(mask).to(device),
+                    sampled_negative_indices=torch.from_numpy(negatives).long().to(device))
         (out.loss / max(int(mask.sum()), 1)).backward()  # per masked frame, as tapt.py
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         real += float(b["lengths"].sum()) / SR
         padded += b["input_values"].numel() / SR
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return real, padded, time.perf_counter() - started
 
 
@@ -136,7 +140,7 @@ def main(argv=None) -> dict:
     durations = [len(w) / SR for w in waves]
 
     torch.manual_seed(args.seed)
-    model = load_pretraining_model(args.model)
+    model = load_pretraining_model(args.model).to(args.device)
     model.config.apply_spec_augment = True
     mask_args = TaptArguments(manifest="", output_dir="", mask_time_prob=args.mask_time_prob)
     shortest = min_samples_for_masking(model, mask_args.mask_time_length) + 320  # what TAPT keeps (tapt.make_sampler)

@@ -250,3 +250,52 @@ def test_frame_cache_holds_each_clips_cnn_output_once(pool, tmp_path, monkeypatc
     assert all(np.array_equal(a, b) for a, b in zip(again, frames[::-1]))
     other = features.load_backbone("tiny", init_seed=1)  # another initialisation: another CNN, another cache
     assert FrameCache(tmp_path, other).dir != FrameCache(tmp_path, model).dir
+
+
+def test_a_pool_larger_than_a_chunk_stays_on_disk_and_gives_the_in_memory_results(synth_manifest, tmp_path,
+                                                                                   monkeypatch):
+    """Above CHUNK_BYTES a split stays memory-mapped (CachedFeatures): speaker centring, statistics, embeddings,
+    scores and training equal those of the same split read into memory, and a chunk is all that is ever read."""
+    from after_hf.al.head import HeadClassifier, HeadTrainingArgs
+    from after_hf.al.learners import HeadLearner, SplitArrays
+    from after_hf.data.manifest import label_names
+
+    manifest = load_manifest(synth_manifest)
+    names, splits = label_names(manifest), SplitArrays.from_manifest(manifest)
+    args = HeadTrainingArgs(epochs=6, eval_every=2)
+    in_memory = HeadLearner("tiny", splits, names, tmp_path, args, init_seed=3, speaker_norm=True)
+    row_bytes = 4 * int(np.prod(in_memory.features["train"].shape[1:]))
+    monkeypatch.setattr(features, "CHUNK_BYTES", 7 * row_bytes)  # 7 rows a chunk
+    read = []
+    real_getitem = features.CachedFeatures.__getitem__
+    monkeypatch.setattr(features.CachedFeatures, "__getitem__",
+                        lambda self, rows: read.append(len(real_getitem(self, rows))) or real_getitem(self, rows))
+    on_disk = HeadLearner("tiny", splits, names, tmp_path, args, init_seed=3, speaker_norm=True)
+
+    assert all(features.is_lazy(f) for f in on_disk.features.values())
+    assert max(read) <= 7  # streamed statistics and centring never read more than a chunk
+    np.testing.assert_allclose(on_disk.population, in_memory.population, rtol=1e-6)
+    for name in splits:  # the same centred rows
+        np.testing.assert_allclose(np.asarray(on_disk.features[name]), in_memory.features[name], atol=1e-5)
+    np.testing.assert_allclose(on_disk.head.mean, in_memory.head.mean, atol=1e-5)
+    np.testing.assert_allclose(on_disk.head.std, in_memory.head.std, rtol=1e-4)
+    ids = list(splits["train"].ids[::2])
+    np.testing.assert_allclose(on_disk.embed(ids), in_memory.embed(ids), atol=1e-4)
+
+    # training reads the labelled rows batch by batch: the same head as training on them in memory
+    labels, rows = splits["train"].labels[::2], splits["train"].index(ids)
+    heads = []
+    for feats in (on_disk.features["train"].take(rows), in_memory.features["train"][rows]):
+        head = HeadClassifier(len(names), args, in_memory.head.mean.numpy(), in_memory.head.std.numpy())
+        head.fit(feats, labels, seed=0)
+        heads.append(head)
+    for a, b in zip(heads[0].model.parameters(), heads[1].model.parameters()):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-5)
+    read.clear()
+    scored = heads[0].predict(on_disk.features["train"])  # chunk by chunk
+    assert max(read) <= 7
+    np.testing.assert_allclose(scored["probs"], heads[0].predict(in_memory.features["train"])["probs"], atol=1e-5)
+    on_disk.head, in_memory.head = heads
+    assert on_disk.evaluate("test")["ua"] == pytest.approx(in_memory.evaluate("test")["ua"])
+    mc = on_disk.score(ids, frozenset({"mc_probs"}), mc_passes=3, seed=0)["mc_probs"]
+    assert mc.shape == (3, len(ids), len(names)) and np.allclose(mc.sum(-1), 1.0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import uuid
 from pathlib import Path
 from typing import Sequence
@@ -184,6 +185,11 @@ class FeatureCache:
         bar.close()
 
     def get(self, ids: Sequence[str], paths: Sequence[str], durations: Sequence[float]) -> np.ndarray:
+        self._ensure(ids, paths, durations)
+        return self._gather(ids)
+
+    def _ensure(self, ids: Sequence[str], paths: Sequence[str], durations: Sequence[float]) -> None:
+        """Compute (and write to shards) the rows of ``ids`` the cache does not hold yet."""
         group = process_group()
         if group is not None:  # every process sees the same shards before deciding what is missing
             group.wait_for_everyone()
@@ -198,18 +204,133 @@ class FeatureCache:
             late = [i for i, s in enumerate(ids) if s not in self._rows]
             if late:  # should not happen; computed here rather than failing
                 self._compute([ids[i] for i in late], [paths[i] for i in late], [float(durations[i]) for i in late])
-        return self._gather(ids)
 
-    def _gather(self, ids: Sequence[str]) -> np.ndarray:
+    def view(self, ids: Sequence[str], paths: Sequence[str], durations: Sequence[float]) -> "CachedFeatures":
+        """Like ``get`` (computes what is missing), but the rows stay in the memory-mapped shards: a
+        ``CachedFeatures`` reads them on demand, so memory does not grow with the pool."""
+        self._ensure(ids, paths, durations)
+        return CachedFeatures(self._shards, self._where(ids))
+
+    def _where(self, ids: Sequence[str]) -> np.ndarray:
         where = np.array([self._rows[i] for i in ids], dtype=np.int64).reshape(-1, 2)
         if not len(where):
             raise ValueError("FeatureCache.get: no ids given.")
-        first = self._shards[where[0, 0]]
-        out = np.empty((len(ids), *first.shape[1:]), dtype=np.float32)
+        return where
+
+    def _gather(self, ids: Sequence[str]) -> np.ndarray:
+        return CachedFeatures(self._shards, self._where(ids))[:]
+
+
+CHUNK_BYTES = 64 * 2**20  # rows read per streamed step: ~64 MiB of float32 whatever the pool size
+
+
+def chunk_rows(features) -> int:
+    """Rows of ``features`` ([N, ...], an array or ``CachedFeatures``) in ``CHUNK_BYTES`` of float32."""
+    row_bytes = 4 * int(np.prod(features.shape[1:]))
+    return max(1, CHUNK_BYTES // max(row_bytes, 1))
+
+
+def is_lazy(features) -> bool:
+    """True for rows still on disk (``CachedFeatures``), False for an in-memory array."""
+    return isinstance(features, CachedFeatures)
+
+
+class CachedFeatures:
+    """``[N, L, H]`` feature rows that stay in the cache's memory-mapped shards until asked for.
+
+    ``features[rows]`` (an int, slice or index array) reads those rows into a float32 array (speaker-centred when
+    made by ``centred``); ``chunks()`` walks all rows ``CHUNK_BYTES`` at a time; ``mean`` / ``std`` / ``group_sums``
+    are streamed in float64; ``release()`` hands the pages read so far back (``madvise(MADV_DONTNEED)``: they stay
+    in the page cache, not in this process's resident memory). A pool of any size thus costs its id index and one
+    chunk, never N x L x H floats. ``np.asarray(features)`` reads every row."""
+
+    def __init__(self, shards: list[np.ndarray], where: np.ndarray, centre: tuple | None = None):
+        self._shards, self._where, self._centre = shards, where, centre
+        self.shape = (len(where), *shards[where[0, 0]].shape[1:]) if len(where) else (0,)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def centred(self, means: np.ndarray, population: np.ndarray, group: np.ndarray) -> "CachedFeatures":
+        """The same rows, row ``r`` read as ``row - means[group[r]] + population`` (float64, then float32, as
+        ``data.normalise.speaker_centre``); rows with ``group[r] < 0`` unchanged."""
+        return CachedFeatures(self._shards, self._where, (np.asarray(means, dtype=np.float64),
+                                                          np.asarray(population, dtype=np.float64),
+                                                          np.asarray(group, dtype=np.int64)))
+
+    def take(self, rows) -> "CachedFeatures":
+        """A view of the rows ``rows`` (an index array), still unread."""
+        rows = np.asarray(rows, dtype=np.int64)
+        centre = None if self._centre is None else (*self._centre[:2], self._centre[2][rows])
+        return CachedFeatures(self._shards, self._where[rows], centre)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, (int, np.integer)):
+            return self[np.array([rows])][0]
+        index = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        where = self._where[index]
+        out = np.empty((len(index), *self.shape[1:]), dtype=np.float32)
         for shard in np.unique(where[:, 0]):
-            rows = np.flatnonzero(where[:, 0] == shard)
-            out[rows] = self._shards[shard][where[rows, 1]]
+            take = np.flatnonzero(where[:, 0] == shard)
+            out[take] = self._shards[shard][where[take, 1]]
+        if self._centre is not None:
+            means, population, group = self._centre
+            moved = np.flatnonzero(group[index] >= 0)
+            out[moved] = out[moved] - means[group[index[moved]]] + population
         return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    @property
+    def chunk_rows(self) -> int:
+        return chunk_rows(self)
+
+    def chunks(self):
+        """(start, stop, rows[start:stop]) over all rows, ``chunk_rows`` at a time; pages handed back after each."""
+        for start in range(0, len(self), self.chunk_rows):
+            stop = min(start + self.chunk_rows, len(self))
+            yield start, stop, self[start:stop]
+            self.release()
+
+    def group_sums(self, group: np.ndarray, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
+        """(float64 sums of the rows of each group [G, L, H], rows per group [G]), streamed."""
+        group = np.asarray(group, dtype=np.int64)
+        sums = np.zeros((num_groups, *self.shape[1:]))
+        for start, stop, block in self.chunks():
+            np.add.at(sums, group[start:stop], block.astype(np.float64))
+        return sums, np.bincount(group, minlength=num_groups)
+
+    def _moments(self, axis) -> tuple[np.ndarray, np.ndarray, int]:
+        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+        if 0 not in axes:
+            raise ValueError("CachedFeatures: statistics are over the rows (axis 0, optionally more)")
+        total = squares = 0.0
+        count = 0
+        for _, _, block in self.chunks():
+            block = block.astype(np.float64)
+            total, squares = total + block.sum(axis=axes), squares + (block * block).sum(axis=axes)
+            count += int(np.prod([block.shape[a] for a in axes]))
+        return total, squares, count
+
+    def mean(self, axis=0) -> np.ndarray:
+        total, _, count = self._moments(axis)
+        return (total / count).astype(np.float32)
+
+    def std(self, axis=0) -> np.ndarray:
+        total, squares, count = self._moments(axis)
+        mean = total / count
+        return np.sqrt(np.maximum(squares / count - mean * mean, 0.0)).astype(np.float32)
+
+    def release(self) -> None:
+        """Drop the pages of every shard from this process's resident memory (they stay in the page cache)."""
+        for shard in self._shards:
+            handle = getattr(shard, "_mmap", None)
+            if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+                handle.madvise(mmap.MADV_DONTNEED)
 
 
 @torch.inference_mode()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..losses import class_weights, cross_entropy, soft_class_weights
+from .features import chunk_rows, is_lazy
 
 
 class LayerWeightedHead(nn.Module):
@@ -75,19 +76,20 @@ class HeadClassifier:
                                            self.args.linear)
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.args.learning_rate,
                                 weight_decay=self.args.weight_decay)
-        x = self._norm(feats)
+        # rows still on disk (CachedFeatures: a large pool) are read batch by batch, never all at once
+        x = None if is_lazy(feats) else self._norm(feats)
         if targets is None:
             y = torch.as_tensor(labels, dtype=torch.long)
             weights = class_weights(np.asarray(labels), self.num_labels)
         else:  # vote distributions: clips weighted by their expected class weight (losses.cross_entropy)
-            y = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(len(x), self.num_labels))
+            y = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(len(feats), self.num_labels))
             weights = soft_class_weights(targets, self.num_labels)
         weights = torch.from_numpy(weights)
         best, best_state, history = -1.0, None, []
         for epoch in range(1, self.args.epochs + 1):
             self.model.train()
-            for batch in torch.randperm(len(x), generator=gen).split(self.args.batch_size):
-                logits, _ = self.model(x[batch])
+            for batch in torch.randperm(len(feats), generator=gen).split(self.args.batch_size):
+                logits, _ = self.model(x[batch] if x is not None else self._norm(feats[batch.numpy()]))
                 loss = cross_entropy(logits, y[batch], weights)
                 opt.zero_grad()
                 loss.backward()
@@ -99,12 +101,26 @@ class HeadClassifier:
                     best, best_state = ua, copy.deepcopy(self.model.state_dict())
         if best_state is not None:
             self.model.load_state_dict(best_state)
+        if is_lazy(feats):
+            feats.release()
         return {"best_val_ua": best, "history": history}
 
     @torch.inference_mode()
     def predict(self, feats, mc_passes: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
-        x = self._norm(feats)
+        """``probs`` [N, C], ``embeddings`` [N, P] and with ``mc_passes`` T ``mc_probs`` [T, N, C] (dropout on, seeded),
+        ``feats`` read ``chunk_rows`` at a time (one chunk: the whole input at once)."""
         self.model.eval()
+        step = chunk_rows(feats)
+        parts = [self._predict_rows(feats[start:start + step], mc_passes, seed + 7919 * number)
+                 for number, start in enumerate(range(0, len(feats), step))]
+        if is_lazy(feats):
+            feats.release()
+        if len(parts) == 1:
+            return parts[0]
+        return {key: np.concatenate([p[key] for p in parts], axis=1 if key == "mc_probs" else 0) for key in parts[0]}
+
+    def _predict_rows(self, feats: np.ndarray, mc_passes: int, seed: int) -> dict[str, np.ndarray]:
+        x = self._norm(feats)
         logits, embedding = self.model(x)
         out = {"probs": torch.softmax(logits, -1).numpy(), "embeddings": embedding.numpy()}
         if mc_passes:

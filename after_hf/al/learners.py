@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from ..data.normalise import population_mean, speaker_centre
-from .features import FeatureCache
+from ..data.normalise import MIN_SPEAKER_CLIPS, population_mean, speaker_centre
+from .features import FeatureCache, chunk_rows, is_lazy
 from .head import HeadClassifier, HeadTrainingArgs
 
 if TYPE_CHECKING:
@@ -113,6 +113,36 @@ class Learner(ABC):
         return ser_metrics(y_true, y_pred, self.label_names)["ua"]
 
 
+def in_memory_if_small(features):
+    """``features`` (``CachedFeatures``) read into an array when they fit in one chunk, else left on disk."""
+    return np.asarray(features) if len(features) <= chunk_rows(features) else features
+
+
+def _speaker_groups(features, speakers) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 mean rows of the speakers with enough clips [G, ...], each row's group in them or -1), streamed."""
+    names, group = np.unique(np.asarray(speakers), return_inverse=True)
+    sums, counts = features.group_sums(group, len(names))
+    enough = counts >= MIN_SPEAKER_CLIPS
+    renumber = np.where(enough, np.cumsum(enough) - 1, -1)
+    return sums[enough] / counts[enough].reshape(-1, *[1] * (sums.ndim - 1)), renumber[group]
+
+
+def pool_population(features, speakers) -> np.ndarray:
+    """``data.normalise.population_mean`` of an array or of rows still on disk (streamed)."""
+    if not is_lazy(features):
+        return population_mean(features, speakers)
+    means, _ = _speaker_groups(features, speakers)
+    return means.mean(0) if len(means) else features.mean(0).astype(np.float64)
+
+
+def centre_speakers(features, speakers, population: np.ndarray):
+    """``data.normalise.speaker_centre`` of an array, or the same centring applied as rows are read (on disk)."""
+    if not is_lazy(features):
+        return speaker_centre(features, speakers, population)
+    means, group = _speaker_groups(features, speakers)
+    return features.centred(means, population, group)
+
+
 class HeadLearner(Learner):
     """Frozen backbone, encoder outputs computed once (FeatureCache), a small head trained per round."""
 
@@ -122,21 +152,34 @@ class HeadLearner(Learner):
                  cache_dir: str | Path, head_args: HeadTrainingArgs, init_seed: int = 0, speaker_norm: bool = False):
         self.splits, self.label_names = splits, list(label_names)
         self.cache = FeatureCache(cache_dir, backbone, init_seed=init_seed)
-        self.features = {name: self.cache.get(list(s.ids), s.paths, s.durations) for name, s in splits.items()}
+        # a split of at most CHUNK_BYTES is read into memory; a larger one stays memory-mapped (CachedFeatures) and
+        # is read chunk by chunk, so a 100k-clip pool costs its id index, not N x layers x hidden floats
+        self.features = {name: in_memory_if_small(self.cache.view(list(s.ids), s.paths, s.durations))
+                         for name, s in splits.items()}
         self.population = None  # speaker_norm: the training pool's mean of speaker means (features' shape)
         if speaker_norm:  # each speaker centred over all its clips (no label is used), onto the pool's average speaker
-            self.population = population_mean(self.features["train"], splits["train"].speakers)
-            self.features = {name: speaker_centre(f, splits[name].speakers, self.population)
+            self.population = pool_population(self.features["train"], splits["train"].speakers)
+            self.features = {name: centre_speakers(f, splits[name].speakers, self.population)
                              for name, f in self.features.items()}
         pool = self.features["train"]
         self.head = HeadClassifier(len(label_names), head_args, pool.mean(0), pool.std(0))
 
+    def _rows(self, ids: Sequence[str]):
+        """The pool rows of ``ids``: an array, or still unread (a memory-mapped pool)."""
+        feats, index = self.features["train"], self.splits["train"].index(ids)
+        return feats.take(index) if is_lazy(feats) else feats[index]
 
     def embed(self, ids: Sequence[str]) -> np.ndarray:
         """Pooled backbone embeddings (mean over layers of the time-mean), standardised: for cold starts."""
-        feats = self.features["train"][self.splits["train"].index(ids)]
-        feats = (feats - self.head.mean.numpy()) / self.head.std.numpy()
-        return feats.mean(1)
+        feats = self._rows(ids)
+        mean, std = self.head.mean.numpy(), self.head.std.numpy()
+        out = np.empty((len(feats), feats.shape[2]), dtype=np.float32)
+        step = chunk_rows(feats)
+        for start in range(0, len(feats), step):
+            out[start:start + step] = ((feats[start:start + step] - mean) / std).mean(1)
+        if is_lazy(feats):
+            feats.release()
+        return out
 
     def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None,
             targets: np.ndarray | None = None) -> dict:
@@ -145,15 +188,14 @@ class HeadLearner(Learner):
             self.load(init_from)
         val = self.splits.get("validation")
         return self.head.fit(
-            self.features["train"][self.splits["train"].index(ids)], np.asarray(labels), seed,
+            self._rows(ids), np.asarray(labels), seed,
             val_feats=self.features["validation"] if val is not None else None,
             val_labels=val.labels if val is not None else None, ua_fn=self.ua, warm_start=init_from is not None,
             targets=targets,
         )
 
     def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict[str, np.ndarray]:
-        feats = self.features["train"][self.splits["train"].index(ids)]
-        return self.head.predict(feats, mc_passes=mc_passes if "mc_probs" in needs else 0, seed=seed)
+        return self.head.predict(self._rows(ids), mc_passes=mc_passes if "mc_probs" in needs else 0, seed=seed)
 
     def evaluate(self, split: str) -> dict:
         return self.evaluate_head(self.head, split)
