@@ -156,6 +156,7 @@ class FinetuneResult:
     model_dir: Path  # save_pretrained directory (config, safetensors, preprocessor, training_config, metrics)
     best_step: int | None
     history: list[dict]  # Trainer log history (losses and evaluations)
+    phase_seconds: dict = field(default_factory=dict)  # frames (CNN cache), speaker_stats, evaluate, save
 
 
 RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set by the caller (AL round, deploy), not by a recipe
@@ -180,6 +181,7 @@ def _trainer_class():
             super().__init__(*a, **kw)
             self.eval_batch_seconds, self.class_names, self.frames = eval_batch_seconds, label_names, frames
             self.eval_by_step: dict[int, dict] = {}
+            self.eval_seconds = 0.0
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
             ds = self.eval_dataset if eval_dataset is None else eval_dataset
@@ -190,6 +192,7 @@ def _trainer_class():
             self.eval_by_step[self.state.global_step] = scores
             metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("ua", "wa", "macro_f1")}
             metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 3)
+            self.eval_seconds += time.perf_counter() - start
             self.log(metrics)
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
@@ -368,14 +371,17 @@ def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, 
 
         def __init__(self):
             self.history: list = []  # (global step when set, population mean)
+            self.seconds = 0.0
 
         def on_epoch_begin(self, args, state, control, **kwargs):
+            start = time.perf_counter()
             pooled = predict(module.model, feature_extractor, stats_ds, batch_seconds=batch_seconds, progress=False,
                              return_embeddings=True,
                              frames=None if frames is None else [frames[i] for i in stats_ds["id"]])["embeddings"]
             stats, g_mean = speaker_statistics(torch.from_numpy(pooled), speakers)
             module.set_speakers(stats, order, g_mean)
             self.history.append((state.global_step, g_mean))
+            self.seconds += time.perf_counter() - start
 
         def restore(self, step: int | None) -> None:
             """Store in the model's config the population statistics its training at ``step`` used."""
@@ -458,7 +464,9 @@ def finetune(
     columns = ["id", "path", "duration", "label", "speaker"]
     module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))
     stats_ds = train_ds if stats_ds is None else stats_ds
+    frames_start = time.perf_counter()
     frames = _cached_frames(args, model, output_dir, [train_ds, eval_ds, stats_ds if args.speaker_norm else None])
+    phases = {"frames": time.perf_counter() - frames_start}
 
     has_eval = eval_ds is not None
     checkpoints = output_dir / "checkpoints"
@@ -490,6 +498,7 @@ def finetune(
     final = module.model.merge_and_unload() if args.lora else module.model
     final.eval()
     model_dir = output_dir / "model"
+    save_start = time.perf_counter()
     if trainer.is_world_process_zero():
         training_config = {
             **to_dict(args),
@@ -506,10 +515,12 @@ def finetune(
                                    best_step, trainer.state.global_step, train_seconds))
         if not args.keep_checkpoints and checkpoints.exists():
             shutil.rmtree(checkpoints)
+    phases.update(speaker_stats=refresh.seconds if args.speaker_norm else 0.0, evaluate=trainer.eval_seconds,
+                  save=time.perf_counter() - save_start)
     return FinetuneResult(
         model=final, feature_extractor=feature_extractor, metrics=metrics, train_seconds=train_seconds,
         wall_seconds=time.perf_counter() - wall_start, model_dir=model_dir, best_step=best_step,
-        history=list(trainer.state.log_history),
+        history=list(trainer.state.log_history), phase_seconds={k: round(v, 3) for k, v in phases.items()},
     )
 
 

@@ -157,3 +157,44 @@ def test_the_loop_uses_only_the_learner_interface():
     used = {node.attr for node in ast.walk(ast.parse(inspect.getsource(loop)))
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "learner"}
     assert used and used <= interface, used - interface
+
+
+def test_full_mode_warm_start_scales_epochs_to_the_new_labels_and_reuses_the_cnn_frames(synth_manifest, tmp_path,
+                                                                                         monkeypatch):
+    """--mode full --warm_start --warm_start_epochs scaled: round r fine-tunes round r-1's saved model for the recipe's
+    epochs x (new labels / labelled), the frozen CNN's outputs are computed once (round 0) and reused by every later
+    round's training and pool scoring, and each round records its phases (load, score, select, train, save,
+    evaluate; inside training: CNN frames, speaker statistics, evaluation)."""
+    from after_hf import finetune as ft
+    from after_hf.al import features
+    from after_hf.al.full_learner import warm_epochs
+
+    recipe = tmp_path / "ft.yaml"
+    recipe.write_text("finetune:\n  num_train_epochs: 6\n  per_device_train_batch_size: 8\n  max_train_seconds: 2.0\n"
+                      "  mask_time_prob: 0.0\n  mask_feature_prob: 0.0\n  speaker_norm: true\n"
+                      "  early_stopping_patience: 0\n  learning_rate: 1.0e-3\n")
+    seen = []
+    real = ft.finetune
+
+    def spy(args, train_ds, *a, **kw):
+        seen.append((args.model, args.num_train_epochs, len(train_ds), features.ENCODER_STATS["utterances"]))
+        return real(args, train_ds, *a, **kw)
+
+    monkeypatch.setattr("after_hf.al.full_learner.finetune", spy)
+    run = tmp_path / "run"
+    state = run_al(_args(synth_manifest, run, tmp_path / "cache", mode="full", finetune_config=str(recipe),
+                         cold_start="random", seed_size=12, step_size=12, budget=36, warm_start=True,
+                         warm_start_epochs="scaled"))
+    assert [n for _, _, n, _ in seen] == [12, 24, 36]
+    assert seen[0][:2] == ("tiny", 6.0)  # round 0 from the backbone, the recipe's epochs
+    for r in (1, 2):  # later rounds from the round before, epochs scaled to the new labels
+        assert seen[r][0] == str(run / "models" / f"round_{r - 1}")
+        assert seen[r][1] == warm_epochs(6, 12 * (r + 1), 12 * r) == round(6 / (r + 1))
+    encoded_after_round_0 = seen[1][3]
+    assert features.ENCODER_STATS["utterances"] == encoded_after_round_0  # no CNN pass after round 0's caching
+    for rec in state.rounds:
+        assert {"select", "train", "save", "evaluate"} <= set(rec["seconds"])
+        assert set(rec["metrics"]["fit"]["phase_seconds"]) == {"frames", "speaker_stats", "evaluate", "save"}
+        assert rec["metrics"]["fit"]["phase_seconds"]["speaker_stats"] > 0
+    assert {"load", "score"} <= set(state.rounds[1]["seconds"])
+    assert warm_epochs(12, 86, 43) == 6 and warm_epochs(12, 173, 130) == 3 and warm_epochs(2, 100, 99) == 1

@@ -108,6 +108,13 @@ class ALArguments:
         metadata={"help": "Start each round from the previous round's model instead of retraining from the backbone "
                           "(AFTER retrains from the TAPT checkpoint every round)."},
     )
+    warm_start_epochs: str = field(
+        default="same",
+        metadata={"help": "full mode with --warm_start: same = every round trains the recipe's num_train_epochs; "
+                          "scaled = a warm-started round trains num_train_epochs x (labels new this round / labelled "
+                          "set), at least 1, so a round costs what its new labels need (round 0 trains the recipe's "
+                          "epochs).", "choices": ["same", "scaled"]},
+    )
     finetune_config: str = field(
         default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
     rater_policy: str = field(
@@ -141,7 +148,8 @@ def make_learner(args: ALArguments, splits: dict[str, SplitArrays], labels: list
                            speaker_norm=args.speaker_norm)
     from .full_learner import FullLearner
 
-    return FullLearner(args.backbone, splits, labels, Path(args.out) / "models", args.finetune_config, args.cache_dir)
+    return FullLearner(args.backbone, splits, labels, Path(args.out) / "models", args.finetune_config, args.cache_dir,
+                       scale_warm_epochs=args.warm_start_epochs == "scaled")
 
 
 def _selection_scores(strategy, pool: PoolView) -> np.ndarray | None:
@@ -177,14 +185,16 @@ def select_round(args, state, learner: Learner, train: SplitArrays, index: int, 
         strategy = get_strategy(name, **args.strategy_options)
     needs = frozenset(strategy.needs)
     arrays: dict[str, np.ndarray] = {}
+    load_seconds = 0.0
     if index == 0:
         if "embeddings" in needs:
             arrays["embeddings"] = learner.embed(candidates)
     elif needs or args.rater_policy == "dynamic":  # the dynamic rater policy compares answers with the model
         learner.load(Path(args.out) / "models" / f"round_{index - 1}")
+        load_seconds = time.perf_counter() - started
         arrays = learner.score(candidates, needs | {"probs"}, args.mc_passes, seed=args.seed * 1000 + index)
     crash_point("scored", index)
-    score_seconds = time.perf_counter() - started
+    score_seconds = time.perf_counter() - started - load_seconds
     shown = (needs | {"probs"}) & {"probs", "mc_probs", "embeddings"}
     pool = PoolView(ids=np.array(candidates, dtype=object), speakers=train.speakers[train.index(candidates)],
                     **{k: v for k, v in arrays.items() if k in shown})
@@ -204,7 +214,8 @@ def select_round(args, state, learner: Learner, train: SplitArrays, index: int, 
     by_id = dict(zip(candidates, scores)) if scores is not None else {}
     probs = dict(zip(candidates, arrays["probs"].tolist())) if "probs" in arrays else {}
     selected = [{"id": i, "score": by_id.get(i), "probs": probs.get(i)} for i in chosen]
-    return state.record_selection(index, target, selected, name, {"score": score_seconds, "select": select_seconds})
+    return state.record_selection(index, target, selected, name,
+                                  {"load": load_seconds, "score": score_seconds, "select": select_seconds})
 
 
 def _cli_values(value) -> list[str]:
@@ -315,7 +326,9 @@ def train_round(args, state, learner: Learner, rec, oracle=None) -> dict:
                            targets=targets)
     train_seconds = time.perf_counter() - started
     crash_point("train", rec["round"])
+    saving = time.perf_counter()
     learner.save(Path(args.out) / "models" / f"round_{rec['round']}")
+    save_seconds = time.perf_counter() - saving
     crash_point("saved", rec["round"])
     t0 = time.perf_counter()
     metrics = {split: learner.evaluate(split) for split in ("validation", "test") if split in learner.splits}
@@ -323,7 +336,8 @@ def train_round(args, state, learner: Learner, rec, oracle=None) -> dict:
     metrics["num_answers"] = raters.answers_used(state.rounds[: rec["round"] + 1])
     metrics["fraction_labelled"] = len(ids) / len(learner.splits["train"])
     metrics["fit"] = {k: v for k, v in fit_info.items() if k != "model"}
-    state.record_training(rec["round"], metrics, {"train": train_seconds, "evaluate": time.perf_counter() - t0})
+    state.record_training(rec["round"], metrics, {"train": train_seconds, "save": save_seconds,
+                                                  "evaluate": time.perf_counter() - t0})
     return metrics
 
 
