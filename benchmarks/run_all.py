@@ -5,7 +5,7 @@ a dict from ``main(argv)``. The table goes to stdout, runs/bench/results.json (e
 machine, the load average) and runs/bench/results.md (for the README). Benchmarks whose script is
 missing are listed as skipped. Timings on a busy machine are contended: the load average is recorded.
 
-    python benchmarks/run_all.py                  # defaults (~25 min on 2 quiet cores)
+    python benchmarks/run_all.py                  # defaults (see the README for the wall time on 2 quiet cores)
     python benchmarks/run_all.py --quick          # small sizes, to check that everything runs (~6 min)
     python benchmarks/run_all.py --only bench_scale --args bench_scale="--sizes 200 400 800 --base_utterances 200"
 """
@@ -44,6 +44,13 @@ BENCHMARKS = [
      ["--turns", "200", "--repeats", "1"]),
     ("bench_help", "after-hf <command> --help in a fresh process vs importing torch + transformers + datasets",
      ["--repeats", "1"]),
+    ("bench_base_size", "wav2vec2-base size: scoring vs per-file and batched pipeline, FLOP/s, TAPT vs the example",
+     ["--clips", "4", "--tapt_audio_seconds", "12"]),
+    ("bench_large_pool", "head-only AL on a 100k-clip pool: round time, selection, peak RSS; encoding 1 vs 2 processes",
+     ["--sizes", "2000", "4000", "--encode_utterances", "40", "--strategies", "entropy", "coreset",
+      "--cold_starts", "random"]),
+    ("bench_full_mode", "full-mode AL to 20% vs full-data fine-tuning on the demo corpus: time, UA, per-round phases",
+     ["--seeds", "0"]),
 ]
 DEFAULT_CORPUS, QUICK_CORPUS = 1000, 200
 
