@@ -77,6 +77,10 @@ class FinetuneArguments:
                                          "refreshed every epoch. Evaluation uses each evaluated "
                                          "speaker's own clips. The saved model keeps the population mean in its "
                                          "config: transformers alone scores a single clip as it is."})
+    speaker_stats_clips: int = field(
+        default=0, metadata={"help": "speaker_norm: each speaker's statistics come from at most this many of its clips "
+                                     "(a fixed subset, the same every epoch and round; 0 = all): the refresh at each "
+                                     "epoch's start then forwards speakers x this many clips, not the whole pool."})
     freeze_feature_projection: bool = field(
         default=False, metadata={"help": "Also freeze the feature projection (AFTER froze it)."})
     mask_time_prob: float = field(
@@ -355,6 +359,18 @@ def _cached_frames(args: FinetuneArguments, model, output_dir: Path, datasets: l
     return frames
 
 
+def per_speaker_subset(ds, clips: int):
+    """The rows of ``ds`` that give each speaker's statistics: at most ``clips`` per speaker, those whose ids hash
+    lowest (a fixed choice: the same for every epoch, round and seed, independent of row order)."""
+    import hashlib
+
+    ids, speakers = ds["id"], ds["speaker"]
+    rank = sorted(range(len(ids)), key=lambda i: hashlib.sha1(str(ids[i]).encode()).hexdigest())
+    taken: Counter = Counter()
+    keep = [i for i in rank if taken.update([speakers[i]]) or taken[speakers[i]] <= clips]
+    return ds.select(sorted(keep))
+
+
 def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, batch_seconds: float):
     """A TrainerCallback that sets the speaker statistics of ``module`` from ``stats_ds`` at each epoch's start."""
     import torch
@@ -464,6 +480,8 @@ def finetune(
     columns = ["id", "path", "duration", "label", "speaker"]
     module = PooledClassifier(model, None if weights is None else torch.from_numpy(weights))
     stats_ds = train_ds if stats_ds is None else stats_ds
+    if args.speaker_norm and args.speaker_stats_clips > 0:
+        stats_ds = per_speaker_subset(stats_ds, args.speaker_stats_clips)
     frames_start = time.perf_counter()
     frames = _cached_frames(args, model, output_dir, [train_ds, eval_ds, stats_ds if args.speaker_norm else None])
     phases = {"frames": time.perf_counter() - frames_start}

@@ -240,3 +240,20 @@ def test_speaker_norm_is_learned_stored_and_applied(tmp_path):
     assert not np.allclose(by_speaker, alone)
     one = predict(reloaded, fe, [tones["test"][0]["path"]], progress=False)["probs"]
     np.testing.assert_allclose(one[0], alone[0], atol=1e-5)  # an unknown speaker's single clip passes unchanged
+
+
+def test_speaker_statistics_subset_keeps_every_speaker_and_does_not_depend_on_row_order():
+    """speaker_stats_clips: at most K clips per speaker, every speaker kept (all its clips when it has fewer), the
+    same clips whatever the row order (so every epoch, round and seed centres a speaker on the same clips)."""
+    from datasets import Dataset
+
+    from after_hf.finetune import per_speaker_subset
+
+    speakers = ["a"] * 12 + ["b"] * 3 + ["c"] * 7
+    ds = Dataset.from_dict({"id": [f"{s}{i}" for i, s in enumerate(speakers)], "speaker": speakers})
+    subset = per_speaker_subset(ds, 5)
+    counts = {s: subset["speaker"].count(s) for s in "abc"}
+    assert counts == {"a": 5, "b": 3, "c": 5}
+    shuffled = per_speaker_subset(ds.shuffle(seed=1), 5)
+    assert sorted(shuffled["id"]) == sorted(subset["id"])
+    assert per_speaker_subset(ds, 100)["id"] == ds["id"]
