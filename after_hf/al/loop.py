@@ -211,9 +211,9 @@ def select_round(args, state, learner: Learner, train: SplitArrays, index: int, 
     chosen = [str(i) for i in strategy.select(pool, lab_view, k, rng)]
     select_seconds = time.perf_counter() - t0
     scores = _selection_scores(strategy, pool) if index else None
-    by_id = dict(zip(candidates, scores)) if scores is not None else {}
-    probs = dict(zip(candidates, arrays["probs"].tolist())) if "probs" in arrays else {}
-    selected = [{"id": i, "score": by_id.get(i), "probs": probs.get(i)} for i in chosen]
+    row = {sample_id: k for k, sample_id in enumerate(candidates)}  # only the chosen rows are stored
+    selected = [{"id": i, "score": None if scores is None else float(scores[row[i]]),
+                 "probs": arrays["probs"][row[i]].tolist() if "probs" in arrays else None} for i in chosen]
     return state.record_selection(index, target, selected, name,
                                   {"load": load_seconds, "score": score_seconds, "select": select_seconds})
 
