@@ -593,3 +593,14 @@ def test_select_time_benchmark_runs_and_reports_every_requested_strategy(capsys)
     assert list(results) == names
     assert all(r["wall_s"] >= 0 and r["cpu_s"] >= 0 for r in results.values())
     assert len([line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]) == len(names)
+
+
+def test_kmeans_distances_by_blocks_equal_the_full_transform():
+    """The k-means cold start's distances to each point's own centre, computed a block of rows at a time (no
+    N x clusters matrix), equal sklearn's full transform."""
+    from after_hf.al.strategies.cold_start import _kmeans, distances_to_own_centre
+
+    points = np.random.default_rng(0).normal(size=(300, 8))
+    model = _kmeans(points, 7, seed=0)
+    full = model.transform(points)[np.arange(len(points)), model.labels_]
+    np.testing.assert_allclose(distances_to_own_centre(model, points, rows_per_call=64), full, rtol=1e-12)

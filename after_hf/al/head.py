@@ -86,9 +86,13 @@ class HeadClassifier:
             weights = soft_class_weights(targets, self.num_labels)
         weights = torch.from_numpy(weights)
         best, best_state, history = -1.0, None, []
+        # rows on disk: the pages read are handed back every chunk's worth of rows, so memory stays at one chunk
+        release_every = max(1, chunk_rows(feats) // self.args.batch_size)
         for epoch in range(1, self.args.epochs + 1):
             self.model.train()
-            for batch in torch.randperm(len(feats), generator=gen).split(self.args.batch_size):
+            for number, batch in enumerate(torch.randperm(len(feats), generator=gen).split(self.args.batch_size)):
+                if x is None and number % release_every == release_every - 1:
+                    feats.release()
                 logits, _ = self.model(x[batch] if x is not None else self._norm(feats[batch.numpy()]))
                 loss = cross_entropy(logits, y[batch], weights)
                 opt.zero_grad()
