@@ -15,6 +15,8 @@ best checkpoint is chosen on validation UA (not on the last epoch, as AFTER did)
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 import time
 import warnings
@@ -133,6 +135,11 @@ class FinetuneArguments:
         default=160.0, metadata={"help": "Seconds of padded audio per evaluation batch (length-sorted)."})
     eval_steps: int = field(
         default=0, metadata={"help": "Evaluate (and checkpoint) every N steps; 0 = once per epoch."})
+    min_eval_samples: int = field(
+        default=0, metadata={"help": "Evaluate (and refresh the speaker statistics) once per epoch, or, when an epoch "
+                                     "holds fewer training clips than this, every k epochs (the fewest that hold "
+                                     "them; the epochs are rounded up to a multiple of k): a 43-clip AL seed round "
+                                     "then evaluates every 6 epochs, not after every 3-step epoch. 0 = every epoch."})
     early_stopping_patience: int = field(
         default=5, metadata={"help": "Stop after N evaluations without a better validation UA; 0 = never."})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
@@ -278,18 +285,29 @@ def _model_metrics(args: FinetuneArguments, label_names: list[str], num_train: i
                                   "train_seconds": round(train_seconds, 3)})
 
 
-def training_arguments(args: FinetuneArguments, checkpoints: Path, has_eval: bool):
+def evaluation_schedule(args: FinetuneArguments, num_train: int) -> tuple[int, float]:
+    """(optimizer steps between evaluations, 0 = every epoch; epochs to train) under ``min_eval_samples``."""
+    if args.eval_steps > 0 or args.min_eval_samples <= 0 or args.max_steps > 0 or num_train >= args.min_eval_samples:
+        return args.eval_steps, args.num_train_epochs
+    every = math.ceil(args.min_eval_samples / num_train)  # epochs between evaluations
+    per_epoch = math.ceil(num_train / (args.per_device_train_batch_size * args.gradient_accumulation_steps
+                                       * int(os.environ.get("WORLD_SIZE", "1"))))
+    return every * per_epoch, float(math.ceil(args.num_train_epochs / every) * every)
+
+
+def training_arguments(args: FinetuneArguments, checkpoints: Path, has_eval: bool, num_train: int = 0):
     """transformers ``TrainingArguments`` of a run: best validation UA kept (when there is a validation set)."""
     import torch
     from transformers import TrainingArguments
 
-    strategy = ("steps" if args.eval_steps > 0 else "epoch") if has_eval else "no"
+    eval_steps, epochs = evaluation_schedule(args, num_train) if has_eval else (args.eval_steps, args.num_train_epochs)
+    strategy = ("steps" if eval_steps > 0 else "epoch") if has_eval else "no"
     return TrainingArguments(
         output_dir=str(checkpoints),
         eval_strategy=strategy,
         save_strategy=strategy,
-        eval_steps=args.eval_steps or None,
-        save_steps=args.eval_steps or None,
+        eval_steps=eval_steps or None,
+        save_steps=eval_steps or None,
         load_best_model_at_end=has_eval,
         metric_for_best_model="ua" if has_eval else None,
         greater_is_better=True if has_eval else None,
@@ -301,7 +319,7 @@ def training_arguments(args: FinetuneArguments, checkpoints: Path, has_eval: boo
         lr_scheduler_type=args.lr_scheduler_type,
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
-        num_train_epochs=args.num_train_epochs,
+        num_train_epochs=epochs,
         max_steps=args.max_steps,
         seed=args.seed,
         logging_steps=args.logging_steps,
@@ -388,8 +406,17 @@ def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, 
         def __init__(self):
             self.history: list = []  # (global step when set, population mean)
             self.seconds = 0.0
+            self.evaluated = False  # an evaluation (a model worth keeping) since the last refresh
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.evaluated = True
 
         def on_epoch_begin(self, args, state, control, **kwargs):
+            # every epoch when each epoch ends in an evaluation; with evaluations every k epochs
+            # (min_eval_samples), at the epoch after each, so the statistics keep pace with model selection
+            if self.history and args.eval_strategy != "no" and not self.evaluated:
+                return
+            self.evaluated = False
             start = time.perf_counter()
             pooled = predict(module.model, feature_extractor, stats_ds, batch_seconds=batch_seconds, progress=False,
                              return_embeddings=True,
@@ -496,7 +523,7 @@ def finetune(
         callbacks.append(refresh)
     trainer = _trainer_class()(
         model=module,
-        args=training_arguments(args, checkpoints, has_eval),
+        args=training_arguments(args, checkpoints, has_eval, len(train_ds)),
         train_dataset=train_ds.select_columns(columns + (["targets"] if targets is not None else [])),
         eval_dataset=eval_ds.select_columns(columns) if has_eval else None,
         data_collator=_collator(args, model, feature_extractor, frames, speaker_index),

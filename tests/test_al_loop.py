@@ -8,6 +8,7 @@ import pytest
 
 from after_hf.al import oracle
 from after_hf.al.loop import ALArguments, run_al
+from after_hf.config import ConfigError
 from after_hf.data.manifest import label_names, load_manifest
 
 
@@ -177,15 +178,17 @@ def test_full_mode_warm_start_scales_epochs_to_the_new_labels_and_reuses_the_cnn
     real = ft.finetune
 
     def spy(args, train_ds, *a, **kw):
-        seen.append((args.model, args.num_train_epochs, len(train_ds), features.ENCODER_STATS["utterances"]))
+        seen.append((args.model, args.num_train_epochs, len(train_ds), features.ENCODER_STATS["utterances"],
+                     args.speaker_stats_clips))
         return real(args, train_ds, *a, **kw)
 
     monkeypatch.setattr("after_hf.al.full_learner.finetune", spy)
     run = tmp_path / "run"
     state = run_al(_args(synth_manifest, run, tmp_path / "cache", mode="full", finetune_config=str(recipe),
                          cold_start="random", seed_size=12, step_size=12, budget=36, warm_start=True,
-                         warm_start_epochs="scaled"))
-    assert [n for _, _, n, _ in seen] == [12, 24, 36]
+                         warm_start_epochs="scaled", finetune_options={"speaker_stats_clips": 6}))
+    assert [n for _, _, n, _, _ in seen] == [12, 24, 36]
+    assert {clips for *_, clips in seen} == {6}  # al's finetune_options over the recipe, every round
     assert seen[0][:2] == ("tiny", 6.0)  # round 0 from the backbone, the recipe's epochs
     for r in (1, 2):  # later rounds from the round before, epochs scaled to the new labels
         assert seen[r][0] == str(run / "models" / f"round_{r - 1}")
@@ -198,3 +201,7 @@ def test_full_mode_warm_start_scales_epochs_to_the_new_labels_and_reuses_the_cnn
         assert rec["metrics"]["fit"]["phase_seconds"]["speaker_stats"] > 0
     assert {"load", "score"} <= set(state.rounds[1]["seconds"])
     assert warm_epochs(12, 86, 43) == 6 and warm_epochs(12, 173, 130) == 3 and warm_epochs(2, 100, 99) == 1
+    with pytest.raises(ConfigError, match="speaker_stats_clip"):  # a misspelt fine-tuning option: before any work
+        run_al(_args(synth_manifest, tmp_path / "other", tmp_path / "cache", mode="full", finetune_config=str(recipe),
+                     finetune_options={"speaker_stats_clip": 6}))
+    assert not (tmp_path / "other").exists()

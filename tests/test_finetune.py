@@ -257,3 +257,29 @@ def test_speaker_statistics_subset_keeps_every_speaker_and_does_not_depend_on_ro
     shuffled = per_speaker_subset(ds.shuffle(seed=1), 5)
     assert sorted(shuffled["id"]) == sorted(subset["id"])
     assert per_speaker_subset(ds, 100)["id"] == ds["id"]
+
+
+def test_min_eval_samples_evaluates_small_sets_every_few_epochs_and_refreshes_statistics_with_them(tmp_path):
+    """min_eval_samples: a training set smaller than it is evaluated every k epochs (the fewest holding that many
+    clips; the epochs rounded up to a multiple of k so the last one is evaluated), and the speaker statistics are
+    refreshed at the start and after each evaluation only; a large set still evaluates every epoch."""
+    from after_hf.finetune import evaluation_schedule
+
+    args = FinetuneArguments(num_train_epochs=12, per_device_train_batch_size=16, min_eval_samples=256)
+    assert evaluation_schedule(args, 43) == (6 * 3, 12.0)  # every 6 epochs of 3 steps
+    assert evaluation_schedule(FinetuneArguments(**{**vars(args), "num_train_epochs": 3}), 173) == (2 * 11, 4.0)
+    assert evaluation_schedule(args, 864) == (0, 12) and evaluation_schedule(FinetuneArguments(), 43) == (0, 30.0)
+
+    path = make_tone_manifest(tmp_path / "tones", {"train": 12, "validation": 12, "test": 12}, seed=1)
+    tones = {split: load_manifest(path, split) for split in ("train", "validation")}  # 24 training clips
+    refreshes = []
+    real = PooledClassifier.set_speakers
+    PooledClassifier.set_speakers = lambda self, *a: refreshes.append(1) or real(self, *a)
+    try:
+        result = finetune(FinetuneArguments(num_train_epochs=5, speaker_norm=True, min_eval_samples=48, **FAST),
+                          tones["train"], tones["validation"], label_names(tones["train"]), tmp_path / "ft")
+    finally:
+        PooledClassifier.set_speakers = real
+    evaluations = [h for h in result.history if "eval_ua" in h]
+    assert [h["epoch"] for h in evaluations] == [2.0, 4.0, 6.0]  # 5 epochs rounded up to 6, every 2 epochs
+    assert len(refreshes) == 3  # at the start, after the evaluations at epochs 2 and 4 (not after the last)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..finetune import FinetuneArguments, finetune, recipe_options
+from ..finetune import FinetuneArguments, evaluation_schedule, finetune, recipe_options
 from ..inference import predict
 from ..models import load_classifier, load_feature_extractor
 from .features import FeatureCache
@@ -33,11 +33,12 @@ class FullLearner(Learner):
     mode = "full"
 
     def __init__(self, backbone: str, splits: dict[str, SplitArrays], label_names: Sequence[str],
-                 models_dir: Path, finetune_config: str, cache_dir: str | Path, scale_warm_epochs: bool = False):
+                 models_dir: Path, finetune_config: str, cache_dir: str | Path, scale_warm_epochs: bool = False,
+                 options: dict | None = None):
         self.backbone, self.splits, self.label_names = backbone, splits, list(label_names)
         self.scale_warm_epochs = scale_warm_epochs
         self.models_dir = Path(models_dir)
-        self.options = recipe_options(finetune_config)
+        self.options = {**recipe_options(finetune_config), **(options or {})}  # the recipe, then al's overrides
         self.cache_dir = Path(cache_dir)
         self.cache = FeatureCache(cache_dir, backbone)
         self.model = self.feature_extractor = None
@@ -66,7 +67,7 @@ class FullLearner(Learner):
                           self.label_names, work, stats_ds=train.ds, targets=targets)
         self.model, self.feature_extractor, self._trained_dir = result.model, result.feature_extractor, result.model_dir
         return {"val": result.metrics, "best_step": result.best_step, "train_seconds": result.train_seconds,
-                "epochs": args.num_train_epochs, "phase_seconds": result.phase_seconds}
+                "epochs": evaluation_schedule(args, len(ids))[1], "phase_seconds": result.phase_seconds}
 
     def _frames_of(self, ds) -> list | None:
         """The cached CNN outputs of ``ds``'s clips when the model's CNN is frozen and cached (else None)."""

@@ -117,6 +117,11 @@ class ALArguments:
     )
     finetune_config: str = field(
         default="", metadata={"help": "full mode: YAML recipe of `after-hf finetune` options used every round."})
+    finetune_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "full mode: `after-hf finetune` options over the recipe's, as KEY=VALUE (a mapping in a "
+                          "recipe), e.g. speaker_stats_clips=8 min_eval_samples=256; checked before the run starts."},
+    )
     rater_policy: str = field(
         default="label",
         metadata={"help": "Simulated oracle: label = the manifest's label, one per clip, budgets count clips; fixed = "
@@ -149,7 +154,7 @@ def make_learner(args: ALArguments, splits: dict[str, SplitArrays], labels: list
     from .full_learner import FullLearner
 
     return FullLearner(args.backbone, splits, labels, Path(args.out) / "models", args.finetune_config, args.cache_dir,
-                       scale_warm_epochs=args.warm_start_epochs == "scaled")
+                       scale_warm_epochs=args.warm_start_epochs == "scaled", options=args.finetune_options)
 
 
 def _selection_scores(strategy, pool: PoolView) -> np.ndarray | None:
@@ -427,10 +432,12 @@ def run_al(args: ALArguments) -> RunState:
     if not is_named(args.backbone):  # a backbone directory without config / weights is named now too
         load_config(args.backbone)
         check_weights(args.backbone)
-    if args.mode == "full":  # the fine-tuning recipe of every round, checked up front
-        from ..finetune import recipe_options
+    if args.mode == "full":  # the fine-tuning recipe of every round and the options over it, checked up front
+        from ..config import check_recipe
+        from ..finetune import FinetuneArguments, recipe_options
 
         recipe_options(args.finetune_config)
+        check_recipe(args.finetune_options, [FinetuneArguments], "al option finetune_options")
     if not (Path(args.out) / LOCK_FILE).exists():  # never started: say so before the lock creates the directory
         RunState.check_resume(args.out, args.resume)
     # Every input is checked: only now is the run directory created (a bad option leaves nothing to clean up),
