@@ -285,7 +285,8 @@ def print_plan(args: ExperimentArguments, runs: list, out: Path) -> None:
     shown = {"mode", "seed_size", "step_size", "budget", "strategy_options", "cold_start_options"}
     if args.rater_policies:
         print(f"rater policies: {', '.join(args.rater_policies)} (seed_size / step_size / budget count rater answers)")
-    extra = "".join(f" --{k} {v}" for k, v in args.al.items() if k not in shown)  # the recipe's other al: options
+    extra = "".join(f" --{k} " + (" ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else str(v))
+                    for k, v in args.al.items() if k not in shown)  # the recipe's other al: options
     for run in runs:
         options = "".join(f" --{name} " + " ".join(f"{k}={v}" for k, v in getattr(run, name).items())
                           for name in ("strategy_options", "cold_start_options") if getattr(run, name)) + extra
