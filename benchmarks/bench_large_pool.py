@@ -19,7 +19,7 @@ Encoding: ``FeatureCache.get`` of ``--encode_utterances`` clips into an empty ca
 default) and with ``--num_processes 1`` (1 process, torch's default threads); the time from the first process's
 start of ``get`` to its end, and the whole launch.
 
-    python benchmarks/bench_large_pool.py [--sizes 25000 100000] [--budget 0.15] [--encode_utterances 300]
+    python benchmarks/bench_large_pool.py [--sizes 50000 100000] [--budget 0.15] [--encode_utterances 300]
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ COLD_STARTS = ("random", "kmeans", "typiclust")
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[25_000, 100_000], help="pool sizes (train rows)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[50_000, 100_000],
+                   help="pool sizes (train rows; both above the 64 MiB a split may take in memory)")
     p.add_argument("--base_utterances", type=int, default=1000, help="generated corpus the pools repeat (shared)")
     p.add_argument("--budget", type=float, default=0.15, help="AL to this fraction of the pool (5 %% steps)")
     p.add_argument("--strategies", nargs="*", default=list(STRATEGIES), help="query strategies timed at the largest N")

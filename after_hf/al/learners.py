@@ -61,9 +61,13 @@ class SplitArrays:
     @classmethod
     def from_manifest(cls, manifest: Dataset) -> dict[str, "SplitArrays"]:
         """One SplitArrays per non-empty split of the manifest."""
+        from ..inference import release_memory
+
         splits = np.asarray(manifest["split"])
-        return {name: cls(manifest.select(np.flatnonzero(splits == name))) for name in ("train", "validation", "test")
-                if (splits == name).any()}
+        found = {name: cls(manifest.select(np.flatnonzero(splits == name))) for name in ("train", "validation", "test")
+                 if (splits == name).any()}
+        release_memory()  # the column conversions leave ~2 KB a row of freed heap behind (195 MB at 100 000 rows)
+        return found
 
     def __len__(self) -> int:
         return len(self.ids)
