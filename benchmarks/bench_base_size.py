@@ -24,7 +24,7 @@ TAPT: ``bench_tapt_batching``'s loop (our masks, negatives, loss per masked fram
 loop settings of transformers' ``run_wav2vec2_pretraining_no_trainer.py`` (shuffled, 8 utterances a batch,
 padded to the longest), the same utterances (IEMOCAP-like lengths, 10 s crops) once each; audio-s per s.
 
-    python benchmarks/bench_base_size.py [--clips 16] [--tapt_audio_seconds 60] [--device cpu|cuda] [--compile]
+    python benchmarks/bench_base_size.py [--clips 16] [--tapt_audio_seconds 40] [--device cpu|cuda] [--compile]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def parse(argv):
                    help="the batched pipeline's DataLoader workers (decoding ahead of the model)")
     p.add_argument("--batch_seconds", type=float, default=160.0, help="ours: padded audio seconds per batch")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation on CPU)")
-    p.add_argument("--tapt_audio_seconds", type=float, default=60.0,
+    p.add_argument("--tapt_audio_seconds", type=float, default=40.0,
                    help="real audio seconds each TAPT arm trains on (0 = skip the TAPT comparison)")
     p.add_argument("--tapt_batch_seconds", type=float, default=32.0, help="ours: padded seconds per TAPT batch")
     p.add_argument("--example_batch_size", type=int, default=8,
@@ -191,6 +191,8 @@ def main(argv=None) -> dict:
     rows = np.sort(np.random.default_rng(0).choice(len(manifest), min(args.clips, len(manifest)), replace=False))
     clips = manifest.select(rows.tolist())
     paths, audio_seconds = list(clips["path"]), float(np.sum(clips["duration"]))
+    peak = C.matmul_flops_per_second(device=device, repeats=10)  # before any model or worker exists
+    peak_bf16 = C.matmul_flops_per_second(device=device, dtype=torch.bfloat16, repeats=10)
     model_dir = C.saved_base(out, "classifier")
     model = AutoModelForAudioClassification.from_pretrained(model_dir).to(device).eval()
     fe = load_feature_extractor(model_dir)
@@ -213,8 +215,6 @@ def main(argv=None) -> dict:
     with autocast:
         flops_batch, padded_batch, padded_total = bench_scoring.model_flops(model, fe, clips, args.batch_seconds)
     achieved = flops_batch / padded_batch * padded_total / ours_s
-    peak = C.matmul_flops_per_second(device=device)
-    peak_bf16 = C.matmul_flops_per_second(device=device, dtype=torch.bfloat16)
     model = None  # free it: the variants load their own
     found = variants(model_dir, fe, clips, ours["probs"], args, device)
     for name, v in found.items():
