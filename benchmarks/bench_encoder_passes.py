@@ -56,18 +56,19 @@ def main(argv=None) -> dict:
     work = out / "encoder_passes"
     shutil.rmtree(work, ignore_errors=True)
 
-    # ours: utterances through the encoder (forward hook on every backbone the cache loads)
+    # ours: utterances through the encoder (a forward hook on the transformer of every backbone the cache loads: the
+    # cache runs the CNN and the transformer itself, per clip, so a hook on the whole model would never fire)
     encoded = {"forwards": 0, "utterances": 0}
     real_load = features.load_backbone
 
     def hooked(source, init_seed=0):
         model = real_load(source, init_seed)
 
-        def count(module, inputs, output):
+        def count(module, args, kwargs, output):
             encoded["forwards"] += 1
-            encoded["utterances"] += inputs[0].shape[0]
+            encoded["utterances"] += (args[0] if args else kwargs["hidden_states"]).shape[0]
 
-        model.register_forward_hook(count)
+        model.encoder.register_forward_hook(count, with_kwargs=True)
         return model
 
     # baseline: frozen-encoder rows the heads consume (each would be an encoder forward without the cache)
