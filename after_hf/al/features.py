@@ -230,6 +230,13 @@ def chunk_rows(features) -> int:
     return max(1, CHUNK_BYTES // max(row_bytes, 1))
 
 
+def rows_per_release(features) -> int:
+    """Rows read at random between two ``release()`` calls so that the pages they touch (each row its own page or
+    two) stay within ``CHUNK_BYTES`` whatever the pool size."""
+    row_bytes = 4 * int(np.prod(features.shape[1:]))
+    return max(1, CHUNK_BYTES // (row_bytes + mmap.PAGESIZE))
+
+
 def is_lazy(features) -> bool:
     """True for rows still on disk (``CachedFeatures``), False for an in-memory array."""
     return isinstance(features, CachedFeatures)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..losses import class_weights, cross_entropy, soft_class_weights
-from .features import chunk_rows, is_lazy
+from .features import chunk_rows, is_lazy, rows_per_release
 
 
 class LayerWeightedHead(nn.Module):
@@ -87,7 +87,7 @@ class HeadClassifier:
         weights = torch.from_numpy(weights)
         best, best_state, history = -1.0, None, []
         # rows on disk: the pages read are handed back every chunk's worth of rows, so memory stays at one chunk
-        release_every = max(1, chunk_rows(feats) // self.args.batch_size)
+        release_every = max(1, rows_per_release(feats) // self.args.batch_size)
         for epoch in range(1, self.args.epochs + 1):
             self.model.train()
             for number, batch in enumerate(torch.randperm(len(feats), generator=gen).split(self.args.batch_size)):
@@ -110,12 +110,12 @@ class HeadClassifier:
         return {"best_val_ua": best, "history": history}
 
     @torch.inference_mode()
-    def predict(self, feats, mc_passes: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
-        """``probs`` [N, C], ``embeddings`` [N, P] and with ``mc_passes`` T ``mc_probs`` [T, N, C] (dropout on, seeded),
-        ``feats`` read ``chunk_rows`` at a time (one chunk: the whole input at once)."""
+    def predict(self, feats, mc_passes: int = 0, seed: int = 0, embeddings: bool = True) -> dict[str, np.ndarray]:
+        """``probs`` [N, C], ``embeddings`` [N, P] (unless ``embeddings=False``) and with ``mc_passes`` T ``mc_probs``
+        [T, N, C] (dropout on, seeded), ``feats`` read ``chunk_rows`` at a time (one chunk: all at once)."""
         self.model.eval()
         step = chunk_rows(feats)
-        parts = [self._predict_rows(feats[start:start + step], mc_passes, seed + 7919 * number)
+        parts = [self._predict_rows(feats[start:start + step], mc_passes, seed + 7919 * number, embeddings)
                  for number, start in enumerate(range(0, len(feats), step))]
         if is_lazy(feats):
             feats.release()
@@ -123,10 +123,12 @@ class HeadClassifier:
             return parts[0]
         return {key: np.concatenate([p[key] for p in parts], axis=1 if key == "mc_probs" else 0) for key in parts[0]}
 
-    def _predict_rows(self, feats: np.ndarray, mc_passes: int, seed: int) -> dict[str, np.ndarray]:
+    def _predict_rows(self, feats: np.ndarray, mc_passes: int, seed: int, embeddings: bool) -> dict[str, np.ndarray]:
         x = self._norm(feats)
         logits, embedding = self.model(x)
-        out = {"probs": torch.softmax(logits, -1).numpy(), "embeddings": embedding.numpy()}
+        out = {"probs": torch.softmax(logits, -1).numpy()}
+        if embeddings:
+            out["embeddings"] = embedding.numpy()
         if mc_passes:
             torch.manual_seed(seed)
             self.model.dropout.train()  # dropout on, everything else deterministic

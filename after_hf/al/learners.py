@@ -199,7 +199,8 @@ class HeadLearner(Learner):
         )
 
     def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict[str, np.ndarray]:
-        return self.head.predict(self._rows(ids), mc_passes=mc_passes if "mc_probs" in needs else 0, seed=seed)
+        return self.head.predict(self._rows(ids), mc_passes=mc_passes if "mc_probs" in needs else 0, seed=seed,
+                                 embeddings="embeddings" in needs)
 
     def evaluate(self, split: str) -> dict:
         return self.evaluate_head(self.head, split)
