@@ -79,10 +79,10 @@ def main(argv=None) -> dict:
         used["fit"] += len(feats) * self.args.epochs
         return real_fit(self, feats, labels, seed, *a, **kw)
 
-    def counting_predict(self, feats, mc_passes=0, seed=0):
+    def counting_predict(self, feats, mc_passes=0, seed=0, **kw):
         used["predict"] += len(feats)
         used["mc"] += len(feats) * mc_passes
-        return real_predict(self, feats, mc_passes=mc_passes, seed=seed)
+        return real_predict(self, feats, mc_passes=mc_passes, seed=seed, **kw)
 
     features.load_backbone, HeadClassifier.fit, HeadClassifier.predict = hooked, counting_fit, counting_predict
     runs = []

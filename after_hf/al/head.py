@@ -115,10 +115,11 @@ class HeadClassifier:
         [T, N, C] (dropout on, seeded), ``feats`` read ``chunk_rows`` at a time (one chunk: all at once)."""
         self.model.eval()
         step = chunk_rows(feats)
-        parts = [self._predict_rows(feats[start:start + step], mc_passes, seed + 7919 * number, embeddings)
-                 for number, start in enumerate(range(0, len(feats), step))]
-        if is_lazy(feats):
-            feats.release()
+        parts = []
+        for number, start in enumerate(range(0, len(feats), step)):
+            parts.append(self._predict_rows(feats[start:start + step], mc_passes, seed + 7919 * number, embeddings))
+            if is_lazy(feats):
+                feats.release()  # the chunk's pages back: memory stays at one chunk
         if len(parts) == 1:
             return parts[0]
         return {key: np.concatenate([p[key] for p in parts], axis=1 if key == "mc_probs" else 0) for key in parts[0]}

@@ -181,8 +181,8 @@ class HeadLearner(Learner):
         step = chunk_rows(feats)
         for start in range(0, len(feats), step):
             out[start:start + step] = ((feats[start:start + step] - mean) / std).mean(1)
-        if is_lazy(feats):
-            feats.release()
+            if is_lazy(feats):
+                feats.release()
         return out
 
     def fit(self, ids: Sequence[str], labels: Sequence[int], seed: int, init_from: Path | None = None,
