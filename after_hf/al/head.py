@@ -120,6 +120,10 @@ class HeadClassifier:
             parts.append(self._predict_rows(feats[start:start + step], mc_passes, seed + 7919 * number, embeddings))
             if is_lazy(feats):
                 feats.release()  # the chunk's pages back: memory stays at one chunk
+        if is_lazy(feats):
+            from ..inference import release_memory
+
+            release_memory()  # and the chunks' freed heap
         if len(parts) == 1:
             return parts[0]
         return {key: np.concatenate([p[key] for p in parts], axis=1 if key == "mc_probs" else 0) for key in parts[0]}

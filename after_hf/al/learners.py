@@ -167,6 +167,10 @@ class HeadLearner(Learner):
                              for name, f in self.features.items()}
         pool = self.features["train"]
         self.head = HeadClassifier(len(label_names), head_args, pool.mean(0), pool.std(0))
+        if is_lazy(pool):  # the streamed statistics' float64 chunks: freed heap handed back
+            from ..inference import release_memory
+
+            release_memory()
 
     def _rows(self, ids: Sequence[str]):
         """The pool rows of ``ids``: an array, or still unread (a memory-mapped pool)."""
