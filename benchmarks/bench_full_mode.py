@@ -14,6 +14,7 @@ score (the pool), select, train (inside: speaker statistics, evaluation on valid
 evaluate (validation + test).
 
     python benchmarks/bench_full_mode.py [--seeds 0 1 2] [--recipe recipes/demo/full_mode.yaml]
+    python benchmarks/bench_full_mode.py --base_size --seeds 0     # the short base-size run (time only)
 """
 
 from __future__ import annotations
@@ -38,17 +39,30 @@ def parse(argv):
     p.add_argument("--strategy", default="entropy")
     p.add_argument("--al", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override the recipe's al: options (e.g. warm_start=false to time AFTER's cold rounds)")
+    p.add_argument("--base_size", action="store_true",
+                   help="the short base-size run (time only): the backbone is Wav2Vec2Config()'s defaults (95 M, "
+                        "random weights, saved once), no TAPT, --synth_utterances clips, 3 epochs of 3 s crops")
+    p.add_argument("--synth_utterances", type=int, default=160, help="--base_size: the generated corpus")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--out", default=str(C.DEFAULT_OUT))
     return p.parse_args(argv)
+
+
+BASE_SIZE_FINETUNE = "{speaker_stats_clips: 8, min_eval_samples: 256, num_train_epochs: 3, max_train_seconds: 3.0}"
 
 
 def experiment_args(args, work: Path):
     from after_hf.config import parse_args
     from after_hf.experiment import ExperimentArguments
 
+    al = list(args.al)
+    extra = []
+    if args.base_size:  # a short run: no TAPT, a small corpus, 3 epochs (the recipe's other options as they are)
+        extra = ["--backbone", C.saved_base(Path(args.out), "pretraining"), "--tapt_config", "",
+                 "--synth_utterances", str(args.synth_utterances), "--synth_voices", "12"]
+        al = [f"finetune_options={BASE_SIZE_FINETUNE}", *al]
     argv = ["--config", args.recipe, "--out", str(work), "--strategies", args.strategy,
-            "--seeds", *map(str, args.seeds), *(["--al", *args.al] if args.al else [])]
+            "--seeds", *map(str, args.seeds), *extra, *(["--al", *al] if al else [])]
     (exp,) = parse_args([ExperimentArguments], argv, prog="bench_full_mode", section="experiment")
     return exp
 
@@ -131,7 +145,7 @@ def main(argv=None) -> dict:
     C.quiet_libraries()
     threads = C.set_threads(args.threads)
     out = Path(args.out)
-    work = out / "full_mode"
+    work = out / ("full_mode_base" if args.base_size else "full_mode")
     exp = experiment_args(args, work)
     prep_s = prepare_inputs(exp, work)
     runs = plan(exp)
@@ -152,8 +166,10 @@ def main(argv=None) -> dict:
     al_ua, full_ua = float(np.mean([r["test_ua"] for r in al])), float(np.mean([r["test_ua"] for r in full]))
     time_ratio, ua_ratio = al_s / full_s, al_ua / full_ua
     per_round = mean_rounds(al)
+    corpus = (f"base size (95 M, random weights), {args.synth_utterances} generated clips" if args.base_size
+              else "demo corpus")
     summary = (f"full-mode AL ({args.strategy}, to {100 * al[0]['labelled'] / full[0]['labelled']:.0f}% labels) / "
-               f"full-data fine-tuning, demo corpus: time {time_ratio:.2f}x ({al_s:.0f} s vs {full_s:.0f} s), test UA "
+               f"full-data fine-tuning, {corpus}: time {time_ratio:.2f}x ({al_s:.0f} s vs {full_s:.0f} s), test UA "
                f"{ua_ratio:.3f}x ({al_ua:.3f} vs {full_ua:.3f}), mean of {len(al)} seeds; AL rounds: "
                f"{breakdown_text(per_round)}; full data: {breakdown_text(mean_rounds(full))}")
     print(summary, flush=True)
@@ -165,7 +181,9 @@ def main(argv=None) -> dict:
                "inputs_seconds": round(prep_s, 1), "al_options": exp.al, "per_round_mean": per_round,
                "full_data_rounds_mean": mean_rounds(full), "runs": {"al": al, "full": full},
                "recipe": args.recipe}
-    targets = {"time_ratio": C.target(time_ratio, "<=", 0.35), "ua_ratio": C.target(ua_ratio, ">=", 0.97)}
+    targets = {"time_ratio": C.target(time_ratio, "<=", 0.35)}
+    if not args.base_size:  # the short base-size run has random weights: its UA means nothing
+        targets["ua_ratio"] = C.target(ua_ratio, ">=", 0.97)
     return C.finish("bench_full_mode", summary, metrics, targets, started, args, out)
 
 

@@ -11,4 +11,4 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 date -u +%Y-%m-%dT%H:%MZ
 # 64 clips for scoring, 300 s of audio per TAPT arm: seconds on a GPU, what 2 CPU cores do in hours
 "$PY" benchmarks/bench_base_size.py --device cuda --clips 64 --pipeline_batch_size 16 --pipeline_num_workers 4 \
-  --tapt_audio_seconds 300 --tapt_batch_seconds 64 --out "$OUT" --compile
+  --tapt_audio_seconds 300 --tapt_batch_seconds 64 --out "$OUT"
