@@ -179,8 +179,23 @@ def recipe_options(recipe: str) -> dict:
     return load_checked_recipe(recipe, "finetune", [FinetuneArguments], drop=RECIPE_OWN_KEYS) if recipe else {}
 
 
+def _loss_in_bar():
+    """The Trainer's progress bar with the last loss / validation UA as its postfix: the stock one also writes every
+    log dict ({'loss': ..., 'grad_norm': ...}) on its own console line (they stay in the run's log history)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class LossInBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            shown = {key: logs[key] for key in ("loss", "eval_ua") if key in (logs or {})}
+            if state.is_world_process_zero and self.training_bar is not None and shown:
+                self.training_bar.set_postfix({k: f"{float(v):.3g}" for k, v in shown.items()}, refresh=False)
+
+    return LossInBar
+
+
 def _trainer_class():
     from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .inference import predict
 
@@ -190,6 +205,10 @@ def _trainer_class():
 
         def __init__(self, *a, eval_batch_seconds: float, label_names: list[str], frames: dict | None = None, **kw):
             super().__init__(*a, **kw)
+            # a quiet console: a bar with the loss (tqdm on) or nothing (tqdm off), never a printed dict per log
+            self.pop_callback(PrinterCallback)
+            if self.pop_callback(ProgressCallback) is not None:
+                self.add_callback(_loss_in_bar())
             self.eval_batch_seconds, self.class_names, self.frames = eval_batch_seconds, label_names, frames
             self.eval_by_step: dict[int, dict] = {}
             self.eval_seconds = 0.0

@@ -103,6 +103,17 @@ def test_same_seed_same_model(tones, tmp_path):
     assert not torch.equal(other.model.classifier.weight, runs[0].model.classifier.weight)
 
 
+def test_console_shows_no_log_dicts_while_the_history_keeps_them(tones, tmp_path, capfd):
+    """The stock Trainer prints {'loss': ..., 'grad_norm': ...} on a console line per log: a flood during a demo."""
+    capfd.readouterr()
+    run = finetune(FinetuneArguments(max_steps=4, eval_steps=2, **FAST), tones["train"], tones["validation"],
+                   ["low", "high"], tmp_path / "run")
+    console = "".join(capfd.readouterr())
+    assert "'loss'" not in console and "'eval_ua'" not in console and "grad_norm" not in console, console
+    assert [h["step"] for h in run.history if "loss" in h] == [1, 2, 3, 4]  # logging_steps=1: all still recorded
+    assert [h["step"] for h in run.history if "eval_ua" in h] == [2, 4]
+
+
 def test_crops_are_random_windows_of_at_most_max_seconds(tmp_path):
     import soundfile as sf
 
