@@ -138,8 +138,9 @@ class FinetuneArguments:
     min_eval_samples: int = field(
         default=0, metadata={"help": "Evaluate (and refresh the speaker statistics) once per epoch, or, when an epoch "
                                      "holds fewer training clips than this, every k epochs (the fewest that hold "
-                                     "them; the epochs are rounded up to a multiple of k): a 43-clip AL seed round "
-                                     "then evaluates every 6 epochs, not after every 3-step epoch. 0 = every epoch."})
+                                     "them, at most num_train_epochs; the epochs are rounded up to a multiple of k): "
+                                     "a 43-clip AL seed round then evaluates every 6 epochs, not after every 3-step "
+                                     "epoch. 0 = every epoch."})
     early_stopping_patience: int = field(
         default=5, metadata={"help": "Stop after N evaluations without a better validation UA; 0 = never."})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
@@ -308,7 +309,9 @@ def evaluation_schedule(args: FinetuneArguments, num_train: int) -> tuple[int, f
     """(optimizer steps between evaluations, 0 = every epoch; epochs to train) under ``min_eval_samples``."""
     if args.eval_steps > 0 or args.min_eval_samples <= 0 or args.max_steps > 0 or num_train >= args.min_eval_samples:
         return args.eval_steps, args.num_train_epochs
-    every = math.ceil(args.min_eval_samples / num_train)  # epochs between evaluations
+    # epochs between evaluations, never more than the run's epochs: a 6-clip round with min_eval_samples 256 would
+    # otherwise train 43 epochs (the rounding below) instead of its 3
+    every = min(math.ceil(args.min_eval_samples / num_train), max(1, math.ceil(args.num_train_epochs)))
     per_epoch = math.ceil(num_train / (args.per_device_train_batch_size * args.gradient_accumulation_steps
                                        * int(os.environ.get("WORLD_SIZE", "1"))))
     return every * per_epoch, float(math.ceil(args.num_train_epochs / every) * every)

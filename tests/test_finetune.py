@@ -280,6 +280,8 @@ def test_min_eval_samples_evaluates_small_sets_every_few_epochs_and_refreshes_st
     assert evaluation_schedule(args, 43) == (6 * 3, 12.0)  # every 6 epochs of 3 steps
     assert evaluation_schedule(FinetuneArguments(**{**vars(args), "num_train_epochs": 3}), 173) == (2 * 11, 4.0)
     assert evaluation_schedule(args, 864) == (0, 12) and evaluation_schedule(FinetuneArguments(), 43) == (0, 30.0)
+    # a tiny set: evaluated once, at the end of its own epochs (not 43 epochs rounded up from every 43)
+    assert evaluation_schedule(FinetuneArguments(**{**vars(args), "num_train_epochs": 3}), 6) == (3 * 1, 3.0)
 
     path = make_tone_manifest(tmp_path / "tones", {"train": 12, "validation": 12, "test": 12}, seed=1)
     tones = {split: load_manifest(path, split) for split in ("train", "validation")}  # 24 training clips
