@@ -184,7 +184,8 @@ def main(argv=None) -> dict:
     targets = {"time_ratio": C.target(time_ratio, "<=", 0.35)}
     if not args.base_size:  # the short base-size run has random weights: its UA means nothing
         targets["ua_ratio"] = C.target(ua_ratio, ">=", 0.97)
-    return C.finish("bench_full_mode", summary, metrics, targets, started, args, out)
+    name = "bench_full_mode_base" if args.base_size else "bench_full_mode"  # its own result file
+    return C.finish(name, summary, metrics, targets, started, args, out)
 
 
 if __name__ == "__main__":

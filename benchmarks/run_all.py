@@ -51,6 +51,8 @@ BENCHMARKS = [
       "--cold_starts", "random"]),
     ("bench_full_mode", "full-mode AL to 20% vs full-data fine-tuning on the demo corpus: time, UA, per-round phases",
      ["--seeds", "0"]),
+    ("bench_full_mode_base", "full-mode AL to 20% vs full-data fine-tuning at base size (95 M, random weights, "
+     "160 clips, 3 epochs): time, per-round phases", ["--synth_utterances", "48"]),
 ]
 DEFAULT_CORPUS, QUICK_CORPUS = 1000, 200
 
