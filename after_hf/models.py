@@ -105,10 +105,29 @@ def check_source(source: str) -> None:
                          f"config {sorted(NAMED_CONFIGS)}.")
 
 
+QUIET_BARS = ("Loading weights", "Writing model shards")  # transformers' bars per model load / save: noise in a run
+# that loads and saves dozens of models (an experiment); the Trainer's bar and Hub downloads keep theirs
+
+
+def _weight_bars_off(factory, args, kwargs):
+    return factory(*args, **({**kwargs, "disable": True} if kwargs.get("desc") in QUIET_BARS else kwargs))
+
+
+def quiet_weight_bars() -> None:
+    """transformers' "Loading weights" / "Writing model shards" progress bars off (a tqdm hook: every other
+    transformers bar unchanged). Called by ``load_config``, so by every model this package builds or loads."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.set_tqdm_hook(_weight_bars_off)
+    if previous not in (None, _weight_bars_off):  # someone else's hook: theirs stays
+        hf_logging.set_tqdm_hook(previous)
+
+
 def load_config(source: str, **overrides) -> Wav2Vec2Config:
     """Config for a named small model, a local directory or a Hub id (never remote code)."""
     from transformers import AutoConfig, Wav2Vec2Config
 
+    quiet_weight_bars()
     if is_named(source):
         return Wav2Vec2Config(**{**_NAMED_COMMON, **NAMED_CONFIGS[source], **overrides})
     check_source(source)
@@ -230,6 +249,7 @@ class _NoLoadReport(logging.Filter):
 def _quiet_load_report():
     """transformers' per-load table of unexpected / missing keys off (a filter: raising the logger's level would
     switch on its tensor-parallel warnings); ``report_loading`` says what matters instead."""
+    quiet_weight_bars()
     modeling_logger = logging.getLogger("transformers.modeling_utils")
     drop = _NoLoadReport()
     modeling_logger.addFilter(drop)
