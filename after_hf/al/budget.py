@@ -31,9 +31,9 @@ def _rounded(exact: float) -> int:
     return math.floor(exact + 0.5 + 1e-9)
 
 
-def resolve_size(value: float, pool_size: int, what: str, capacity: int | None = None) -> int:
+def resolve_size(value: float, pool_size: int, what: str, capacity: float | None = None) -> int:
     """``value`` < 1 is a fraction of the pool (rounded half up), >= 1 an absolute count, at most ``capacity``
-    (default: the pool size; rater answers: the pool's clips x raters per clip)."""
+    (default: the pool size; rater answers: the pool's clips x raters per clip; ``math.inf``: no cap)."""
     n = _rounded(_exact(value, pool_size, what))
     capacity = pool_size if capacity is None else capacity
     if n < 1:

@@ -13,6 +13,7 @@ the process (test-only: they do nothing unless ``AFTER_HF_CRASH_AT`` is set, see
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -389,7 +390,7 @@ def rater_budget(args: ALArguments, pool_size: int) -> tuple[float, int | None]:
     from .budget import resolve_size
 
     capacity = pool_size * args.raters_per_clip
-    wanted = resolve_size(args.budget, pool_size, "budget", capacity=10 ** 12)  # checks the value itself
+    wanted = resolve_size(args.budget, pool_size, "budget", capacity=math.inf)  # the value's own checks; capped below
     if wanted <= capacity:
         return args.budget, capacity
     print(f"note: --budget {wanted} rater answers is more than the pool holds ({pool_size} clips x "
