@@ -59,6 +59,13 @@ def app(human_run):
         yield url, log
 
 
+def ctrl_c_as_at_a_terminal() -> None:
+    """In the child before it starts: SIGINT at its default, so that Python turns it into KeyboardInterrupt as at a
+    terminal. A test session started as a background job (`cmd &` without job control) ignores SIGINT, and an
+    ignored signal stays ignored in every child: `al` would then never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def held_by(run: Path, annotator: str) -> str:
     """The clip the tab of ``annotator`` is showing (its lease), read server-side."""
     for _ in range(100):
@@ -135,20 +142,32 @@ def test_a_person_labels_the_first_round_then_deploys_and_publishes_the_model(hu
     assert "Warning" not in log.read_text()  # a quiet console while people label
 
     # the loop resumes and trains on the 8 answers, then waits for round 1 (holding the run): a second al is refused
-    waiting = subprocess.Popen([sys.executable, "-m", "after_hf.cli", *command, "--resume", "--wait_minutes", "10"],
-                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # its output goes to a file: an unread pipe fills (64 KB of progress bars on a loaded machine) and blocks the
+    # process in a write, so that it could not even print its message after the SIGINT below
+    console = root / "waiting_al.log"
+    with console.open("w") as sink:
+        waiting = subprocess.Popen([sys.executable, "-m", "after_hf.cli", *command, "--resume", "--wait_minutes", "10"],
+                                   env=ENV, stdout=sink, stderr=subprocess.STDOUT, text=True,
+                                   preexec_fn=ctrl_c_as_at_a_terminal)
     try:
         deadline = time.time() + 300
         while oracle.read_queue(run)["round"] != 1:
-            assert waiting.poll() is None, waiting.stderr.read()[-3000:]
+            assert waiting.poll() is None, console.read_text()[-3000:]
             assert time.time() < deadline, "round 1 was not queued"
             time.sleep(0.5)
         second = after_hf(*command, "--resume", check=False)
         lines = second.stderr.strip().splitlines()
         assert second.returncode == 2 and len(lines) == 1 and f"PID {waiting.pid}" in lines[0], second.stderr
-    finally:
+    finally:  # a failure above stays the reported one; a process that ignores SIGINT is reported below
         waiting.send_signal(signal.SIGINT)
-        waiting.wait(timeout=60)
+        try:
+            stopped = waiting.wait(timeout=60) is not None
+        except subprocess.TimeoutExpired:
+            stopped = False
+            waiting.kill()
+            waiting.wait()
+    assert stopped, f"after-hf al went on for 60 s after a SIGINT; its console:\n{console.read_text()[-3000:]}"
+    assert "interrupted" in console.read_text()  # it stopped on the SIGINT, saying how to continue
     state = json.loads((run / "state.json").read_text())
     assert state["rounds"][0]["phase"] == "trained"
     assert {i: names[v] for i, v in state["rounds"][0]["labels"].items()} == {i: truth[i] for i in queued}
