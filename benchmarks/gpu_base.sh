@@ -3,6 +3,9 @@
 # bf16 autocast on CUDA (inference.autocast_for). Run it on a machine with a CUDA GPU after `make setup`:
 #   bash benchmarks/gpu_base.sh            # -> runs/bench_gpu/bench_base_size.json + one summary line
 # Record the printed line, the date and the GPU name (first line) in the README's performance table.
+# Needs what `make setup` and `make apt` install (datasets, torchcodec, FFmpeg, espeak-ng). On a bare GPU image
+# without them (no network to install), generate runs/bench_gpu/corpus_* on a CPU machine and carry it, carry
+# the missing packages as wheels, and note that the per-file pipeline arm needs the ffmpeg binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
