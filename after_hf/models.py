@@ -249,7 +249,6 @@ class _NoLoadReport(logging.Filter):
 def _quiet_load_report():
     """transformers' per-load table of unexpected / missing keys off (a filter: raising the logger's level would
     switch on its tensor-parallel warnings); ``report_loading`` says what matters instead."""
-    quiet_weight_bars()
     modeling_logger = logging.getLogger("transformers.modeling_utils")
     drop = _NoLoadReport()
     modeling_logger.addFilter(drop)

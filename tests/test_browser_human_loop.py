@@ -161,7 +161,8 @@ def test_a_person_labels_the_first_round_then_deploys_and_publishes_the_model(hu
     finally:  # a failure above stays the reported one; a process that ignores SIGINT is reported below
         waiting.send_signal(signal.SIGINT)
         try:
-            stopped = waiting.wait(timeout=60) is not None
+            waiting.wait(timeout=60)
+            stopped = True
         except subprocess.TimeoutExpired:
             stopped = False
             waiting.kill()
