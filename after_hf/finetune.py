@@ -572,7 +572,7 @@ def finetune(
             "label_names": label_names,
             "class_weights": None if weights is None else weights.tolist(),
             "train_label_counts": {label_names[k]: v for k, v in sorted(Counter(labels).items())},
-            "soft_targets": targets is not None,
+            "soft_labels": targets is not None,  # what training used (the option, or targets an AL round passed)
             "num_train": len(train_ds),
             "num_eval": 0 if eval_ds is None else len(eval_ds),
             "output_dir": str(output_dir),

@@ -166,7 +166,7 @@ def _method(provenance: Provenance | None, metrics: ModelMetrics, training: dict
     else:
         tapt_md = "No task-adaptive pre-training (TAPT) is recorded for this model."
     kind = (provenance.kind if provenance else None) or metrics.kind
-    soft = (provenance.labels.soft_labels if provenance else False) or bool(training.get("soft_targets"))
+    soft = (provenance.labels.soft_labels if provenance else False) or bool(training.get("soft_labels"))
     to = " to each clip's vote distribution (soft labels)" if soft else ""
     if kind == "head":
         training_md = ("Training: the whole encoder frozen; a softmax-weighted sum of its layers, a linear projector, "
@@ -175,8 +175,13 @@ def _method(provenance: Provenance | None, metrics: ModelMetrics, training: dict
     else:
         what = ("LoRA adapters on the attention projections (merged into the weights)" if kind == "lora"
                 else "the encoder")
-        training_md = (f"Fine-tuning: {what} and a linear head trained with class-weighted cross-entropy{to}, CNN "
-                       f"feature encoder frozen, masked mean pooling.")
+        # what the training config records (finetune's defaults where an older config lacks a key)
+        loss = "class-weighted cross-entropy" if training.get("class_weighted_loss", True) else "cross-entropy"
+        cnn = "frozen" if training.get("freeze_feature_encoder", True) else "trained too"
+        norm = (", each clip's pooled vector centred on its speaker's mean (speaker normalisation)"
+                if training.get("speaker_norm") else "")
+        training_md = (f"Fine-tuning: {what} and a linear head trained with {loss}{to}, CNN feature encoder {cnn}, "
+                       f"masked mean pooling{norm}.")
     hyper = {k: training[k] for k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
                                       "max_train_seconds", "lora", "class_weighted_loss", "seed") if k in training}
     return {"base_md": f"`{base}`" if base else "a wav2vec 2.0 backbone", "tapt_md": tapt_md,

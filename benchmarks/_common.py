@@ -8,6 +8,7 @@ line it prints), ``metrics`` (numbers), ``targets`` ({name: {value, target, met}
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -111,6 +112,16 @@ def saved_base(out: Path = DEFAULT_OUT, kind: str = "classifier", seed: int = 0)
         model.save_pretrained(path)
         feature_extractor_for(config).save_pretrained(path)
     return str(path)
+
+
+def parser(doc: str, threads_help: str = "torch threads (0 = torch's default)", threads: int = 0):
+    """A benchmark's ``argparse`` parser: the first line of its docstring ``doc`` as the description, the rest as the
+    epilog, and the two options every benchmark has, ``--threads`` (torch threads) and ``--out`` (work directory)."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0], epilog=doc.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=threads, help=threads_help)
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="work directory (corpus, models, results)")
+    return p
 
 
 def set_threads(threads: int) -> int:

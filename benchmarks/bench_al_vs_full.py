@@ -19,7 +19,6 @@ single fit on 20% vs 100% of the labels, the comparison AFTER's "79% less time" 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import shutil
@@ -32,8 +31,7 @@ import _common as C  # noqa: E402
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = C.parser(__doc__)
     p.add_argument("--utterances", type=int, default=1000, help="generated corpus size")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one AL run and one full-data run per seed")
     p.add_argument("--strategy", default="entropy")
@@ -45,8 +43,6 @@ def parse(argv):
                    help="encoder dir / Hub id; auto = the demo's TAPT output runs/demo/tapt if `make demo` made it, "
                         "else the small named encoder (random init, seed 0) saved to a directory")
     p.add_argument("--head_epochs", type=int, default=60, help="head training epochs per round (the loop's default)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--out", default=str(C.DEFAULT_OUT))
     return p.parse_args(argv)
 
 

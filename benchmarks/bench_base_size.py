@@ -29,7 +29,6 @@ padded to the longest), the same utterances (IEMOCAP-like lengths, 10 s crops) o
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import time
@@ -42,8 +41,7 @@ import _common as C  # noqa: E402
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = C.parser(__doc__, threads_help="torch threads (0 = torch's default, one per core)")
     p.add_argument("--utterances", type=int, default=1000, help="generated corpus the clips are drawn from (shared)")
     p.add_argument("--clips", type=int, default=16, help="clips scored by every arm (a seeded subset)")
     p.add_argument("--pipeline_batch_size", type=int, default=8, help="the batched pipeline's batch_size")
@@ -57,8 +55,6 @@ def parse(argv):
     p.add_argument("--example_batch_size", type=int, default=8,
                    help="the example's per_device_train_batch_size (its default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (the GPU script: bf16 autocast on CUDA)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default, one per core)")
-    p.add_argument("--out", default=str(C.DEFAULT_OUT))
     return p.parse_args(argv)
 
 

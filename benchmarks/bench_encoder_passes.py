@@ -16,7 +16,6 @@ baseline, for each seed, and counts in the same run:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import shutil
@@ -29,15 +28,12 @@ import _common as C  # noqa: E402
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = C.parser(__doc__)
     p.add_argument("--utterances", type=int, default=1000, help="generated corpus size")
     p.add_argument("--strategies", nargs="+", default=["entropy", "bald", "random"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--mc_passes", type=int, default=20)
     p.add_argument("--head_epochs", type=int, default=60)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--out", default=str(C.DEFAULT_OUT))
     return p.parse_args(argv)
 
 

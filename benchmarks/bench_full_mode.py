@@ -19,7 +19,6 @@ evaluate (validation + test).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import shutil
@@ -32,8 +31,7 @@ import _common as C  # noqa: E402
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = C.parser(__doc__)
     p.add_argument("--recipe", default=str(C.REPO / "recipes" / "demo" / "full_mode.yaml"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--strategy", default="entropy")
@@ -43,8 +41,6 @@ def parse(argv):
                    help="the short base-size run (time only): the backbone is Wav2Vec2Config()'s defaults (95 M, "
                         "random weights, saved once), no TAPT, --synth_utterances clips, 3 epochs of 3 s crops")
     p.add_argument("--synth_utterances", type=int, default=160, help="--base_size: the generated corpus")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--out", default=str(C.DEFAULT_OUT))
     return p.parse_args(argv)
 
 

@@ -41,8 +41,7 @@ COLD_STARTS = ("random", "kmeans", "typiclust")
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = C.parser(__doc__, threads_help="torch threads in the AL workers (0 = torch's default)")
     p.add_argument("--sizes", type=int, nargs="+", default=[50_000, 100_000],
                    help="pool sizes (train rows; both above the 64 MiB a split may take in memory)")
     p.add_argument("--base_utterances", type=int, default=1000, help="generated corpus the pools repeat (shared)")
@@ -53,8 +52,6 @@ def parse(argv):
                    help="kmeans cold start: clusters (0 = one per seed item, AFTER's rule)")
     p.add_argument("--encode_utterances", type=int, default=300,
                    help="clips encoded at 1 and 2 processes (0 = skip the comparison)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads in the AL workers (0 = torch's default)")
-    p.add_argument("--out", default=str(C.DEFAULT_OUT))
     p.add_argument("--worker", nargs=3, metavar=("MANIFEST", "CACHE", "JSON_OUT"), help=argparse.SUPPRESS)
     p.add_argument("--encode_worker", nargs=3, metavar=("MANIFEST", "CACHE", "JSON_OUT"), help=argparse.SUPPRESS)
     p.add_argument("--select", action="store_true", help=argparse.SUPPRESS)

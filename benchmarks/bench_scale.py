@@ -30,14 +30,11 @@ import _common as C  # noqa: E402
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = C.parser(__doc__, threads_help="torch threads in the workers (0 = torch's default)")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000], help="pool sizes (rows)")
     p.add_argument("--base_utterances", type=int, default=1000, help="distinct generated utterances the pools repeat")
     p.add_argument("--engine", choices=["predict", "features"], default="predict")
     p.add_argument("--batch_seconds", type=float, default=160.0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads in the workers (0 = torch's default)")
-    p.add_argument("--out", default=str(C.DEFAULT_OUT))
     p.add_argument("--worker", nargs=2, metavar=("MANIFEST", "JSON_OUT"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

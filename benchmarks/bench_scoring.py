@@ -20,7 +20,6 @@ seconds of all batches; matmul/conv FLOPs only) against the float32 matmul rate 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -32,15 +31,12 @@ import _common as C  # noqa: E402
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = C.parser(__doc__, threads_help="torch threads (0 = torch's default, one per core)")
     p.add_argument("--utterances", type=int, default=1000, help="generated corpus size (the pool is all of it)")
     p.add_argument("--baseline_utterances", type=int, default=300,
                    help="the per-file pipeline's throughput is measured on this many utterances, a seeded random "
                         "subset of the same pool (its cost is per file); 0 = the whole pool")
     p.add_argument("--batch_seconds", type=float, default=160.0, help="predict: padded audio seconds per batch")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default, one per core)")
-    p.add_argument("--out", default=str(C.DEFAULT_OUT), help="work directory (corpus, models, results)")
     return p.parse_args(argv)
 
 

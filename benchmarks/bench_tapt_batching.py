@@ -20,7 +20,6 @@ Lengths: the generated clips are all ~1-5 s, far more uniform than real corpora,
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -35,8 +34,8 @@ SR = 16000
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = C.parser(__doc__, threads=1, threads_help="torch threads (0 = torch's default; 1 = robust on shared cores, "
+                                                  "the ratio is about batching)")
     p.add_argument("--utterances", type=int, default=1000,
                    help="generated corpus size (shared with the other benchmarks)")
     p.add_argument("--audio_seconds", type=float, default=600.0, help="real audio seconds each arm trains on")
@@ -52,11 +51,8 @@ def parse(argv):
     p.add_argument("--mask_time_prob", type=float, default=0.65, help="as recipes/demo/tapt.yaml")
     p.add_argument("--repeats", type=int, default=2,
                    help="alternate the arms this many times; the median throughput is kept")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (0 = torch's default; 1 = robust on shared cores, the ratio is about batching)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--out", default=str(C.DEFAULT_OUT))
     return p.parse_args(argv)
 
 

@@ -15,7 +15,7 @@ import pytest
 from space_support import EXAMPLES, LABELS, REPO, SPACE_DIR, save_tiny_classifier, write_model_files
 
 from after_hf.cli import main as cli_main
-from after_hf.hub import PushArguments, PushError, push, read_eval_results
+from after_hf.hub import PushArguments, PushError, build_card, push, read_eval_results
 from after_hf.hub_space import SPACE_MODULES, PushSpaceArguments, push_space
 from after_hf.model_info import LabelInfo, ModelMetrics, Provenance, TaptInfo, TrainingData
 
@@ -116,6 +116,27 @@ def test_card_without_metrics_or_provenance_still_renders(tmp_path):
     assert card.data.eval_results is None and "model-index" not in card.content
     assert "No evaluation results were found" in card.text
     assert "all labels of the training split" in card.text and "No task-adaptive pre-training" in card.text
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_card_says_soft_labels_when_the_training_config_records_them(tmp_path, soft):
+    """finetune's training_config.json records what training used (``soft_labels``): the card follows it."""
+    bare = save_tiny_classifier(tmp_path / "bare")
+    (bare / "training_config.json").write_text(json.dumps({"num_train": 12, "soft_labels": soft}))
+    card = build_card(bare, "me/bare")
+    assert ("vote distribution (soft labels)" in card.text) is soft
+
+
+def test_card_describes_the_fine_tuning_the_training_config_records(tmp_path):
+    """CNN frozen or trained, class weights, speaker normalisation: the card says what the run did, not defaults."""
+    bare = save_tiny_classifier(tmp_path / "bare")
+    config = {"num_train": 12, "freeze_feature_encoder": False, "class_weighted_loss": False, "speaker_norm": True}
+    (bare / "training_config.json").write_text(json.dumps(config))
+    text = build_card(bare, "me/bare").text
+    assert "trained with cross-entropy, CNN feature encoder trained too" in text and "speaker normalisation" in text
+    (bare / "training_config.json").write_text(json.dumps({"num_train": 12}))  # an older config: finetune's defaults
+    text = build_card(bare, "me/bare").text
+    assert "class-weighted cross-entropy, CNN feature encoder frozen" in text and "speaker normalisation" not in text
 
 
 def test_provenance_from_an_older_after_hf_is_refused_with_the_fix(tmp_path):

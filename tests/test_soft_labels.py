@@ -196,8 +196,10 @@ def test_finetune_trains_on_the_vote_distributions(tmp_path, monkeypatch, lora, 
     votes = np.asarray(train["vote_dist"])
     np.testing.assert_allclose(sorted(batch.numpy().tolist()), sorted(votes.tolist()), atol=1e-6)
     config = json.loads((result.model_dir / "training_config.json").read_text())
-    assert config["soft_targets"] and config["class_weights"] == pytest.approx(
+    assert config["soft_labels"] and config["class_weights"] == pytest.approx(
         soft_class_weights(votes, 2).tolist())
     seen.clear()
-    finetune(FinetuneArguments(**{**vars(args), "soft_labels": False}), train, val, ["low", "high"], tmp_path / "hard")
+    hard = finetune(FinetuneArguments(**{**vars(args), "soft_labels": False}), train, val, ["low", "high"],
+                    tmp_path / "hard")
     assert seen[0].dtype == torch.long  # one label per clip without the option
+    assert json.loads((hard.model_dir / "training_config.json").read_text())["soft_labels"] is False
