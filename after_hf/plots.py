@@ -1,5 +1,6 @@
-"""Figures written as PNG files (matplotlib, no display needed): confusion matrices, and the test UA of rater-policy
-runs against the rater answers they cost (`after-hf report`'s answer_curves.png)."""
+"""Figures written as PNG files (matplotlib, no display needed): confusion matrices, the AL learning curves
+(`after-hf report`'s learning_curves.png) and the test UA of rater-policy runs against the rater answers they cost
+(answer_curves.png)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,37 @@ def plot_confusion_matrix(
                     color="white" if recall[i, j] > 0.5 else "black")
     if title:
         ax.set_title(title)
+    try:
+        return _save_atomic(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def plot_learning_curves(results: dict, path: str | Path, baseline_prefix: str) -> Path:
+    """Test UA (mean ± std over seeds) against the share of the pool labelled, one line per AL setting of
+    ``results`` (``report.aggregate``), the settings named ``baseline_prefix``... (100 % of the labels) as
+    horizontal lines; written atomically to ``path``. A rater-policy setting's AUC is over rater answers (its
+    x in ``results``): the legend says so (answer_curves.png plots those settings against answers)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for setting, res in sorted(results.items()):
+        pts = res["points"]
+        x = np.array([p["fraction_labelled"] for p in pts]) * 100
+        y = np.array([p["test_ua"] for p in pts])
+        s = np.array([p["test_ua_std"] for p in pts])
+        if setting.startswith(baseline_prefix):
+            ax.axhline(y[-1], linestyle="--", color="grey" if setting == baseline_prefix else "lightgrey",
+                       label=f"{setting} (100% labels): {y[-1]:.3f}")
+            continue
+        over = " over answers" if "num_answers" in pts[0] else ""
+        line, = ax.plot(x, y, marker="o", label=f"{setting} (AUC{over} {res['auc_ua']:.3f})")
+        ax.fill_between(x, y - s, y + s, alpha=0.15, color=line.get_color())
+    ax.set_xlabel("% of the training pool labelled")
+    ax.set_ylabel("test UA (mean per-class recall)")
+    ax.set_title("Active learning curves (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
     try:
         return _save_atomic(fig, Path(path))
     finally:

@@ -157,35 +157,6 @@ def answers_to_target(groups: dict[str, list[dict]], results: dict) -> dict | No
             **({"target_ua_by_fold": dict(sorted(targets.items()))} if len(targets) > 1 else {}), "settings": table}
 
 
-def plot_learning_curves(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for setting, res in sorted(results.items()):
-        pts = res["points"]
-        x = np.array([p["fraction_labelled"] for p in pts]) * 100
-        y = np.array([p["test_ua"] for p in pts])
-        s = np.array([p["test_ua_std"] for p in pts])
-        if setting.startswith(BASELINE_PREFIX):
-            ax.axhline(y[-1], linestyle="--", color="grey" if setting == BASELINE_PREFIX else "lightgrey",
-                       label=f"{setting} (100% labels): {y[-1]:.3f}")
-            continue
-        line, = ax.plot(x, y, marker="o", label=f"{setting} (AUC {res['auc_ua']:.3f})")
-        ax.fill_between(x, y - s, y + s, alpha=0.15, color=line.get_color())
-    ax.set_xlabel("% of the training pool labelled")
-    ax.set_ylabel("test UA (mean per-class recall)")
-    ax.set_title("Active learning curves (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def load_references(experiment: Path) -> dict:
     """``references.json`` (ceiling, acoustic baseline) written by the experiment, or {}."""
     from .reference import REFERENCES_FILE
@@ -413,7 +384,7 @@ def _speaker_section(refs: dict, experiment: Path) -> list[str]:
 
 
 def build_report(experiment: str | Path) -> Path:
-    from .plots import plot_answer_curves
+    from .plots import plot_answer_curves, plot_learning_curves
 
     experiment = Path(experiment)
     groups = _runs(experiment)
@@ -431,7 +402,7 @@ def build_report(experiment: str | Path) -> Path:
     answers = answers_to_target(groups, results)
     extra = {} if answers is None else {"answers_to_target": answers}
     atomic_write_json(experiment / "results.json", {**results, **load_references(experiment), **deployable, **extra})
-    plot_learning_curves(results, experiment / "learning_curves.png")
+    plot_learning_curves(results, experiment / "learning_curves.png", BASELINE_PREFIX)
     if answers is not None:
         plot_answer_curves(results, answers, experiment / "answer_curves.png", policy_name)
     report = experiment / "results.md"

@@ -112,6 +112,29 @@ def test_the_report_counts_the_rater_answers_to_97_percent_of_the_full_data_ua(t
     assert (tmp_path / "answer_curves.png").stat().st_size > 10_000
 
 
+def test_learning_curves_say_which_aucs_are_over_rater_answers(tmp_path, monkeypatch):
+    """learning_curves.png plots every setting against the share labelled; a rater-policy setting's AUC is over
+    answers, and its legend says so."""
+    import after_hf.plots as plots
+    from after_hf.report import build_report
+
+    legends = {}
+
+    def keep_legend(fig, path):
+        legends[path.name] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        return path
+
+    monkeypatch.setattr(plots, "_save_atomic", keep_legend)
+    _write_run(tmp_path, "full_data__s0", {"strategy": "random", "seed": 0}, [100], [0.6])
+    _write_run(tmp_path, "entropy-kmeans__s0", {"strategy": "entropy", "seed": 0}, [10, 20], [0.4, 0.5])
+    rater = {"strategy": "random", "cold_start": "random", "seed": 0, "rater_policy": "fixed", "raters_per_clip": 3}
+    _write_run(tmp_path, "random-random-fixed3__s0", rater, [10, 20], [0.3, 0.5])
+    build_report(tmp_path)
+    curves = legends["learning_curves.png"]
+    assert any(t.startswith("random-random-fixed3 (AUC over answers ") for t in curves)
+    assert any(t.startswith("entropy-kmeans (AUC 0.") for t in curves)
+
+
 def test_loso_folds_are_held_to_their_own_baseline(tmp_path):
     """IEMOCAP's folds differ in difficulty: each fold's runs are measured against 97 % of that fold's baseline."""
     from after_hf.report import build_report
