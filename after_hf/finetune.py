@@ -35,7 +35,7 @@ from .io import atomic_write_json, check_output_dir, replace_dir
 from .losses import class_weights, soft_class_weights
 from .metrics import compute_ser_metrics
 from .model_info import KINDS, ModelMetrics, read_metrics, write_metrics
-from .models import check_source, load_classifier, load_feature_extractor, min_samples_for_masking
+from .models import check_source, load_classifier, load_feature_extractor, min_samples_for_masking, untrained_note
 
 if TYPE_CHECKING:  # torch is imported by the functions that train: `after-hf finetune --help` stays light
     import torch
@@ -597,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("needs --manifest DIR and --output_dir DIR (on the command line or in the --config recipe).")
     check_output_dir(args.output_dir, "--output_dir")
     check_source(args.model)
+    note = untrained_note(args.model, "--model")
+    if note:
+        print(note)
     train_ds = load_manifest(args.manifest, split=args.train_split)
     names = manifest_label_names(train_ds)
     eval_ds = load_manifest(args.manifest, split=args.eval_split) if args.eval_split else None

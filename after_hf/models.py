@@ -60,6 +60,15 @@ def is_named(source: str) -> bool:
     return source in NAMED_CONFIGS
 
 
+def untrained_note(source: str, option: str) -> str | None:
+    """One line for a CLI whose backbone ``source`` is a named config (random weights), else None: the default of
+    `al` / `finetune` is a ready-made tiny encoder, fine for a smoke test but not for results."""
+    if not is_named(source):
+        return None
+    return (f"note: {option} {source} is a randomly initialised wav2vec2 (no pre-training): fine for a smoke test; "
+            f"for results pass a pre-trained model (facebook/wav2vec2-base, or your `after-hf tapt` output).")
+
+
 def check_weights(source: str) -> None:
     """A local model directory must hold safetensors weights: pickled ``*.bin`` / ``*.pt`` files are refused
     (unpickling can run arbitrary code), and a directory without weights is named as such. Hub ids pass

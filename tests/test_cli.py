@@ -133,6 +133,21 @@ def test_bad_input_is_one_line_without_traceback_and_exit_2(case, bad, capsys, m
     assert not Path(bad["fresh"]).exists()  # nothing was created by a refused command
 
 
+@pytest.mark.parametrize("command,option", [("al", "--backbone"), ("finetune", "--model")])
+def test_a_randomly_initialised_backbone_is_pointed_out(command, option, tmp_path, capsys):
+    """`al` / `finetune` default to a named config (random weights): the console says so, and what to pass instead;
+    a model directory gets no note."""
+    out = "--out" if command == "al" else "--output_dir"
+    base = [command, "--manifest", str(tmp_path / "missing"), out, str(tmp_path / "o")]
+    assert main(base + [option, "tiny"]) == 2  # the manifest is missing: stops there, after the note
+    printed = capsys.readouterr().out
+    assert f"note: {option} tiny is a randomly initialised wav2vec2" in printed and "facebook/wav2vec2-base" in printed
+    model = tmp_path / "model"
+    model.mkdir()
+    main(base + [option, str(model)])
+    assert "randomly initialised" not in capsys.readouterr().out
+
+
 def test_debug_shows_the_traceback_and_the_real_entry_point_prints_one_line(tmp_path):
     argv = ["al", "--manifest", str(tmp_path / "no_manifest"), "--out", str(tmp_path / "run")]
     script = "import sys; from after_hf.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -178,6 +178,34 @@ def test_a_run_without_labels_is_refused_with_what_to_do(synth_manifest, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_a_model_directory_passed_as_the_run_is_named_as_such(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "wav2vec2", "architectures": ["X"]}))
+    (model / "model.safetensors").write_bytes(b"")
+    assert cli(["deploy", "--run", str(model), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a model directory" in err[0] and f"after-hf push --model {model}" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_started_with_relative_paths_deploys_from_anywhere(synth_manifest, tmp_path, monkeypatch):
+    """The run's config keeps the paths as given and the directory they were given from; the default feature cache
+    sits beside the manifest, not in the working directory."""
+    import shutil
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    shutil.copytree(synth_manifest, work / "data" / "manifest")
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    run_al(ALArguments(manifest="data/manifest", out="run", backbone="tiny", strategy="random", cold_start="random",
+                       seed_size=10, step_size=10, budget=10, head_epochs=2, seed=0))
+    assert (work / "data" / "cache" / "features").is_dir() and not (work / "runs").exists()
+    monkeypatch.chdir(elsewhere)
+    assert cli(["deploy", "--run", str(work / "run"), "--out", "out", "--head_epochs", "2"]) == 0
+    assert read_metrics(elsewhere / "out" / "model").num_labelled == 10
+
+
 def test_deploy_help_does_not_import_torch():
     import subprocess
     import sys

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..config import ConfigError, parse_args, to_dict
 from ..data.manifest import label_names as manifest_label_names
 from ..data.manifest import ManifestError, load_manifest
 from ..io import StateError, atomic_write_json, check_output_dir, crash_point
-from ..models import check_weights, is_named, load_config
+from ..models import check_weights, is_named, load_config, untrained_note
 from . import oracle as oracle_files
 from . import raters
 from .budget import budget_schedule
@@ -93,8 +94,8 @@ class ALArguments:
     )
     cache_dir: str = field(default="", metadata={
         "help": "Where frozen-encoder features are cached (shared by every run of the same backbone). Default: "
-                "the cache of the `after-hf experiment` that made the manifest (MANIFEST/../cache/features) when "
-                "there is one, else runs/cache/features."})
+                "MANIFEST/../cache/features, beside the manifest (for a manifest made by `after-hf experiment`, that "
+                "experiment's own cache, whose features are then reused)."})
     head_epochs: int = field(default=60, metadata={"help": "head_only: epochs per round."})
     head_learning_rate: float = field(default=2e-3, metadata={"help": "head_only: AdamW learning rate."})
     head_dropout: float = field(default=0.3, metadata={"help": "head_only: dropout of the head (MC-dropout source)."})
@@ -348,9 +349,9 @@ def train_round(args, state, learner: Learner, rec, oracle=None) -> dict:
 
 
 def default_cache_dir(manifest: str) -> str:
-    """The experiment's cache when the manifest is an experiment's (its features are then reused), else a shared one."""
-    beside = Path(manifest).parent / "cache" / "features"
-    return str(beside) if beside.is_dir() else "runs/cache/features"
+    """Beside the manifest (an experiment's manifest: the experiment's own cache), never relative to the working
+    directory, so that runs on one manifest share their features wherever they are started from."""
+    return str(Path(manifest).parent / "cache" / "features")
 
 
 def announce_encoding(args: ALArguments, splits: dict[str, SplitArrays]) -> None:
@@ -406,7 +407,9 @@ def rater_panels(train: SplitArrays) -> dict[str, list[list[str]]]:
 
 def run_al(args: ALArguments) -> RunState:
     args.cache_dir = args.cache_dir or default_cache_dir(args.manifest)
-    config = to_dict(args)
+    # relative paths in the config (manifest, backbone, cache) are read against the directory the run was started
+    # from, wherever a later command (deploy, resume) runs
+    config = {**to_dict(args), "workdir": os.getcwd()}
     check_output_dir(args.out, "--out")
     manifest = load_manifest(args.manifest)  # checked before the run directory is created
     labels = manifest_label_names(manifest)
@@ -518,6 +521,9 @@ def summarise(state: RunState) -> dict:
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([ALArguments], argv, prog="after-hf al", description=__doc__, section="al")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    note = untrained_note(args.backbone, "--backbone")
+    if note:
+        print(note)
     run_al(args)  # a run in use by another process (RunLocked) is one line at the CLI's boundary
     return 0
 

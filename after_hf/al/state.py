@@ -29,7 +29,7 @@ from ..io import StateError, atomic_write_json, crash_point, read_json
 STATE_FILE, PREVIOUS_FILE, CONFIG_FILE, LOCK_FILE = "state.json", "state.prev.json", "config.json", ".lock"
 FORMAT = 1
 # Options that may change between a run and its resume without changing what the run computes.
-RESUMABLE_OPTIONS = {"resume", "out", "wait_minutes", "oracle", "budget", "cache_dir"}
+RESUMABLE_OPTIONS = {"resume", "out", "wait_minutes", "oracle", "budget", "cache_dir", "workdir"}
 PHASES = ("selected", "labelled", "trained")
 
 
