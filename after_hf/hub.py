@@ -169,9 +169,11 @@ def _method(provenance: Provenance | None, metrics: ModelMetrics, training: dict
     soft = (provenance.labels.soft_labels if provenance else False) or bool(training.get("soft_labels"))
     to = " to each clip's vote distribution (soft labels)" if soft else ""
     if kind == "head":
+        norm = (", each clip's features centred on its speaker's mean over that speaker's clips (speaker "
+                "normalisation)" if metrics.training.get("speaker_norm") else "")
         training_md = ("Training: the whole encoder frozen; a softmax-weighted sum of its layers, a linear projector, "
                        "mean pooling over time and a linear classifier trained on the labelled clips (wav2vec2's "
-                       f"`use_weighted_layer_sum` head) with class-weighted cross-entropy{to}.")
+                       f"`use_weighted_layer_sum` head) with class-weighted cross-entropy{to}{norm}.")
     else:
         what = ("LoRA adapters on the attention projections (merged into the weights)" if kind == "lora"
                 else "the encoder")
@@ -214,6 +216,18 @@ def _card_data(provenance: Provenance | None, results: dict, model_name: str, ba
     )
 
 
+def _parameter_count(model_dir: Path) -> str | None:
+    """"0.7 M" / "94.4 M": the number of values in model.safetensors (read from its header, no weights loaded)."""
+    from safetensors import safe_open
+
+    path = model_dir / "model.safetensors"
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="numpy") as weights:
+        total = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+    return f"{total / 1e6:.1f} M"
+
+
 def build_card(model_dir: Path, repo_id: str):
     """The ``huggingface_hub.ModelCard`` for ``model_dir``: ``templates/model_card.md`` rendered with its facts."""
     from huggingface_hub import ModelCard
@@ -226,8 +240,6 @@ def build_card(model_dir: Path, repo_id: str):
     if provenance:
         data = provenance.training_data
         training_data_md = f"{data.name}" + (f", {data.protocol} split protocol" if data.protocol else "") + "."
-        if data.generated:
-            training_data_md += " " + GENERATED_NOTICE
     else:
         training_data_md = f"An after-hf manifest ({training['num_train']} clips)." if training.get("num_train") else \
             "Not recorded (the model directory has no after_hf_provenance.json)."
@@ -244,6 +256,9 @@ def build_card(model_dir: Path, repo_id: str):
         chance={**chance, "n_classes": round(1 / chance["ua"])} if chance else None,
         label_set=", ".join(f"`{i}`: {name}" for i, name in enumerate(labels)), training_data_md=training_data_md,
         labels_md=labels_sentence(provenance.labels) if provenance else "",
+        has_validation="validation" in results, num_parameters=_parameter_count(model_dir),
+        single_clip=(metrics.splits.get("test", {}).get("single_clip")
+                     if metrics.training.get("speaker_norm") or training.get("speaker_norm") else None),
         labels_fallback=("supervised fine-tuning on all labels of the training split"
                          + (f" ({training['num_train']} clips)" if training.get("num_train") else "")
                          + " (no active learning)."),

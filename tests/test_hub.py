@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -105,6 +106,27 @@ def test_card_of_a_model_trained_on_generated_speech_says_so_first(tmp_path):
     assert any("Trained on generated speech" in line for line in first_lines), first_lines
     assert "synthetic-speech" in card.data.tags
     assert {r.dataset_type for r in card.data.eval_results} == {"after-hf-synth"}
+
+
+def test_card_of_a_speaker_normalised_head_says_what_pipeline_gets(tmp_path):
+    """A head trained on speaker-centred features: the card says so, gives the single-clip figures beside the
+    `pipeline` example, warns that validation chose the model, counts parameters and says nothing twice."""
+    model = save_tiny_classifier(tmp_path / "model")
+    test = {**_scores(0.6543, 0.6611, 0.6401), "single_clip": {"ua": 0.4321, "wa": 0.4567, "macro_f1": 0.41}}
+    head = replace(METRICS, kind="head", splits={**METRICS.splits, "test": test},
+                   training={"head_epochs": 200, "speaker_norm": True})
+    data = TrainingData(name="generated speech", corpora=["cremad"], generated=True, protocol="speaker")
+    write_model_files(model, head, replace(PROVENANCE, kind="head", training_data=data))
+    text = build_card(model, "me/head").text
+    assert "centred on its speaker's mean over that speaker's clips (speaker normalisation)" in text
+    assert "one clip alone, the test set\ngives UA **0.432** (WA 0.457)" in text
+    assert "validation split may have chosen the model" in text
+    assert re.search(r"the classifier has \d+\.\d M parameters", text)
+    assert text.count("Trained on generated speech") == 1 and text.count("1106 human-labelled clips") == 1
+    plain = replace(head, training={"head_epochs": 200})  # no speaker normalisation: pipeline gets the test figures
+    write_model_files(model, plain, replace(PROVENANCE, kind="head", training_data=data))
+    text = build_card(model, "me/head").text
+    assert "speaker normalisation" not in text and "one clip alone" not in text
 
 
 def test_card_without_metrics_or_provenance_still_renders(tmp_path):
