@@ -95,7 +95,8 @@ def evaluate_dataset(model, feature_extractor, ds, label_names: Sequence[str], b
     if "speaker" in ds.column_names:  # speaker-independent splits: how far apart the held-out voices are
         scores["per_speaker"] = per_speaker_scores(predicted, references, ds["speaker"])
     if speaker_norm_of(model) is not None:  # also as a single clip of an unknown speaker (the Space, a pipeline)
-        alone = predict(model, feature_extractor, ds, batch_seconds=batch_seconds, speakers=list(ds["id"]))
+        alone = predict(model, feature_extractor, ds, batch_seconds=batch_seconds, speakers=list(ds["id"]),
+                        desc="predict, each clip alone")
         single = compute_ser_metrics(alone["probs"].argmax(-1), references, label_names)
         scores["single_clip"] = {k: single[k] for k in ("ua", "wa", "macro_f1")}
     rows = {"id": list(ds["id"]), "reference": references, "predicted": predicted, "probs": out["probs"]}
@@ -121,6 +122,10 @@ def format_table(scores: dict) -> str:
     lines.append(f"{'UA':<{width}}  {scores['ua']:7.4f}   (mean per-class recall)")
     lines.append(f"{'WA':<{width}}  {scores['wa']:7.4f}   (accuracy)")
     lines.append(f"{'macro-F1':<{width}}  {scores['macro_f1']:7.4f}")
+    single = scores.get("single_clip")
+    if single:
+        lines.append(f"{'UA alone':<{width}}  {single['ua']:7.4f}   (each clip without its speaker's other clips, as "
+                     "a pipeline or the Space scores one upload; UA above: centred on each speaker)")
     lines += _speaker_lines(scores.get("per_speaker") or {}, width)
     soft = scores.get("soft_labels")
     if soft and "skipped" in soft:

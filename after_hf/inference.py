@@ -309,6 +309,7 @@ def predict(
     progress: bool = True,
     frames: Sequence[np.ndarray] | None = None,
     speakers: Sequence[str] | None = None,
+    desc: str = "predict",
 ) -> dict[str, np.ndarray]:
     """Predict every utterance of ``ds_or_paths`` (a manifest Dataset, audio paths, or 16 kHz float arrays).
 
@@ -336,7 +337,7 @@ def predict(
             batches = list(mine)
         seed = seed + 1_000_003 * group.process_index  # distinct MC-dropout streams per process
     show = progress and n > 0 and (group is None or group.is_main_process)
-    bar = tqdm(total=sum(len(b) for b in batches), desc="predict", unit="utt", disable=not show)
+    bar = tqdm(total=sum(len(b) for b in batches), desc=desc, unit="utt", disable=not show)
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     try:
         with torch.inference_mode(), torch.random.fork_rng(devices=rng_devices), autocast_for(device):

@@ -192,3 +192,15 @@ def test_a_clip_gets_the_same_prediction_alone_in_a_batch_and_from_the_model_its
         own = np.concatenate([model(**fe(load_audio(p), sampling_rate=16000, return_tensors="pt"))
                               .logits.softmax(-1).numpy() for p in paths])
     np.testing.assert_allclose(alone, own, atol=1e-5)
+
+
+def test_the_table_gives_the_single_clip_ua_of_a_speaker_normalised_model():
+    """A speaker-normalised model's report says what one upload alone gets, beside the speaker-centred UA."""
+    from after_hf.evaluation import format_table
+    from after_hf.metrics import compute_ser_metrics
+
+    scores = compute_ser_metrics([0, 1, 1, 0], [0, 1, 0, 0], ["neutral", "sad"])
+    assert "UA alone" not in format_table(scores)
+    scores["single_clip"] = {"ua": 0.4321, "wa": 0.5, "macro_f1": 0.4}
+    line = next(x for x in format_table(scores).splitlines() if x.startswith("UA alone"))
+    assert "0.4321" in line and "one upload" in line
