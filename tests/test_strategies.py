@@ -131,6 +131,10 @@ def test_registry_spelling_and_keyword_routing():
         get_strategy("bold")
     with pytest.raises(ValueError, match="unknown wrapper"):
         get_strategy("balanced:entropy")
+    # a cold-start typo is called a cold start and lists the cold starts (it said "unknown strategy 'kmean' in 'kmean'")
+    with pytest.raises(ValueError, match=r"^unknown cold start 'kmean' \(did you mean 'kmeans'\?\); choose one of "
+                                         r"\['kmeans', 'random', 'typiclust'\]$"):
+        get_cold_start("kmean")
     with pytest.raises(TypeError, match="takes no"):
         get_strategy("entropy", beta=2.0)
     with pytest.raises(TypeError, match="per-item score"):

@@ -89,13 +89,14 @@ def _options(factory) -> list[str]:
 def _unknown(kind: str, name: str, spelling: str, known) -> StrategyError:
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return StrategyError(f"unknown {kind} {name!r} in {spelling!r}{hint}; choose one of {sorted(known)}")
+    where = f" in {spelling!r}" if spelling.strip() != name else ""
+    return StrategyError(f"unknown {kind} {name!r}{where}{hint}; choose one of {sorted(known)}")
 
 
 def _build(spelling: str, bases: dict, kwargs: dict) -> Strategy:
     *wrappers, base_name = spelling.strip().split(":")
     if base_name not in bases:
-        raise _unknown("strategy", base_name, spelling, bases)
+        raise _unknown("cold start" if bases is _COLD_STARTS else "strategy", base_name, spelling, bases)
     for wrapper in wrappers:
         if wrapper not in _WRAPPERS:
             raise _unknown("wrapper", wrapper, spelling, _WRAPPERS)
