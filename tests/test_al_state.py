@@ -38,10 +38,32 @@ def test_non_finite_budgets_name_the_option(value):
 
 
 def test_budget_errors_name_the_fix():
-    with pytest.raises(ValueError, match="raise budget"):
+    with pytest.raises(ValueError, match=r"--budget 10 is read as 10 clips .*seed set's 20.*raise --budget"):
         budget_schedule(100, 20, 5, 10)
+    with pytest.raises(ValueError, match=r"--budget 0.1 is 10 clips, fewer than the seed set's 20"):
+        budget_schedule(100, 20, 5, 0.1)
     with pytest.raises(ValueError, match="only 10 samples"):
         resolve_size(11, 10, "budget")
+
+
+@pytest.mark.parametrize("what", ["seed_size", "step_size", "budget"])
+def test_a_size_above_one_that_is_not_whole_is_refused_not_truncated(what):
+    # 1.5 was read as 1 clip (truncated); a share of the pool is a fraction below 1, a count a whole number
+    sizes = {"seed_size": 3, "step_size": 2, "budget": 10, what: 1.5}
+    with pytest.raises(ValueError, match=f"--{what} 1.5 is neither a fraction nor a count: a share of the pool is a "
+                                         r"fraction below 1 \(e.g. 0.2 = 20 %\), a count is a whole number"):
+        budget_schedule(100, sizes["seed_size"], sizes["step_size"], sizes["budget"])
+
+
+def test_a_whole_budget_is_a_count_and_the_message_says_how_it_was_read():
+    # --budget 1.0 (someone meaning 100 %) is one clip: the refusal says so and how to write a share of the pool
+    with pytest.raises(ValueError, match=r"^--budget 1 is read as 1 clip \(a share of the pool is a fraction below 1, "
+                                         r"e.g. 0.2\), fewer than the seed set's 3 \(--seed_size 3\)"):
+        budget_schedule(100, 3, 1, 1.0)
+    with pytest.raises(ValueError, match="--budget 2 is read as 2 rater answers"):
+        budget_schedule(100, 3, 1, 2.0, capacity=300)
+    assert budget_schedule(100, 3.0, 2.0, 7.0) == budget_schedule(100, 3, 2, 7) == [3, 5, 7]  # whole floats: counts
+    assert budget_schedule(100, 1 - 1e-9, 1 - 1e-9, 1 - 1e-9) == [100]  # the experiment's "all of the pool"
 
 
 def _select(state, index, ids):

@@ -16,14 +16,24 @@ class BudgetError(ConfigError):
     """A seed / step / budget size that cannot be met; the message names the option and the fix."""
 
 
-def _exact(value: float, pool_size: int, what: str) -> float:
-    """``value`` as a (fractional) number of samples: < 1 is a fraction of the pool, >= 1 a count."""
+def check_size(value: float, option: str) -> None:
+    """The checks a seed / step / budget value needs before any pool exists: a finite number > 0 that is a
+    fraction of the pool (< 1) or a whole count (1.5 is neither: 100 % is not 1, and 1.5 clips do not exist)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BudgetError(f"--{what} must be a finite number: a count (>= 1) or a fraction of the pool (< 1), "
+        raise BudgetError(f"{option} must be a finite number: a count (>= 1) or a fraction of the pool (< 1), "
                           f"e.g. 0.05; got {value!r}.")
     if value <= 0:
-        raise BudgetError(f"--{what} must be > 0 (a count, or a fraction of the pool below 1), got {value}.")
-    return value * pool_size if value < 1 else float(int(value))
+        raise BudgetError(f"{option} must be > 0 (a count, or a fraction of the pool below 1), got {value}.")
+    if value >= 1 and value != int(value):
+        raise BudgetError(f"{option} {value:g} is neither a fraction nor a count: a share of the pool is a fraction "
+                          f"below 1 (e.g. 0.2 = 20 %), a count is a whole number (e.g. {int(value)} or "
+                          f"{int(value) + 1}); give one or the other.")
+
+
+def _exact(value: float, pool_size: int, what: str) -> float:
+    """``value`` as a (fractional) number of samples: < 1 is a fraction of the pool, >= 1 a count."""
+    check_size(value, f"--{what}")
+    return value * pool_size if value < 1 else float(value)
 
 
 def _rounded(exact: float) -> int:
@@ -61,7 +71,11 @@ def budget_schedule(pool_size: int, seed_size: float, step_size: float, budget: 
     resolve_size(step_size, pool_size, "step_size", capacity)
     total = resolve_size(budget, pool_size, "budget", capacity)
     if total < seed:
-        raise BudgetError(f"budget ({total}) is smaller than the seed set ({seed}); raise budget or lower seed_size.")
+        counted = f"{total} {'clip' if capacity is None else 'rater answer'}{'s' * (total != 1)}"
+        read = (f"--budget {budget:g} is read as {counted} (a share of the pool is a fraction below 1, e.g. 0.2)"
+                if budget >= 1 else f"--budget {budget:g} is {counted}")
+        raise BudgetError(f"{read}, fewer than the seed set's {seed} (--seed_size {seed_size:g}); raise --budget or "
+                          "lower --seed_size.")
     seed_exact, step_exact = _exact(seed_size, pool_size, "seed_size"), _exact(step_size, pool_size, "step_size")
     sizes = [seed]
     while sizes[-1] < total:
