@@ -101,9 +101,13 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return True
 
 
-def check_recipe(values: dict[str, Any], dataclass_types: Sequence[type], source: str) -> None:
-    """Fail on unknown keys (naming the closest valid one) and on values of the wrong type."""
-    fields = _field_names(dataclass_types)
+def check_recipe(values: dict[str, Any], dataclass_types: Sequence[type], source: str,
+                 hidden: Sequence[str] = ()) -> None:
+    """Fail on unknown keys (naming the closest valid one) and on values of the wrong type.
+
+    ``hidden``: options the caller sets itself, neither accepted nor listed (an experiment's ``al:`` grid keys).
+    """
+    fields = {name: f for name, f in _field_names(dataclass_types).items() if name not in hidden}
     hints: dict[str, Any] = {}
     for dc in dataclass_types:
         hints.update(typing.get_type_hints(dc))

@@ -160,19 +160,36 @@ def al_options(args: ExperimentArguments) -> dict[str, Any]:
     if owned:
         raise ConfigError(f"experiment option al: {owned} are set by the grid for each run; use strategies / "
                           f"cold_starts / seeds / rater_policies / backbone / out instead, and remove them from al.")
-    check_recipe(args.al, [ALArguments], "experiment option al")
+    check_recipe(args.al, [ALArguments], "experiment option al", hidden=GRID_SET)
+    from .al.budget import check_size
+
+    for key in ("seed_size", "step_size", "budget"):  # a count or a fraction: checked now, not after TAPT
+        if key in args.al:
+            check_size(args.al[key], f"experiment option al.{key}")
     return {"finetune_config": args.finetune_config, **args.al}
 
 
 def _routed(options: dict[str, Any], names: list[str], kind: str, cold_start: bool = False) -> dict[str, dict]:
-    """name -> the options of ``options`` that strategy takes; an option none of them takes is an error."""
-    from .al.strategies import options_of
+    """name -> the options of ``options`` that strategy takes; a misspelt name, an option none of them takes or a
+    value a strategy refuses is an error now (as `after-hf al` checks before its run), not after TAPT."""
+    from .al.strategies import StrategyError, get_cold_start, get_strategy, options_of
 
+    build = get_cold_start if cold_start else get_strategy
+    for name in names:
+        try:
+            build(name)
+        except StrategyError as err:
+            raise ConfigError(f"experiment option {'cold_starts' if cold_start else 'strategies'}: {err}") from err
     per_name = {n: {k: v for k, v in options.items() if k in options_of(n, cold_start)} for n in names}
     unused = sorted(set(options) - {k for taken in per_name.values() for k in taken})
     if unused:
         raise ConfigError(f"experiment option al.{kind}: {unused} are taken by none of {names}; see "
                           f"`after-hf al --help` for the options of each.")
+    for name, taken in per_name.items():
+        try:
+            build(name, **taken)
+        except StrategyError as err:
+            raise ConfigError(f"experiment option al.{kind}: {err}") from err
     return per_name
 
 

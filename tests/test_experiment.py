@@ -2,6 +2,7 @@
 AL grid + baselines -> the deployable model fine-tuned on the AL labels -> report -> push --dry_run."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -143,6 +144,30 @@ def test_the_al_section_composes_every_al_option_and_routes_strategy_options(tmp
         runs("--al", "strategy=bald")
     with pytest.raises(ConfigError, match=r"strategy_options: \['num_samples'\] are taken by none of"):
         runs("--al", "strategy_options={num_samples: 100}")
+    # the options the grid sets are neither accepted nor offered in the list of valid ones
+    with pytest.raises(ConfigError, match="Valid options: budget, cold_start_options, ") as refused:
+        runs("--al", "budgt=0.3")
+    assert not {"manifest", "out", "backbone", "seed", "strategy"} & set(
+        refused.value.args[0].split("Valid options: ")[1].rstrip(".").split(", "))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--strategies", "entropy", "randon"], "option strategies: unknown strategy 'randon' .did you mean 'random'.."),
+    (["--strategies", "entropy", "bald_typo"], "option strategies: unknown strategy 'bald_typo'"),
+    (["--cold_starts", "kmean", "random"], r"option cold_starts: unknown cold start 'kmean' .*\['kmeans', 'random', "),
+    (["--strategies", "speaker_diverse:entropy", "--al", "strategy_options={max_per_speaker: 0}"],
+     "option al.strategy_options: 'speaker_diverse:entropy' with options .*max_per_speaker must be >= 1"),
+    (["--al", "budget=1.5"], "option al.budget 1.5 is neither a fraction nor a count"),
+    (["--al", "seed_size=2.5"], "option al.seed_size 2.5 is neither a fraction nor a count"),
+])
+def test_a_grid_mistake_fails_the_dry_run_before_anything_runs(tmp_path, capsys, flags, message):
+    """A misspelt strategy / cold start or a budget that is neither a fraction nor a count: a dry run planned 27
+    runs and a real run failed only after synth, prepare, references and TAPT."""
+    out = tmp_path / "x"
+    assert cli(["experiment", "--config", "recipes/demo/demo.yaml", "--out", str(out), "--dry_run", *flags]) == 2
+    printed = capsys.readouterr()
+    assert re.match(f"after-hf experiment: experiment {message}", printed.err), printed.err
+    assert len(printed.err.splitlines()) == 1 and "AL runs" not in printed.out and not out.exists()
 
 
 def test_the_pretraining_ablations_run_from_the_base_and_from_random_weights(tmp_path):
