@@ -101,6 +101,24 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return True
 
 
+# One idea, several names: the commands follow their models (transformers' --output_dir / --model_name_or_path for
+# tapt and finetune, --out / --model / --backbone elsewhere), so an unknown option from one group is answered with
+# the name this command gives it (in this order of preference), never with an option the command lacks.
+SYNONYMS = (("output_dir", "out", "output", "out_dir", "output_path"),
+            ("model_name_or_path", "model", "backbone", "model_dir", "model_path", "checkpoint"))
+
+
+def closest_option(name: str, options: Sequence[str]) -> str | None:
+    """The option ``name`` probably meant: its synonym (``--out`` for ``--output_dir``), else the closest spelling."""
+    for group in SYNONYMS:
+        if name in group:
+            same = [o for o in group if o in options and o != name]
+            if same:
+                return same[0]
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
 def check_recipe(values: dict[str, Any], dataclass_types: Sequence[type], source: str,
                  hidden: Sequence[str] = ()) -> None:
     """Fail on unknown keys (naming the closest valid one) and on values of the wrong type.
@@ -113,8 +131,8 @@ def check_recipe(values: dict[str, Any], dataclass_types: Sequence[type], source
         hints.update(typing.get_type_hints(dc))
     for key, value in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            close = closest_option(key, list(fields))
+            hint = f" Did you mean '{close}'?" if close else ""
             raise ConfigError(f"{source}: unknown option '{key}'.{hint} Valid options: {', '.join(sorted(fields))}.")
         choices = fields[key].metadata.get("choices")
         if choices and value not in choices:
@@ -279,13 +297,18 @@ def parse_args(
             if action.dest in recipe:
                 action.required = False
                 action.default = recipe[action.dest]
-    namespace, remaining = parser.parse_known_args(argv)
+    try:
+        namespace, remaining = parser.parse_known_args(argv)
+    except ConfigError:  # e.g. "--out is required" when it was given under another command's name (--output_dir)
+        remaining = [a for a in argv if a.startswith("--") and a.split("=", 1)[0] not in parser._option_string_actions]
+        if not remaining:
+            raise
     if remaining:
         fields = _field_names(dataclass_types)
         unknown = next((a for a in remaining if a.startswith("-")), remaining[0])
         name = unknown.lstrip("-").split("=", 1)[0].replace("-", "_")
-        close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.5)
-        hint = f" Did you mean '--{close[0]}'?" if close else ""
+        close = closest_option(name, list(fields))
+        hint = f" Did you mean '--{close}'?" if close else ""
         raise ConfigError(f"unknown argument(s) {remaining}.{hint} Run `{prog or 'after-hf'} --help` for the options.")
     values = vars(namespace)
     return tuple(dc(**{f.name: values[f.name] for f in dataclasses.fields(dc) if f.init}) for dc in dataclass_types)

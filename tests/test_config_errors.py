@@ -57,6 +57,30 @@ def test_unknown_flag_names_the_closest_option():
         cli([*AL, "--head_epoks", "3"])
 
 
+@pytest.mark.parametrize("argv, meant", [
+    (["tapt", "--model", "m", "--manifest", "m", "--output_dir", "o"], "--model_name_or_path"),
+    (["tapt", "--manifest", "m", "--out", "o"], "--output_dir"),  # reported before "--output_dir is required"
+    (["finetune", "--out", "o", "--model", "m"], "--output_dir"),
+    (["evaluate", "--output_dir", "o", "--model", "m", "--manifest", "m"], "--out"),
+    (["deploy", "--run", "r", "--output_dir", "o"], "--out"),
+    (["push", "--model_name_or_path", "m", "--repo_id", "u/n"], "--model"),
+    (AL + ["--model", "m"], "--backbone"),  # not '--mode', the closest spelling
+])
+def test_an_option_named_as_another_command_names_it_is_answered_with_this_commands_name(argv, meant):
+    # the commands name the same idea differently (--out / --output_dir, --model / --model_name_or_path /
+    # --backbone): these got "unknown argument" with no suggestion
+    with pytest.raises(ConfigError, match=f"unknown argument.*Did you mean '{meant}'\\?"):
+        cli(argv)
+
+
+def test_a_synonym_the_command_lacks_is_never_suggested(tmp_path):
+    with pytest.raises(ConfigError, match="Did you mean 'output_dir'"):
+        cli(["tapt", "--config", recipe(tmp_path, "tapt:\n  out: o\n"), "--manifest", "m"])
+    with pytest.raises(ConfigError) as refused:
+        cli(["report", "--experiment", "e", "--output_dir", "o"])  # report has neither --out nor --output_dir
+    assert "Did you mean" not in str(refused.value)
+
+
 @pytest.mark.parametrize("key, value", [("head_epochs", "sixty"), ("resume", '"yes"'), ("seed_size", "[1, 2]"),
                                         ("seed", "null"), ("head_learning_rate", "true")])
 def test_wrong_type_in_a_recipe_names_the_option(tmp_path, key, value):
