@@ -32,6 +32,13 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def brief(err: BaseException, limit: int = 400) -> str:
+    """``one_line(err)`` cut to ``limit`` characters at a word boundary, so that a URL in it is never cut."""
+    import textwrap
+
+    return textwrap.shorten(one_line(err), limit, placeholder=" ...")
+
+
 def report(command: str, err: BaseException, stream=None) -> int:
     """Print ``after-hf <command>: <message>`` on one line; return the exit status."""
     prefix = f"after-hf {command}".strip()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import SAMPLING_RATE
-from .errors import AfterHFError, one_line
+from .errors import AfterHFError, brief
 
 if TYPE_CHECKING:  # transformers is imported by the functions that load a model: `--help` stays light
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForPreTraining
@@ -144,7 +144,7 @@ def load_config(source: str, **overrides) -> Wav2Vec2Config:
         return AutoConfig.from_pretrained(source, trust_remote_code=False, **overrides)
     except OSError as err:  # not a local directory: a Hub id that is unknown, or not cached while offline
         raise ModelError(f"{source}: no such directory, and it could not be loaded as a Hub id "
-                         f"({one_line(err)[:200]}). Pass {_KINDS} (online, or cached for HF_HUB_OFFLINE=1), or a "
+                         f"({brief(err)}). Pass {_KINDS} (online, or cached for HF_HUB_OFFLINE=1), or a "
                          f"named config {sorted(NAMED_CONFIGS)}.") from err
 
 

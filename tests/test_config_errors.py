@@ -7,6 +7,7 @@ without config.json, or one that is not a fine-tuned classifier. A failing `afte
 directory behind (so the corrected command needs no --resume).
 """
 
+import re
 import shutil
 
 import pytest
@@ -221,3 +222,21 @@ def test_evaluate_names_what_is_missing_from_a_model_directory(tones, tiny_model
     with pytest.raises(ValueError, match=r"not a fine-tuned emotion classifier.*after-hf finetune --model"):
         cli([*run, str(pretraining)])
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_hub_id_that_is_not_cached_offline_is_named_with_its_urls_whole():
+    # the underlying message was cut at 200 characters: "... offline mode at 'https://)"
+    with pytest.raises(ModelError, match="after-hf-tests/never-cached: no such directory") as err:
+        load_config("after-hf-tests/never-cached")  # HF_HUB_OFFLINE=1 (conftest)
+    text = str(err.value)
+    assert "'https://" in text and text.count("'https://") == len(re.findall(r"'https://[^' )]+'", text)), text
+    assert "or a named config" in text  # what to pass instead still follows
+
+
+def test_a_long_error_is_shortened_between_words_never_inside_a_url():
+    from after_hf.errors import brief
+
+    url = "https://huggingface.co/docs/transformers/installation#offline-mode"
+    text = brief(OSError("word " * 40 + f"see {url} " + "more " * 20), limit=320)  # 200 + 72 + 100 characters
+    assert len(text) <= 320 and url in text and text.endswith(" ...")
+    assert brief(OSError("word " * 80 + url), limit=320).endswith("word ...")  # dropped whole, not cut

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from tqdm.auto import tqdm
 
+from ...errors import brief
 from .base import CorpusError, Rating, RatingsError, Skipped, Utterance, parse_ratings_text
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def _open(source: str, config: str | None, split: str | None) -> dict[str, Datas
             data = load_dataset(source, config, split=split)
         except Exception as err:  # offline, unknown id, no data files: say what to do
             raise CorpusError(
-                f"cannot open dataset '{source}' ({type(err).__name__}: {str(err)[:300]}). Give a local data folder, "
+                f"cannot open dataset '{source}' ({type(err).__name__}: {brief(err)}). Give a local data folder, "
                 f"a save_to_disk folder, or a Hub id with HF_HUB_OFFLINE=0 and network access."
             ) from err
     if isinstance(data, DatasetDict):
