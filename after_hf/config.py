@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import re
 import sys
 import types
 import typing
@@ -194,7 +195,17 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option; the command's docstring kept as written (its examples stay readable)."""
+    """Defaults shown after each option; the command's docstring kept as written (its examples stay readable).
+
+    One default per option: none after a help that states its own ("(default: the run's seed)") or after a
+    required option (its "default: None" is never used).
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required or re.search(r"\(default\b|\bdefault:", text, flags=re.IGNORECASE):
+            return text
+        return super()._get_help_string(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -7,6 +7,7 @@ bad inputs of every command print `after-hf <command>: <message naming the optio
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,31 @@ print(json.dumps({{"help": out, "heavy": [m for m in {HEAVY!r} if m in sys.modul
     for name, (code, text) in result["help"].items():
         assert code == 0, name
         assert text.startswith(f"usage: after-hf {name}") and "--config" in text and "--debug" in text, name
+
+
+def _help(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_option_shows_one_default(command, capsys):
+    # deploy --help said "(default: the run's seed). (default: None)"; a required option said "(default: None)"
+    options = re.split(r"\n  (?=-)", _help(command, capsys).split("\noptions:\n")[1])
+    for text in (" ".join(option.split()) for option in options):  # argparse's line wrapping undone
+        assert len(re.findall(r"\(default\b|\bdefault:", text, flags=re.IGNORECASE)) <= 1, text
+    if command == "al":
+        assert {option.split()[0] for option in options if "(default" not in option} >= {"--manifest", "--out"}
+
+
+def test_al_help_is_true_for_both_modes_and_shows_no_test_internals(capsys):
+    text = " ".join(_help("al", capsys).split())
+    assert "crash_point" not in text and "AFTER_HF_CRASH_AT" not in text  # test-only kill points
+    assert "retrained (from the TAPT checkpoint each round" not in text  # the default mode retrains a head only
+    assert "head_only (the default) trains a new head on the frozen backbone's features" in text
+    assert "full re-fine-tunes the whole classifier from the backbone (the TAPT checkpoint" in text
 
 
 def test_top_level_help_lists_the_pipeline_in_order(capsys):

@@ -3,12 +3,15 @@
 Round 0 picks a seed set with a cold-start strategy on the backbone's embeddings; every later round
 scores the unlabelled pool with the model of the previous round and asks the query strategy for the
 next batch; the oracle answers (dataset labels in simulation, a person through the Space's Annotate
-tab); the model is retrained (from the TAPT checkpoint each round, as AFTER does) and evaluated.
+tab); the model is retrained and evaluated: head_only (the default) trains a new head on the frozen backbone's
+features, full re-fine-tunes the whole classifier from the backbone (the TAPT checkpoint, as AFTER does);
+--warm_start starts each round from the previous round's model instead.
 
 Every phase is saved in ``state.json`` before the next starts, so a run killed at any point continues with
-``--resume`` exactly as if it had not stopped. ``crash_point`` calls mark where tests/test_reliability.py kills
-the process (test-only: they do nothing unless ``AFTER_HF_CRASH_AT`` is set, see ``after_hf.io.crash_point``).
+``--resume`` exactly as if it had not stopped.
 """
+# ``crash_point`` calls mark where tests/test_reliability.py kills the process (test-only: they do nothing unless
+# ``AFTER_HF_CRASH_AT`` is set, see ``after_hf.io.crash_point``); a comment, not the docstring, which is `--help`.
 
 from __future__ import annotations
 
