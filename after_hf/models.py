@@ -61,8 +61,8 @@ def is_named(source: str) -> bool:
 
 
 def untrained_note(source: str, option: str) -> str | None:
-    """One line for a CLI whose backbone ``source`` is a named config (random weights), else None: the default of
-    `al` / `finetune` is a ready-made tiny encoder, fine for a smoke test but not for results."""
+    """One line for a CLI whose backbone ``source`` is a named config (random weights), else None: `al` and
+    `finetune` default to one (`small`), fine for a smoke test but not for results."""
     if not is_named(source):
         return None
     return (f"note: {option} {source} is a randomly initialised wav2vec2 (no pre-training): fine for a smoke test; "
