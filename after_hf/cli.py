@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push-space": ("after_hf.hub_space", "push spaces_demo/ as a Gradio Space with the model id filled in"),
     "finetune": ("after_hf.finetune", "fine-tune a wav2vec2 classifier (full or LoRA) on a manifest's labels"),
     "evaluate": ("after_hf.evaluation", "UA / WA / macro-F1 and a confusion matrix on a manifest split"),
+    "predict": ("after_hf.predict", "a trained classifier on unlabelled recordings (a folder or a manifest) -> CSV"),
     "experiment": ("after_hf.experiment", "every stage at once: grid of strategies x cold starts x seeds + baselines"),
     "report": ("after_hf.report", "results table and learning curves from an experiment's AL runs"),
 }

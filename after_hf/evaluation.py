@@ -85,19 +85,18 @@ def evaluate_dataset(model, feature_extractor, ds, label_names: Sequence[str], b
             f"manifest labels {sorted(present & set(unknown))} are not classes of the model {label_names}; "
             f"evaluate on a manifest built with the model's label set."
         )
-    from .inference import predict, speaker_norm_of  # torch is imported here, not when `--help` runs
+    from .inference import classify_pooled, predict, speaker_norm_of  # torch is imported here, not for `--help`
 
     references = np.asarray([label_names.index(data_names[i]) for i in ds["label"]], dtype=np.int64)
-    out = predict(model, feature_extractor, ds, batch_seconds=batch_seconds)
+    out = predict(model, feature_extractor, ds, batch_seconds=batch_seconds, return_embeddings=True)
     predicted = out["probs"].argmax(-1)
     scores = compute_ser_metrics(predicted, references, label_names)
     scores["num_samples"] = len(ds)
     if "speaker" in ds.column_names:  # speaker-independent splits: how far apart the held-out voices are
         scores["per_speaker"] = per_speaker_scores(predicted, references, ds["speaker"])
-    if speaker_norm_of(model) is not None:  # also as a single clip of an unknown speaker (the Space, a pipeline)
-        alone = predict(model, feature_extractor, ds, batch_seconds=batch_seconds, speakers=list(ds["id"]),
-                        desc="predict, each clip alone")
-        single = compute_ser_metrics(alone["probs"].argmax(-1), references, label_names)
+    if speaker_norm_of(model) is not None:  # also as a single clip of an unknown speaker (the Space, a pipeline):
+        alone = classify_pooled(model, out["embeddings"])  # the same encoder outputs, no speaker statistics
+        single = compute_ser_metrics(alone.argmax(-1), references, label_names)
         scores["single_clip"] = {k: single[k] for k in ("ua", "wa", "macro_f1")}
     rows = {"id": list(ds["id"]), "reference": references, "predicted": predicted, "probs": out["probs"]}
     if has_votes(ds):

@@ -298,6 +298,12 @@ def _classify(model, pooled: torch.Tensor, speakers, norm) -> torch.Tensor:
         return net.classifier(pooled.to(next(net.classifier.parameters()).dtype)).float()
 
 
+def classify_pooled(model: torch.nn.Module, pooled: np.ndarray, speakers: Sequence[str] | None = None) -> np.ndarray:
+    """Class probabilities [N, C] from ``predict(..., return_embeddings=True)``'s ``embeddings``, with or without
+    speakers (a speaker-normalised model: ``None`` scores each clip alone), without running the encoder again."""
+    return _softmax(_classify(model, torch.from_numpy(np.asarray(pooled)), speakers, speaker_norm_of(model)).numpy())
+
+
 def predict(
     model: torch.nn.Module,
     feature_extractor,
@@ -309,7 +315,6 @@ def predict(
     progress: bool = True,
     frames: Sequence[np.ndarray] | None = None,
     speakers: Sequence[str] | None = None,
-    desc: str = "predict",
 ) -> dict[str, np.ndarray]:
     """Predict every utterance of ``ds_or_paths`` (a manifest Dataset, audio paths, or 16 kHz float arrays).
 
@@ -337,7 +342,7 @@ def predict(
             batches = list(mine)
         seed = seed + 1_000_003 * group.process_index  # distinct MC-dropout streams per process
     show = progress and n > 0 and (group is None or group.is_main_process)
-    bar = tqdm(total=sum(len(b) for b in batches), desc=desc, unit="utt", disable=not show)
+    bar = tqdm(total=sum(len(b) for b in batches), desc="predict", unit="utt", disable=not show)
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     try:
         with torch.inference_mode(), torch.random.fork_rng(devices=rng_devices), autocast_for(device):

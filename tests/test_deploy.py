@@ -20,7 +20,7 @@ from after_hf.cli import main as cli
 from after_hf.data.audio import load_audio
 from after_hf.data.manifest import label_names, load_manifest
 from after_hf.deploy import export_linear_head, train_linear_head
-from after_hf.evaluation import load_model_for_eval
+from after_hf.evaluation import evaluate_dataset, load_model_for_eval
 from after_hf.inference import predict
 from after_hf.metrics import compute_ser_metrics
 from after_hf.model_info import read_metrics, read_provenance
@@ -75,6 +75,13 @@ def test_exported_speaker_centred_head_equals_the_head(synth_manifest, tmp_path)
     alone = predict(model, fe, list(test["path"][:1]), progress=False)["probs"]  # unknown speaker: no centring
     raw = learner.cache.get(list(splits["test"].ids[:1]), splits["test"].paths[:1], splits["test"].durations[:1])
     np.testing.assert_allclose(alone, head.predict(np.asarray(raw))["probs"], atol=1e-4)
+    # evaluate's single-clip score (one encoder pass, the same pooled vectors without speaker statistics) equals
+    # the head on every test clip's raw features
+    scores, _ = evaluate_dataset(model, fe, test, names, batch_seconds=160.0)
+    t = splits["test"]
+    raw_all = np.asarray(learner.cache.get(list(t.ids), t.paths, t.durations))
+    single = compute_ser_metrics(head.predict(raw_all)["probs"].argmax(1), t.labels, names)
+    assert scores["single_clip"]["ua"] == pytest.approx(single["ua"]) and scores["ua"] != scores["single_clip"]["ua"]
 
 
 def _al(manifest, run, cache, **kw):

@@ -1,0 +1,157 @@
+"""Predict the emotion of recordings nobody has labelled: one CSV row per clip, with every class's probability.
+
+    after-hf predict --model runs/demo/final/model --audio_dir my_recordings --out predictions.csv
+    after-hf predict --model USER/NAME --manifest data/manifest --split test --out predictions.csv
+
+A speaker-normalised model (`deploy`'s and the demo's: its card says so) centres each clip on its speaker's mean
+over that speaker's clips, so it needs to know who speaks: a manifest's `speaker` column, or with --audio_dir the
+folder each file sits in (`--speakers folder`: one folder per speaker, at least 5 clips each). `--speakers none`
+scores each clip alone, as `pipeline` and the Space do, which is less accurate (the card gives both figures). Audio
+is scored at full length. Files that cannot be decoded are listed with their reason and left out of the CSV; no file
+is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, parse_args
+from .io import atomic_write_text
+
+SPEAKER_SOURCES = ("folder", "none")
+
+
+@dataclass
+class PredictArguments:
+    model: str = field(metadata={"help": "Trained classifier: a save_pretrained directory (e.g. RUN/final/model) "
+                                         "or a Hub id."})
+    out: str = field(metadata={"help": "CSV file to write (path, speaker, predicted label, one probability column "
+                                       "per class); written atomically."})
+    audio_dir: str = field(default="", metadata={
+        "help": "Folder of recordings (searched recursively: wav, flac, mp3, ogg, ...). Give this or --manifest."})
+    manifest: str = field(default="", metadata={
+        "help": "Manifest directory (after-hf prepare); its labels are not used."})
+    split: str = field(default="", metadata={"help": "With --manifest: only this split (default: every row)."})
+    speakers: str = field(default="folder", metadata={
+        "choices": SPEAKER_SOURCES,
+        "help": "With --audio_dir: who speaks in each file, for a speaker-normalised model. folder: the file's parent "
+                "folder is its speaker; none: each clip scored alone."})
+    batch_seconds: float = field(
+        default=160.0, metadata={"help": "Seconds of padded audio per batch (lower it if memory runs out)."})
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda[:N]."})
+
+
+def audio_files(folder: str | Path) -> list[Path]:
+    """Every audio file under ``folder`` (recursively, sorted; hidden files and folders skipped)."""
+    from .data.corpora.base import AUDIO_EXTENSIONS
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"--audio_dir {folder}: no such folder.")
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not found:
+        raise ConfigError(f"--audio_dir {folder}: no audio files in it (looked for "
+                          f"{', '.join(sorted(AUDIO_EXTENSIONS))}).")
+    return found
+
+
+def decodable(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the files that decode to usable 16 kHz audio, [(file, reason)] for the others), one file in memory at a time."""
+    from tqdm.auto import tqdm
+
+    from .data.audio import AudioError, load_audio
+
+    good, bad = [], []
+    for path in tqdm(paths, desc="checking audio", unit="file", leave=False):
+        try:
+            load_audio(path)
+        except AudioError as err:
+            bad.append((path, err.reason))
+        else:
+            good.append(path)
+    return good, bad
+
+
+def _inputs(args: PredictArguments) -> tuple[list[str], list[str] | None, list[tuple[Path, str]]]:
+    """(audio paths, their speakers or None, undecodable files with reasons) from --audio_dir or --manifest."""
+    if bool(args.audio_dir) == bool(args.manifest):
+        raise ConfigError("give exactly one of --audio_dir FOLDER and --manifest DIR.")
+    if args.manifest:
+        from .data.manifest import load_manifest
+
+        ds = load_manifest(args.manifest, split=args.split or None)
+        return list(ds["path"]), list(ds["speaker"]) if "speaker" in ds.column_names else None, []
+    good, bad = decodable(audio_files(args.audio_dir))
+    if not good:
+        raise ConfigError(f"--audio_dir {args.audio_dir}: none of its {len(bad)} audio files could be decoded "
+                          f"(e.g. {bad[0][0]}: {bad[0][1]}).")
+    speakers = [str(p.parent.relative_to(args.audio_dir)) for p in good] if args.speakers == "folder" else None
+    return [str(p) for p in good], speakers, bad
+
+
+def predictions_csv(paths: list[str], speakers: list[str] | None, probs: np.ndarray, names: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "speaker", "predicted", *[f"p_{name}" for name in names]])
+    for row, path in enumerate(paths):
+        writer.writerow([path, "" if speakers is None else speakers[row], names[int(probs[row].argmax())],
+                         *[f"{p:.4f}" for p in probs[row]]])
+    return buf.getvalue()
+
+
+def _speaker_note(speakers: list[str] | None, normalised: bool) -> str | None:
+    """What the console should say about speaker normalisation for these inputs, if anything."""
+    from .data.normalise import MIN_SPEAKER_CLIPS
+
+    if not normalised:
+        return None
+    if speakers is None:
+        return ("note: this model normalises each speaker, but no speakers were given: every clip was scored alone "
+                "(less accurate; the model card gives both figures). Use --speakers folder or a manifest.")
+    counts = Counter(speakers)
+    if len(counts) == 1 and len(speakers) >= MIN_SPEAKER_CLIPS:
+        return (f"note: all {len(speakers)} clips were taken as one speaker ('{speakers[0]}'); if several people "
+                "speak, put each person's files in a folder of their own, or use a manifest with a speaker column.")
+    few = sorted(s for s, n in counts.items() if n < MIN_SPEAKER_CLIPS)
+    if few:
+        return (f"note: {len(few)} of {len(counts)} speakers have fewer than {MIN_SPEAKER_CLIPS} clips (e.g. "
+                f"'{few[0]}'); their clips were scored alone.")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = parse_args([PredictArguments], argv, prog="after-hf predict", description=__doc__, section="predict")
+    import torch
+
+    from .evaluation import load_model_for_eval
+    from .inference import predict, speaker_norm_of
+
+    if Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} is a folder: name the CSV file to write, e.g. {args.out}/predictions.csv.")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model, feature_extractor, names = load_model_for_eval(args.model, device)
+    paths, speakers, bad = _inputs(args)
+    probs = predict(model, feature_extractor, paths, batch_seconds=args.batch_seconds, speakers=speakers)["probs"]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(args.out), predictions_csv(paths, speakers, probs, names))
+    counts = np.bincount(probs.argmax(1), minlength=len(names))
+    print(f"{len(paths)} clips -> {args.out}: " + ", ".join(f"{n} {c}" for n, c in zip(names, counts)))
+    for path, reason in bad:
+        print(f"left out (not decodable): {path}: {reason}")
+    note = _speaker_note(speakers, speaker_norm_of(model) is not None)
+    if note:
+        print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    from after_hf.cli import command_main
+
+    command_main("predict", main)
