@@ -32,8 +32,9 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
-def brief(err: BaseException, limit: int = 400) -> str:
-    """``one_line(err)`` cut to ``limit`` characters at a word boundary, so that a URL in it is never cut."""
+def brief(err: BaseException | str, limit: int = 400) -> str:
+    """``one_line(err)`` (an error, or a tool's stderr text) cut to ``limit`` characters at a word boundary, so
+    that a URL in it is never cut."""
     import textwrap
 
     return textwrap.shorten(one_line(err), limit, placeholder=" ...")

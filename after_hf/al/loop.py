@@ -71,10 +71,12 @@ class ALArguments:
     )
     seed: int = field(
         default=0, metadata={"help": "Seed of selections, training and MC dropout (runs are reproducible per seed)."})
-    seed_size: float = field(default=0.05, metadata={"help": "Seed set: a count (>=1) or a fraction of the pool (<1)."})
+    seed_size: float = field(default=0.05, metadata={
+        "help": "Seed set: a whole count (>= 1, e.g. 200) or a fraction of the pool (< 1, e.g. 0.05)."})
     step_size: float = field(
-        default=0.05, metadata={"help": "Labels added per round: a count or a fraction of the pool."})
-    budget: float = field(default=0.20, metadata={"help": "Total labels to reach: a count or a fraction of the pool."})
+        default=0.05, metadata={"help": "Labels added per round: a whole count or a fraction of the pool."})
+    budget: float = field(default=0.20, metadata={
+        "help": "Total labels to reach: a whole count or a fraction of the pool (0.2 = 20 %)."})
     mc_passes: int = field(default=20, metadata={"help": "MC-dropout passes for BALD / BatchBALD / power_bald."})
     oracle: str = field(
         default="simulated",

@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from .. import SAMPLING_RATE
-from ..errors import AfterHFError
+from ..errors import AfterHFError, brief
 
 MIN_SECONDS = 0.1  # below this wav2vec2's CNN yields < 5 frames: nothing to classify
 LOSSLESS = {"WAV", "WAVEX", "W64", "RF64", "FLAC", "AIFF", "CAF"}  # libsndfile formats read without FFmpeg
@@ -89,7 +89,7 @@ def _read_ffmpeg(path: Path, start: float | None, seconds: float | None) -> np.n
     except Exception as err:
         if "No audio frames" in str(err):  # torchcodec's words for a stream without samples (or a window past the end)
             return np.zeros((0, 1), np.float32)
-        raise AudioError(path, f"decoding failed ({type(err).__name__}: {str(err)[:200]})",
+        raise AudioError(path, f"decoding failed ({type(err).__name__}: {brief(err, 200)})",
                          "The file is truncated or corrupt: re-export it.") from err
     return samples.data.numpy().T  # (frames, channels)
 

@@ -54,7 +54,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import SAMPLING_RATE
-from ..errors import AfterHFError
+from ..errors import AfterHFError, brief
 from ..io import atomic_write_json, atomic_write_text, replace_dir
 from . import synth_raters
 
@@ -373,8 +373,8 @@ def render(job: Job, seed: int, noise_snr_db: float | None = None) -> np.ndarray
         capture_output=True, check=False,
     )
     if speak.returncode != 0 or not speak.stdout:
-        raise SynthError(f"espeak-ng failed for {job.file}: {speak.stderr.decode(errors='replace')[:300]} (install "
-                         "espeak-ng: make setup)")
+        raise SynthError(f"espeak-ng failed for {job.file}: {brief(speak.stderr.decode(errors='replace'), 300)} "
+                         "(install espeak-ng: make setup)")
     tilt = job.prosody["tilt_db"] + v.tilt_db
     conv = subprocess.run(
         ["sox", "-t", "wav", "-", "-D", "-t", "f32", "-r", str(SAMPLING_RATE), "-c", "1", "-",
@@ -382,7 +382,7 @@ def render(job: Job, seed: int, noise_snr_db: float | None = None) -> np.ndarray
         input=speak.stdout, capture_output=True, check=False,
     )
     if conv.returncode != 0:
-        raise SynthError(f"sox failed for {job.file}: {conv.stderr.decode(errors='replace')[:300]} "
+        raise SynthError(f"sox failed for {job.file}: {brief(conv.stderr.decode(errors='replace'), 300)} "
                          "(install sox: make setup)")
     wave = np.frombuffer(conv.stdout, dtype=np.float32)
     wave = np.concatenate([np.zeros(job.lead_ms * 16, np.float32), wave, np.zeros(job.trail_ms * 16, np.float32)])
