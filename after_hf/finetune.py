@@ -169,6 +169,8 @@ class FinetuneResult:
     best_step: int | None
     history: list[dict]  # Trainer log history (losses and evaluations)
     phase_seconds: dict = field(default_factory=dict)  # frames (CNN cache), speaker_stats, evaluate, save
+    speaker_stats_passes: int = 0  # forward passes over the statistics clips (speaker_norm)
+    speaker_stats_refreshes: int = 0  # times the statistics were set (the first may need no pass: stats_pooled)
 
 
 RECIPE_OWN_KEYS = ("manifest", "output_dir", "model")  # set by the caller (AL round, deploy), not by a recipe
@@ -411,8 +413,11 @@ def per_speaker_subset(ds, clips: int):
     return ds.select(sorted(keep))
 
 
-def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, batch_seconds: float):
-    """A TrainerCallback that sets the speaker statistics of ``module`` from ``stats_ds`` at each epoch's start."""
+def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, batch_seconds: float,
+                      first_pooled: dict | None = None):
+    """A TrainerCallback that sets the speaker statistics of ``module`` from ``stats_ds`` at each epoch's start.
+    ``first_pooled`` (id -> pooled vector of the starting weights, e.g. an AL round's pool scoring of the model this
+    training continues) serves the first epoch's statistics without another pass over ``stats_ds``."""
     import torch
     from transformers import TrainerCallback
 
@@ -428,6 +433,7 @@ def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, 
         def __init__(self):
             self.history: list = []  # (global step when set, population mean)
             self.seconds = 0.0
+            self.passes = 0  # forward passes over stats_ds (the first may be served by first_pooled)
             self.evaluated = False  # an evaluation (a model worth keeping) since the last refresh
 
         def on_evaluate(self, args, state, control, **kwargs):
@@ -440,9 +446,14 @@ def _speaker_callback(module, feature_extractor, stats_ds, frames: dict | None, 
                 return
             self.evaluated = False
             start = time.perf_counter()
-            pooled = predict(module.model, feature_extractor, stats_ds, batch_seconds=batch_seconds, progress=False,
-                             return_embeddings=True,
-                             frames=None if frames is None else [frames[i] for i in stats_ds["id"]])["embeddings"]
+            ids = stats_ds["id"]
+            if not self.history and first_pooled is not None and all(i in first_pooled for i in ids):
+                pooled = np.stack([first_pooled[i] for i in ids])
+            else:
+                pooled = predict(module.model, feature_extractor, stats_ds, batch_seconds=batch_seconds,
+                                 progress=False, return_embeddings=True,
+                                 frames=None if frames is None else [frames[i] for i in ids])["embeddings"]
+                self.passes += 1
             stats, g_mean = speaker_statistics(torch.from_numpy(pooled), speakers)
             module.set_speakers(stats, order, g_mean)
             self.history.append((state.global_step, g_mean))
@@ -501,15 +512,17 @@ def _training_targets(args: FinetuneArguments, train_ds, label_names: list[str],
 
 def finetune(
     args: FinetuneArguments, train_ds, eval_ds, label_names: Sequence[str], output_dir: str | Path, stats_ds=None,
-    targets=None,
+    targets=None, stats_pooled: dict | None = None,
 ) -> FinetuneResult:
     """Train ``args.model`` on the manifest rows ``train_ds``; select the best checkpoint on ``eval_ds`` UA.
 
     ``stats_ds``: the clips whose per-speaker statistics normalise the training speakers (``speaker_norm``; default
     ``train_ds``; an AL round passes the whole pool, labelled or not). ``targets`` [N, C]: soft targets per training
     row (an AL round passes what its oracle revealed); with ``args.soft_labels`` and no ``targets``, the manifest's
-    vote distributions (``vote_targets``). Writes ``output_dir/model`` (atomically) and returns the model, its
-    validation metrics and timings.
+    vote distributions (``vote_targets``). ``stats_pooled``: id -> pooled vector of ``args.model``'s weights for
+    (at least) the statistics clips, computed by the caller (an AL round's pool scoring), used for the first
+    epoch's speaker statistics instead of a pass of its own. Writes ``output_dir/model`` (atomically) and returns
+    the model, its validation metrics and timings.
     """
     import torch
     from transformers import EarlyStoppingCallback
@@ -541,7 +554,8 @@ def finetune(
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if stopping else []
     speaker_index = None
     if args.speaker_norm:
-        refresh, speaker_index = _speaker_callback(module, feature_extractor, stats_ds, frames, args.eval_batch_seconds)
+        refresh, speaker_index = _speaker_callback(module, feature_extractor, stats_ds, frames, args.eval_batch_seconds,
+                                                   stats_pooled)
         callbacks.append(refresh)
     trainer = _trainer_class()(
         model=module,
@@ -588,6 +602,8 @@ def finetune(
         model=final, feature_extractor=feature_extractor, metrics=metrics, train_seconds=train_seconds,
         wall_seconds=time.perf_counter() - wall_start, model_dir=model_dir, best_step=best_step,
         history=list(trainer.state.log_history), phase_seconds={k: round(v, 3) for k, v in phases.items()},
+        speaker_stats_passes=refresh.passes if args.speaker_norm else 0,
+        speaker_stats_refreshes=len(refresh.history) if args.speaker_norm else 0,
     )
 
 

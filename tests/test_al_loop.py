@@ -200,6 +200,11 @@ def test_full_mode_warm_start_scales_epochs_to_the_new_labels_and_reuses_the_cnn
         assert set(rec["metrics"]["fit"]["phase_seconds"]) == {"frames", "speaker_stats", "evaluate", "save"}
         assert rec["metrics"]["fit"]["phase_seconds"]["speaker_stats"] > 0
     assert {"load", "score"} <= set(state.rounds[1]["seconds"])
+    # round r >= 1 continues round r-1's saved model, which just scored the pool (entropy): the first speaker
+    # statistics come from that scoring, one pass over the statistics clips fewer than round 0's schedule needs
+    passes = [rec["metrics"]["fit"]["speaker_stats_passes"] for rec in state.rounds]
+    refreshes = [rec["metrics"]["fit"]["speaker_stats_refreshes"] for rec in state.rounds]
+    assert passes[0] == refreshes[0] >= 1 and all(p == n - 1 for p, n in zip(passes[1:], refreshes[1:]))
     assert warm_epochs(12, 86, 43) == 6 and warm_epochs(12, 173, 130) == 3 and warm_epochs(2, 100, 99) == 1
     with pytest.raises(ConfigError, match="speaker_stats_clip"):  # a misspelt fine-tuning option: before any work
         run_al(_args(synth_manifest, tmp_path / "other", tmp_path / "cache", mode="full", finetune_config=str(recipe),

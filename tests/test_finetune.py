@@ -253,6 +253,31 @@ def test_speaker_norm_is_learned_stored_and_applied(tmp_path):
     np.testing.assert_allclose(one[0], alone[0], atol=1e-5)  # an unknown speaker's single clip passes unchanged
 
 
+def test_first_speaker_statistics_from_the_callers_pooled_vectors_equal_a_pass_of_its_own(tmp_path):
+    """stats_pooled (an AL round's pool scoring of the model training continues) replaces the first statistics pass:
+    one pass fewer, and the model trained equals the one whose first statistics came from its own pass."""
+    from after_hf.inference import SPEAKER_NORM_KEY
+
+    path = make_tone_manifest(tmp_path / "tones", {"train": 12, "validation": 12, "test": 12}, seed=1)
+    tones = {split: load_manifest(path, split) for split in ("train", "validation")}
+    names = label_names(tones["train"])
+    args = FinetuneArguments(num_train_epochs=2, speaker_norm=True, **FAST)
+    start = finetune(args, tones["train"], tones["validation"], names, tmp_path / "start")  # a saved model to continue
+    pooled = predict(start.model, start.feature_extractor, tones["train"], progress=False,
+                     return_embeddings=True)["embeddings"]
+    again = FinetuneArguments(**{**vars(args), "model": str(start.model_dir)})
+    own = finetune(again, tones["train"], tones["validation"], names, tmp_path / "own")
+    shared = finetune(again, tones["train"], tones["validation"], names, tmp_path / "shared",
+                      stats_pooled=dict(zip(tones["train"]["id"], pooled)))
+    assert shared.speaker_stats_passes == own.speaker_stats_passes - 1 >= 0
+    norms = [getattr(load_classifier(str(r.model_dir), names).config, SPEAKER_NORM_KEY)["mean"] for r in (own, shared)]
+    np.testing.assert_allclose(norms[0], norms[1], atol=1e-5)
+    assert shared.metrics["ua"] == pytest.approx(own.metrics["ua"])
+    partial = finetune(again, tones["train"], tones["validation"], names, tmp_path / "partial",
+                       stats_pooled={tones["train"]["id"][0]: pooled[0]})  # not every statistics clip: a pass
+    assert partial.speaker_stats_passes == own.speaker_stats_passes
+
+
 def test_speaker_statistics_subset_keeps_every_speaker_and_does_not_depend_on_row_order():
     """speaker_stats_clips: at most K clips per speaker, every speaker kept (all its clips when it has fewer), the
     same clips whatever the row order (so every epoch, round and seed centres a speaker on the same clips)."""

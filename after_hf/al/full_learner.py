@@ -43,6 +43,10 @@ class FullLearner(Learner):
         self.cache = FeatureCache(cache_dir, backbone)
         self.model = self.feature_extractor = None
         self._frames: dict | None = None  # id -> cached CNN output of every clip (a frozen CNN: shared by all rounds)
+        self._loaded: Path | None = None  # the saved round the current model was loaded from (None: just trained)
+        # (saved round, id -> pooled vector) of the last pool scoring: the next round continuing that saved round
+        # takes its first speaker statistics from them instead of a pass of its own
+        self._pooled: tuple[Path, dict] | None = None
 
     def embed(self, ids: Sequence[str]) -> np.ndarray:
         train = self.splits["train"]
@@ -62,12 +66,17 @@ class FullLearner(Learner):
                                     "model": str(init_from or self.backbone), "seed": seed})
         val = self.splits.get("validation")
         work = self.models_dir / "training"
+        shared = self._pooled[1] if init_from is not None and self._pooled and self._pooled[0] == Path(init_from) \
+            else None
         # the whole pool (labelled or not) gives each training speaker's statistics (speaker_norm)
         result = finetune(args, train.ds.select(train.index(ids)), val.ds if val is not None else None,
-                          self.label_names, work, stats_ds=train.ds, targets=targets)
+                          self.label_names, work, stats_ds=train.ds, targets=targets, stats_pooled=shared)
         self.model, self.feature_extractor, self._trained_dir = result.model, result.feature_extractor, result.model_dir
+        self._loaded = self._pooled = None
         return {"val": result.metrics, "best_step": result.best_step, "train_seconds": result.train_seconds,
-                "epochs": evaluation_schedule(args, len(ids))[1], "phase_seconds": result.phase_seconds}
+                "epochs": evaluation_schedule(args, len(ids))[1], "phase_seconds": result.phase_seconds,
+                "speaker_stats_passes": result.speaker_stats_passes,
+                "speaker_stats_refreshes": result.speaker_stats_refreshes}
 
     def _frames_of(self, ds) -> list | None:
         """The cached CNN outputs of ``ds``'s clips when the model's CNN is frozen and cached (else None)."""
@@ -91,8 +100,11 @@ class FullLearner(Learner):
         """Scores the whole pool (each speaker normalised over all of its clips), returns the rows of ``ids``."""
         train = self.splits["train"]
         rows = train.index(ids)
-        return {k: v[:, rows] if k == "mc_probs" else v[rows] for k, v in self._probe(train.ds, needs, mc_passes,
-                                                                                      seed).items()}
+        out = self._probe(train.ds, needs | {"embeddings"}, mc_passes, seed)  # pooled vectors: no extra cost
+        if self._loaded is not None:  # kept for the next round's first speaker statistics (see fit)
+            self._pooled = (self._loaded, dict(zip(train.ids, out["embeddings"])))
+        return {k: v[:, rows] if k == "mc_probs" else v[rows] for k, v in out.items()
+                if k != "embeddings" or "embeddings" in needs}
 
     def evaluate(self, split: str) -> dict:
         data = self.splits[split]
@@ -106,3 +118,4 @@ class FullLearner(Learner):
     def load(self, directory: Path) -> None:
         self.model = load_classifier(str(directory), self.label_names).eval()
         self.feature_extractor = load_feature_extractor(str(directory))
+        self._loaded, self._pooled = Path(directory), None
