@@ -480,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
           + (" (same labels: nothing to do)" if result.skipped else ""))
     print(describe(result))
     print(f"Next: `after-hf push --model {result.model_dir} --repo_id USER/NAME --dry_run OUT` writes the model card "
-          f"and the upload folder; `make space AFTER_HF_MODEL={result.model_dir}` serves it.")
+          f"and the upload folder; `make space AFTER_HF_MODEL={result.model_dir}` serves it; `after-hf predict --model "
+          f"{result.model_dir} --audio_dir DIR --out predictions.csv` labels new recordings (one folder per speaker).")
     return 0
 
 

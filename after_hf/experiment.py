@@ -391,8 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nReport: {report}\nLearning curves: {out / 'learning_curves.png'}\n"
           + (f"TAPT model: {', '.join(tapt_dirs)}\n" if tapt_dirs else "")
           + (f"Deployable model: {out / 'final' / 'model'}\n" if args.final_model != "none" else "")
-          + "Next: serve a model with `make space`, or push one with `after-hf push --model DIR --repo_id USER/NAME "
-            "--dry_run OUT`.")
+          + "Next: serve a model with `make space`, push one with `after-hf push --model DIR --repo_id USER/NAME "
+            "--dry_run OUT`, or label new recordings with `after-hf predict --model DIR --audio_dir DIR --out "
+            "predictions.csv`.")
     return 0
 
 
