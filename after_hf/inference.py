@@ -183,15 +183,17 @@ def pooled_forward(
 SPEAKER_NORM_KEY = "after_hf_speaker_norm"  # config entry of a speaker-normalised classifier: the population mean
 
 
-def speaker_statistics(pooled: torch.Tensor, speakers: Sequence[str]) -> tuple[dict, torch.Tensor]:
+def speaker_statistics(pooled: torch.Tensor, speakers: Sequence[str],
+                       target: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
     """(speaker -> mean pooled vector, the population mean = the mean of the speaker means). A speaker with fewer
-    than ``data.normalise.MIN_SPEAKER_CLIPS`` clips gets the population's mean (its clips pass unchanged)."""
+    than ``data.normalise.MIN_SPEAKER_CLIPS`` clips gets ``target``, the mean its clips are moved onto (default: this
+    population's, as in training; a saved model's stored mean at inference), so that its clips pass unchanged."""
     rows = pooled.float().cpu().numpy()
     found = speaker_means(rows, speakers)
     stats = {s: torch.from_numpy(m).float() for s, m in found.items()}
     population = torch.from_numpy(population_mean(rows, speakers, found)).float()
     for speaker in np.unique(np.asarray(speakers)):
-        stats.setdefault(str(speaker), population)
+        stats.setdefault(str(speaker), population if target is None else target.float())
     return stats, population
 
 
@@ -292,7 +294,7 @@ def _classify(model, pooled: torch.Tensor, speakers, norm) -> torch.Tensor:
     """Logits from pooled vectors; a speaker-normalised classifier maps each speaker onto the population first."""
     net = unwrap(model)
     if norm is not None and speakers is not None:
-        stats, _ = speaker_statistics(pooled, speakers)
+        stats, _ = speaker_statistics(pooled, speakers, target=norm)  # a speaker with too few clips: unchanged
         pooled = to_population(pooled.float(), torch.stack([stats[str(s)] for s in speakers]), norm)
     with torch.inference_mode():
         return net.classifier(pooled.to(next(net.classifier.parameters()).dtype)).float()

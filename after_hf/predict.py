@@ -40,26 +40,42 @@ class PredictArguments:
     split: str = field(default="", metadata={"help": "With --manifest: only this split (default: every row)."})
     speakers: str = field(default="folder", metadata={
         "choices": SPEAKER_SOURCES,
-        "help": "With --audio_dir: who speaks in each file, for a speaker-normalised model. folder: the file's parent "
-                "folder is its speaker; none: each clip scored alone."})
+        "help": "Who speaks in each file, for a speaker-normalised model. folder: with --audio_dir, the file's parent "
+                "folder is its speaker (with --manifest, its speaker column); none: each clip scored alone."})
     batch_seconds: float = field(
         default=160.0, metadata={"help": "Seconds of padded audio per batch (lower it if memory runs out)."})
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda[:N]."})
 
 
-def audio_files(folder: str | Path) -> list[Path]:
-    """Every audio file under ``folder`` (recursively, sorted; hidden files and folders skipped)."""
+def audio_files(folder: str | Path) -> tuple[list[Path], int]:
+    """(every audio file under ``folder``, recursively and through linked folders, sorted; the number of hidden
+    ones skipped). A link to nothing is kept: decoding then names it."""
+    import os
+
     from .data.corpora.base import AUDIO_EXTENSIONS
 
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"--audio_dir {folder}: no such folder.")
-    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    found, hidden, seen = [], 0, set()
+    for here, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:  # a link back up the tree: walked once
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for name in files:
+            path = Path(here) / name
+            if path.suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            if any(part.startswith(".") for part in path.relative_to(root).parts):
+                hidden += 1
+            else:
+                found.append(path)
     if not found:
         raise ConfigError(f"--audio_dir {folder}: no audio files in it (looked for "
                           f"{', '.join(sorted(AUDIO_EXTENSIONS))}).")
-    return found
+    return sorted(found), hidden
 
 
 def decodable(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -79,21 +95,22 @@ def decodable(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     return good, bad
 
 
-def _inputs(args: PredictArguments) -> tuple[list[str], list[str] | None, list[tuple[Path, str]]]:
-    """(audio paths, their speakers or None, undecodable files with reasons) from --audio_dir or --manifest."""
-    if bool(args.audio_dir) == bool(args.manifest):
-        raise ConfigError("give exactly one of --audio_dir FOLDER and --manifest DIR.")
+def _inputs(args: PredictArguments) -> tuple[list[str], list[str] | None, list[tuple[Path, str]], int]:
+    """(audio paths, their speakers or None, undecodable files with reasons, hidden files skipped) from --audio_dir
+    or --manifest."""
     if args.manifest:
         from .data.manifest import load_manifest
 
         ds = load_manifest(args.manifest, split=args.split or None)
-        return list(ds["path"]), list(ds["speaker"]) if "speaker" in ds.column_names else None, []
-    good, bad = decodable(audio_files(args.audio_dir))
+        keep = args.speakers != "none" and "speaker" in ds.column_names
+        return list(ds["path"]), list(ds["speaker"]) if keep else None, [], 0
+    found, hidden = audio_files(args.audio_dir)
+    good, bad = decodable(found)
     if not good:
         raise ConfigError(f"--audio_dir {args.audio_dir}: none of its {len(bad)} audio files could be decoded "
                           f"(e.g. {bad[0][0]}: {bad[0][1]}).")
     speakers = [str(p.parent.relative_to(args.audio_dir)) for p in good] if args.speakers == "folder" else None
-    return [str(p) for p in good], speakers, bad
+    return [str(p) for p in good], speakers, bad, hidden
 
 
 def predictions_csv(paths: list[str], speakers: list[str] | None, probs: np.ndarray, names: list[str]) -> str:
@@ -126,6 +143,20 @@ def _speaker_note(speakers: list[str] | None, normalised: bool) -> str | None:
     return None
 
 
+def _check_options(args: PredictArguments) -> None:
+    """Everything that can be wrong with the options, before any model or audio is loaded."""
+    if bool(args.audio_dir) == bool(args.manifest):
+        raise ConfigError("give exactly one of --audio_dir FOLDER and --manifest DIR.")
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {args.out} is a folder: name the CSV file to write, e.g. {args.out}/predictions.csv.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {args.out}: its folder cannot be created ({err.strerror}); choose another path.") \
+            from err
+
+
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([PredictArguments], argv, prog="after-hf predict", description=__doc__, section="predict")
     import torch
@@ -133,18 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     from .evaluation import load_model_for_eval
     from .inference import predict, speaker_norm_of
 
-    if Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out} is a folder: name the CSV file to write, e.g. {args.out}/predictions.csv.")
+    _check_options(args)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, feature_extractor, names = load_model_for_eval(args.model, device)
-    paths, speakers, bad = _inputs(args)
+    paths, speakers, bad, hidden = _inputs(args)
     probs = predict(model, feature_extractor, paths, batch_seconds=args.batch_seconds, speakers=speakers)["probs"]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.out), predictions_csv(paths, speakers, probs, names))
     counts = np.bincount(probs.argmax(1), minlength=len(names))
     print(f"{len(paths)} clips -> {args.out}: " + ", ".join(f"{n} {c}" for n, c in zip(names, counts)))
     for path, reason in bad:
         print(f"left out (not decodable): {path}: {reason}")
+    if hidden:
+        print(f"left out: {hidden} hidden audio files (names or folders starting with '.')")
     note = _speaker_note(speakers, speaker_norm_of(model) is not None)
     if note:
         print(note)

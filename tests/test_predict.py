@@ -73,6 +73,13 @@ def test_a_folder_per_speaker_is_scored_as_evaluate_scores_the_speakers(synth_ma
                 "--out", str(from_manifest)]) == 0
     np.testing.assert_allclose(_probs(_rows(from_manifest), names), expected, atol=2e-4)
 
+    # --speakers none also drops a manifest's speaker column
+    unspoken = tmp_path / "manifest_alone.csv"
+    assert cli(["predict", "--model", str(centred_model), "--manifest", str(synth_manifest), "--split", "test",
+                "--speakers", "none", "--out", str(unspoken)]) == 0
+    np.testing.assert_allclose(_probs(_rows(unspoken), names), predict(model, fe, list(test["path"]),
+                                                                      progress=False)["probs"], atol=2e-4)
+
     # no speakers: each clip alone, said on the console
     alone = tmp_path / "alone.csv"
     assert cli(["predict", "--model", str(centred_model), "--audio_dir", str(audio), "--speakers", "none",
@@ -83,14 +90,38 @@ def test_a_folder_per_speaker_is_scored_as_evaluate_scores_the_speakers(synth_ma
     assert not np.allclose(single, expected, atol=1e-3)  # centring changes the scores: the test can tell them apart
 
 
-@pytest.mark.parametrize("case", ["both", "neither", "out_is_folder", "empty_folder"])
+def test_linked_folders_broken_links_and_hidden_files_are_accounted_for(synth_manifest, centred_model, tmp_path,
+                                                                         capsys):
+    test = load_manifest(synth_manifest, split="test")
+    real = tmp_path / "elsewhere" / "spk"
+    real.mkdir(parents=True)
+    for i, path in enumerate(test["path"][:6]):
+        (real / f"{i}.wav").symlink_to(path)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "spk").symlink_to(real, target_is_directory=True)  # a linked speaker folder is searched
+    (audio / "loop").symlink_to(audio, target_is_directory=True)  # a link back up the tree: walked once
+    (audio / "gone.wav").symlink_to(tmp_path / "missing.wav")  # a link to nothing: named
+    (audio / ".cache").mkdir()
+    (audio / ".cache" / "x.wav").symlink_to(test["path"][0])  # hidden: counted
+    out = tmp_path / "p.csv"
+    assert cli(["predict", "--model", str(centred_model), "--audio_dir", str(audio), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "6 clips ->" in printed and "gone.wav: file not found" in printed and "1 hidden audio files" in printed
+    assert len(_rows(out)) == 6
+
+
+@pytest.mark.parametrize("case", ["both", "neither", "out_is_folder", "empty_folder", "out_under_a_file"])
 def test_bad_options_are_one_line(synth_manifest, centred_model, tmp_path, capsys, case):
     (tmp_path / "empty").mkdir()
     base = ["predict", "--model", str(centred_model)]
     argv = {"both": base + ["--audio_dir", str(tmp_path), "--manifest", str(synth_manifest), "--out", "x.csv"],
             "neither": base + ["--out", str(tmp_path / "x.csv")],
             "out_is_folder": base + ["--manifest", str(synth_manifest), "--out", str(tmp_path)],
-            "empty_folder": base + ["--audio_dir", str(tmp_path / "empty"), "--out", str(tmp_path / "x.csv")]}[case]
+            "empty_folder": base + ["--audio_dir", str(tmp_path / "empty"), "--out", str(tmp_path / "x.csv")],
+            "out_under_a_file": base + ["--manifest", str(synth_manifest), "--out", str(tmp_path / "f" / "x.csv")],
+            }[case]
+    (tmp_path / "f").write_text("a file, not a folder")
     assert cli(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("after-hf predict:")
@@ -105,3 +136,18 @@ def test_a_flat_folder_is_one_speaker_and_the_console_says_so(synth_manifest, ce
                 str(tmp_path / "out" / "p.csv")]) == 0
     assert f"all {len(test)} clips were taken as one speaker ('.')" in capsys.readouterr().out
     assert {r["speaker"] for r in _rows(tmp_path / "out" / "p.csv")} == {"."}
+
+
+def test_a_speaker_with_too_few_clips_passes_unchanged_beside_centred_ones(synth_manifest, centred_model):
+    """Under MIN_SPEAKER_CLIPS a speaker has no usable statistics: its clips are scored as they are (alone), even
+    when other speakers in the same call are centred (they were shifted by the stored mean minus the input's)."""
+    test = load_manifest(synth_manifest, split="test")
+    model, fe, _ = load_model_for_eval(str(centred_model))
+    paths = list(test["path"])
+    alone = predict(model, fe, paths, progress=False)["probs"]  # no speakers at all
+    few = predict(model, fe, paths[:3], speakers=["x"] * 3, progress=False)["probs"]
+    np.testing.assert_allclose(few, alone[:3], atol=1e-5)
+    speakers = ["x"] * 3 + list(test["speaker"])[3:]  # three clips relabelled as a 3-clip speaker beside the others
+    mixed = predict(model, fe, paths, speakers=speakers, progress=False)["probs"]
+    np.testing.assert_allclose(mixed[:3], alone[:3], atol=1e-5)
+    assert not np.allclose(mixed[3:], alone[3:], atol=1e-3)  # the real speakers are still centred
