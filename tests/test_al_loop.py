@@ -210,3 +210,29 @@ def test_full_mode_warm_start_scales_epochs_to_the_new_labels_and_reuses_the_cnn
         run_al(_args(synth_manifest, tmp_path / "other", tmp_path / "cache", mode="full", finetune_config=str(recipe),
                      finetune_options={"speaker_stats_clip": 6}))
     assert not (tmp_path / "other").exists()
+
+
+def test_a_loaded_round_goes_to_the_device_training_uses(monkeypatch, tmp_path):
+    """Full mode scores the pool with the saved round it loads: on a CUDA machine that model goes to the GPU (it
+    stayed on the CPU, so every round's pool scoring ran there)."""
+    from after_hf.al import full_learner
+
+    moved = []
+
+    class Stub:
+        def to(self, device):
+            moved.append(str(device))
+            return self
+
+        def eval(self):
+            return self
+
+    monkeypatch.setattr(full_learner, "load_classifier", lambda *a, **k: Stub())
+    monkeypatch.setattr(full_learner, "load_feature_extractor", lambda *a, **k: None)
+    learner = full_learner.FullLearner.__new__(full_learner.FullLearner)
+    learner.label_names = ["a", "b"]
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    learner.load(tmp_path)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    learner.load(tmp_path)
+    assert moved == ["cuda", "cpu"]
