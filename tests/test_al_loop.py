@@ -236,3 +236,34 @@ def test_a_loaded_round_goes_to_the_device_training_uses(monkeypatch, tmp_path):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     learner.load(tmp_path)
     assert moved == ["cuda", "cpu"]
+
+
+def test_full_mode_embeddings_of_a_just_scored_pool_cost_no_second_pass(synth_manifest, tmp_path, monkeypatch):
+    """CoreSet asks for the labelled clips' embeddings after scoring the pool: with the same loaded weights they come
+    from that scoring (equal to a fresh pass), not from a second pass over the whole pool."""
+    from after_hf.al.full_learner import FullLearner
+    from after_hf.al.learners import SplitArrays
+    from after_hf.data.manifest import label_names, load_manifest
+    from after_hf.finetune import FinetuneArguments, finetune
+
+    manifest = load_manifest(synth_manifest)
+    splits, names = SplitArrays.from_manifest(manifest), label_names(manifest)
+    recipe = tmp_path / "ft.yaml"
+    recipe.write_text("finetune:\n  max_steps: 1\n  per_device_train_batch_size: 4\n  max_train_seconds: 1.0\n"
+                      "  mask_time_prob: 0.0\n  mask_feature_prob: 0.0\n  early_stopping_patience: 0\n")
+    saved = finetune(FinetuneArguments(model="tiny", max_steps=1, per_device_train_batch_size=4, max_train_seconds=1.0,
+                                       mask_time_prob=0.0, mask_feature_prob=0.0, early_stopping_patience=0),
+                     splits["train"].ds, None, names, tmp_path / "round").model_dir
+    learner = FullLearner("tiny", splits, names, tmp_path / "models", str(recipe), tmp_path / "cache")
+    learner.load(saved)
+    pool = list(splits["train"].ids)
+    probes = []
+    real = learner._probe
+    monkeypatch.setattr(learner, "_probe", lambda *a, **k: probes.append(1) or real(*a, **k))
+    scored = learner.score(pool, frozenset({"probs", "embeddings"}), 0, seed=0)
+    again = learner.score(pool[:5], frozenset({"embeddings"}), 0, seed=0)
+    assert len(probes) == 1
+    np.testing.assert_allclose(again["embeddings"], scored["embeddings"][:5])
+    learner.load(saved)  # loaded again: nothing is assumed about the weights
+    learner.score(pool[:5], frozenset({"embeddings"}), 0, seed=0)
+    assert len(probes) == 2

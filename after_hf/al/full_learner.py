@@ -99,6 +99,9 @@ class FullLearner(Learner):
     def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict:
         """Scores the whole pool (each speaker normalised over all of its clips), returns the rows of ``ids``."""
         train = self.splits["train"]
+        if needs <= {"embeddings"} and self._pooled is not None and self._pooled[0] == self._loaded:
+            # the pool was just scored with these weights (e.g. CoreSet's labelled centres after its pool scores)
+            return {"embeddings": np.stack([self._pooled[1][i] for i in ids])}
         rows = train.index(ids)
         out = self._probe(train.ds, needs | {"embeddings"}, mc_passes, seed)  # pooled vectors: no extra cost
         if self._loaded is not None:  # kept for the next round's first speaker statistics (see fit)
