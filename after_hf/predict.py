@@ -7,8 +7,8 @@ A speaker-normalised model (`deploy`'s and the demo's: its card says so) centres
 over that speaker's clips, so it needs to know who speaks: a manifest's `speaker` column, or with --audio_dir the
 folder each file sits in (`--speakers folder`: one folder per speaker, at least 5 clips each). `--speakers none`
 scores each clip alone, as `pipeline` and the Space do, which is less accurate (the card gives both figures). Audio
-is scored at full length. Files that cannot be decoded are listed with their reason and left out of the CSV; no file
-is dropped silently.
+is scored at full length, up to --max_seconds. Files that cannot be decoded or are longer are listed with their
+reason and left out of the CSV; no file is dropped silently.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ class PredictArguments:
         "choices": SPEAKER_SOURCES,
         "help": "Who speaks in each file, for a speaker-normalised model. folder: with --audio_dir, the file's parent "
                 "folder is its speaker (with --manifest, its speaker column); none: each clip scored alone."})
+    max_seconds: float = field(default=60.0, metadata={
+        "help": "Longer recordings are left out and listed: the model was trained on utterances of a few seconds, and "
+                "attention grows with the square of the length; split long recordings into utterances first."})
     batch_seconds: float = field(
         default=160.0, metadata={"help": "Seconds of padded audio per batch (lower it if memory runs out)."})
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda[:N]."})
@@ -78,18 +81,23 @@ def audio_files(folder: str | Path) -> tuple[list[Path], int]:
     return sorted(found), hidden
 
 
-def decodable(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """(the files that decode to usable 16 kHz audio, [(file, reason)] for the others), one file in memory at a time."""
+def decodable(paths: list[Path], max_seconds: float) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the files that decode to usable 16 kHz audio of at most ``max_seconds``, [(file, reason)] for the others),
+    one file in memory at a time."""
     from tqdm.auto import tqdm
 
+    from . import SAMPLING_RATE
     from .data.audio import AudioError, load_audio
 
     good, bad = [], []
     for path in tqdm(paths, desc="checking audio", unit="file", leave=False):
         try:
-            load_audio(path)
+            seconds = load_audio(path).size / SAMPLING_RATE
         except AudioError as err:
             bad.append((path, err.reason))
+            continue
+        if seconds > max_seconds:
+            bad.append((path, f"{seconds:.0f} s long, over --max_seconds {max_seconds:g}: split it into utterances"))
         else:
             good.append(path)
     return good, bad
@@ -102,10 +110,14 @@ def _inputs(args: PredictArguments) -> tuple[list[str], list[str] | None, list[t
         from .data.manifest import load_manifest
 
         ds = load_manifest(args.manifest, split=args.split or None)
+        long = [(Path(p), f"{d:.0f} s long, over --max_seconds {args.max_seconds:g}: split it into utterances")
+                for p, d in zip(ds["path"], ds["duration"]) if d > args.max_seconds]
+        if long:
+            ds = ds.filter(lambda d: d <= args.max_seconds, input_columns="duration")
         keep = args.speakers != "none" and "speaker" in ds.column_names
-        return list(ds["path"]), list(ds["speaker"]) if keep else None, [], 0
+        return list(ds["path"]), list(ds["speaker"]) if keep else None, long, 0
     found, hidden = audio_files(args.audio_dir)
-    good, bad = decodable(found)
+    good, bad = decodable(found, args.max_seconds)
     if not good:
         raise ConfigError(f"--audio_dir {args.audio_dir}: none of its {len(bad)} audio files could be decoded "
                           f"(e.g. {bad[0][0]}: {bad[0][1]}).")
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = np.bincount(probs.argmax(1), minlength=len(names))
     print(f"{len(paths)} clips -> {args.out}: " + ", ".join(f"{n} {c}" for n, c in zip(names, counts)))
     for path, reason in bad:
-        print(f"left out (not decodable): {path}: {reason}")
+        print(f"left out: {path}: {reason}")
     if hidden:
         print(f"left out: {hidden} hidden audio files (names or folders starting with '.')")
     note = _speaker_note(speakers, speaker_norm_of(model) is not None)

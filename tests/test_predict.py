@@ -58,7 +58,7 @@ def test_a_folder_per_speaker_is_scored_as_evaluate_scores_the_speakers(synth_ma
     assert cli(["predict", "--model", str(centred_model), "--audio_dir", str(audio), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"{len(test)} clips -> {out}" in printed
-    assert "left out (not decodable):" in printed and "broken.wav" in printed
+    assert "left out: " in printed and "broken.wav" in printed
     rows = _rows(out)
     assert len(rows) == len(test) and "broken.wav" not in {r["path"] for r in rows}
     expected = predict(model, fe, test, progress=False)["probs"]  # the manifest's speakers: centred per speaker
@@ -151,3 +151,22 @@ def test_a_speaker_with_too_few_clips_passes_unchanged_beside_centred_ones(synth
     mixed = predict(model, fe, paths, speakers=speakers, progress=False)["probs"]
     np.testing.assert_allclose(mixed[:3], alone[:3], atol=1e-5)
     assert not np.allclose(mixed[3:], alone[3:], atol=1e-3)  # the real speakers are still centred
+
+
+def test_recordings_over_max_seconds_are_listed_and_left_out(synth_manifest, centred_model, tmp_path, capsys):
+    test = load_manifest(synth_manifest, split="test")
+    short = min(test["duration"])
+    for i, path in enumerate(test["path"][:8]):
+        (tmp_path / f"{i}.wav").symlink_to(path)
+    ordered = sorted(test["duration"][:8])
+    cap = round((ordered[3] + ordered[4]) / 2, 3)  # half of them are longer (a cap between two lengths: no ties)
+    out = tmp_path / "p.csv"
+    assert cli(["predict", "--model", str(centred_model), "--audio_dir", str(tmp_path), "--max_seconds", str(cap),
+                "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    longer = sum(d > cap for d in test["duration"][:8])
+    assert longer >= 1 and printed.count(f"over --max_seconds {cap:g}: split it into utterances") == longer
+    assert len(_rows(out)) == 8 - longer
+    assert cli(["predict", "--model", str(centred_model), "--manifest", str(synth_manifest), "--split", "test",
+                "--max_seconds", str(short), "--out", str(tmp_path / "m.csv")]) == 0
+    assert len(_rows(tmp_path / "m.csv")) == sum(d <= short for d in test["duration"])
