@@ -178,12 +178,11 @@ def write_report(scores: dict, out_dir: str | Path, title: str | None = None, ro
 
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([EvaluateArguments], argv, prog="after-hf evaluate", description=__doc__, section="evaluate")
-    import torch
+    from .inference import process_device  # torch is imported here, not for `--help`
 
     if args.out:
         check_output_dir(args.out, "--out")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model, feature_extractor, names = load_model_for_eval(args.model, device)
+    model, feature_extractor, names = load_model_for_eval(args.model, process_device(args.device))
     ds = load_manifest(args.manifest, split=args.split)
     scores, rows = evaluate_dataset(model, feature_extractor, ds, names, args.batch_seconds)
     local = Path(args.model).is_dir()

@@ -79,6 +79,17 @@ def process_group():
     return state if state.num_processes > 1 else None
 
 
+def process_device(choice: str = "auto") -> torch.device:
+    """``choice`` as a device; ``auto``: this process's under accelerate (one device each), else the GPU when there
+    is one, else the CPU."""
+    if choice != "auto":
+        return torch.device(choice)
+    group = process_group()
+    if group is not None:
+        return group.device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model inside a peft ``PeftModel`` (its LoRA layers stay in place and active)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -171,14 +171,11 @@ def _check_options(args: PredictArguments) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_args([PredictArguments], argv, prog="after-hf predict", description=__doc__, section="predict")
-    import torch
-
     from .evaluation import load_model_for_eval
-    from .inference import predict, speaker_norm_of
+    from .inference import predict, process_device, speaker_norm_of
 
     _check_options(args)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model, feature_extractor, names = load_model_for_eval(args.model, device)
+    model, feature_extractor, names = load_model_for_eval(args.model, process_device(args.device))
     paths, speakers, bad, hidden = _inputs(args)
     probs = predict(model, feature_extractor, paths, batch_seconds=args.batch_seconds, speakers=speakers)["probs"]
     atomic_write_text(Path(args.out), predictions_csv(paths, speakers, probs, names))

@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.audio import load_audio
-from ..inference import (autocast_for, cnn_frames, encode_frames, length_batches, pad_frames, process_group,
-                         release_memory)
+from ..inference import (autocast_for, cnn_frames, encode_frames, length_batches, pad_frames, process_device,
+                         process_group, release_memory)
 from ..io import atomic_write_json
 from ..models import is_named, load_config, load_encoder
 
@@ -137,12 +137,9 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def _encoder(self, group=None):
+    def _encoder(self):
         if self._model is None:
-            device = self.device
-            if device is None:
-                local = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-                device = group.device if group is not None else local
+            device = self.device if self.device is not None else process_device()
             self._model = load_backbone(self.source, self.init_seed).to(device).eval()
         return self._model
 
@@ -165,7 +162,7 @@ class FeatureCache:
                 batches = list(mine)
         if not batches:
             return
-        model = self._encoder(group)
+        model = self._encoder()
         show = group is None or group.is_main_process
         bar = tqdm(total=sum(len(b) for b in batches), desc="encoding pool (cached once)", unit="utt", leave=False,
                    disable=None if show else True)  # None: shown on a terminal, not in logs

@@ -119,12 +119,9 @@ class FullLearner(Learner):
         shutil.copytree(self._trained_dir, directory)
 
     def load(self, directory: Path) -> None:
-        import torch
+        from ..inference import process_device
 
-        from ..inference import process_group
-
-        group = process_group()  # the device this process trains on: pool scoring runs there too, not on the CPU
-        device = group.device if group is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = load_classifier(str(directory), self.label_names).to(device).eval()
+        # on the device this process trains on: pool scoring runs there too, not on the CPU
+        self.model = load_classifier(str(directory), self.label_names).to(process_device()).eval()
         self.feature_extractor = load_feature_extractor(str(directory))
         self._loaded, self._pooled = Path(directory), None
