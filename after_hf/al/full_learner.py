@@ -44,9 +44,9 @@ class FullLearner(Learner):
         self.model = self.feature_extractor = None
         self._frames: dict | None = None  # id -> cached CNN output of every clip (a frozen CNN: shared by all rounds)
         self._loaded: Path | None = None  # the saved round the current model was loaded from (None: just trained)
-        # (saved round, id -> pooled vector) of the last pool scoring: the next round continuing that saved round
-        # takes its first speaker statistics from them instead of a pass of its own
-        self._pooled: tuple[Path, dict] | None = None
+        # id -> pooled vector of the loaded round's pool scoring (reset with the model): the next round continuing
+        # that saved round takes its first speaker statistics from them instead of a pass of its own
+        self._pooled: dict | None = None
 
     def embed(self, ids: Sequence[str]) -> np.ndarray:
         train = self.splits["train"]
@@ -66,8 +66,7 @@ class FullLearner(Learner):
                                     "model": str(init_from or self.backbone), "seed": seed})
         val = self.splits.get("validation")
         work = self.models_dir / "training"
-        shared = self._pooled[1] if init_from is not None and self._pooled and self._pooled[0] == Path(init_from) \
-            else None
+        shared = self._pooled if init_from is not None and self._loaded == Path(init_from) else None
         # the whole pool (labelled or not) gives each training speaker's statistics (speaker_norm)
         result = finetune(args, train.ds.select(train.index(ids)), val.ds if val is not None else None,
                           self.label_names, work, stats_ds=train.ds, targets=targets, stats_pooled=shared)
@@ -99,13 +98,13 @@ class FullLearner(Learner):
     def score(self, ids: Sequence[str], needs: frozenset[str], mc_passes: int, seed: int) -> dict:
         """Scores the whole pool (each speaker normalised over all of its clips), returns the rows of ``ids``."""
         train = self.splits["train"]
-        if needs <= {"embeddings"} and self._pooled is not None and self._pooled[0] == self._loaded:
+        if needs <= {"embeddings"} and self._pooled is not None:
             # the pool was just scored with these weights (e.g. CoreSet's labelled centres after its pool scores)
-            return {"embeddings": np.stack([self._pooled[1][i] for i in ids])}
+            return {"embeddings": np.stack([self._pooled[i] for i in ids])}
         rows = train.index(ids)
         out = self._probe(train.ds, needs | {"embeddings"}, mc_passes, seed)  # pooled vectors: no extra cost
         if self._loaded is not None:  # kept for the next round's first speaker statistics (see fit)
-            self._pooled = (self._loaded, dict(zip(train.ids, out["embeddings"])))
+            self._pooled = dict(zip(train.ids, out["embeddings"]))
         return {k: v[:, rows] if k == "mc_probs" else v[rows] for k, v in out.items()
                 if k != "embeddings" or "embeddings" in needs}
 
