@@ -80,7 +80,7 @@ class DeployResult:
 # -- what the run and its manifest say -----------------------------------------------------------------------------
 
 def _run_config(run_dir: Path) -> dict:
-    from .al.state import CONFIG_FILE
+    from .al.state import CONFIG_FILE, run_path
     from .io import read_json
 
     if not (run_dir / CONFIG_FILE).is_file():
@@ -92,18 +92,8 @@ def _run_config(run_dir: Path) -> dict:
         raise DeployError(f"{run_dir} is {what} (its {CONFIG_FILE} has no manifest / backbone): pass the --out of "
                           f"`after-hf al` to --run; a trained model is published with `after-hf push --model "
                           f"{run_dir}`.")
-    return {**config, **{key: _from_workdir(config, key) for key in ("manifest", "backbone", "cache_dir")
+    return {**config, **{key: run_path(config, key) for key in ("manifest", "backbone", "cache_dir")
                          if config.get(key)}}
-
-
-def _from_workdir(config: dict, key: str) -> str:
-    """A relative path of the run config read against the directory the run was started from (``workdir``, written
-    by `after-hf al`), unless it exists from here; Hub ids and named configs are returned as they are."""
-    value = str(config[key])
-    if Path(value).is_absolute() or Path(value).exists() or not config.get("workdir"):
-        return value
-    candidate = Path(config["workdir"]) / value
-    return str(candidate) if candidate.exists() or key == "cache_dir" else value
 
 
 def label_info(run_dir: Path, config: dict, pool_clips: int) -> tuple[dict[str, int], LabelInfo]:

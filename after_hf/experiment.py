@@ -273,14 +273,14 @@ def deploy_stages(args: ExperimentArguments, runs: list, timings: dict) -> None:
 
 def reference_stage(args: ExperimentArguments, out: Path, timings: dict) -> None:
     """OUT/references.json: the acoustic baseline (every corpus) and, for a generated corpus, the ceiling."""
-    from .reference import REFERENCES_FILE, acoustic_baseline, ceiling
+    from .reference import PROSODIC_CACHE, REFERENCES_FILE, acoustic_baseline, ceiling
 
     path = out / REFERENCES_FILE
     if path.is_file():
         return
     t0 = time.perf_counter()
     manifest = manifest_of(args, folds_of(args)[0])
-    refs = {"acoustic_baseline": acoustic_baseline(manifest, cache=out / "cache" / "prosodic_features.npz")}
+    refs = {"acoustic_baseline": acoustic_baseline(manifest, cache=out / "cache" / PROSODIC_CACHE)}
     truth = out / "corpus" / "synth_truth.csv"
     if args.synth_utterances and truth.is_file():
         refs["ceiling"] = ceiling(manifest, truth)

@@ -12,6 +12,8 @@
                          logistic regression trained on the train split.
 
 Both are fitted on the manifest's train split and scored (UA / WA / macro-F1) on validation and test.
+``acoustic_baseline_on_labels`` fits the acoustic baseline on only the labels an AL run received: the report's
+"same labels" column.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from . import SAMPLING_RATE
 from .data.normalise import speaker_normalise
 
 REFERENCES_FILE = "references.json"  # written by `after-hf experiment`, read by the report
+PROSODIC_CACHE = "prosodic_features.npz"  # under <experiment>/cache/: every clip's FEATURE_NAMES
 FRAME, HOP = 640, 160  # 40 ms windows, 10 ms hop
 F0_MIN, F0_MAX = 60.0, 500.0
 FEATURE_NAMES = (
@@ -150,14 +153,47 @@ def acoustic_features(paths: Sequence[str], progress: bool = True) -> np.ndarray
                                                                       disable=not progress, leave=False)])
 
 
+def cached_features(cache: str | Path | None, ids: Sequence[str]) -> np.ndarray | None:
+    """The cached prosodic features of ``ids``, in that order; None when the cache is missing, holds another
+    feature set, or lacks one of the clips."""
+    if cache is None or not Path(cache).is_file():
+        return None
+    stored = np.load(cache)  # two plain arrays (string ids, float features): no pickle
+    if stored["x"].ndim != 2 or stored["x"].shape[1] != len(FEATURE_NAMES):
+        return None
+    row = {clip: k for k, clip in enumerate(stored["ids"].tolist())}
+    if any(clip not in row for clip in ids):
+        return None
+    return stored["x"][[row[clip] for clip in ids]]
+
+
+def acoustic_baseline_on_labels(manifest: str | Path, cache: str | Path,
+                                runs: dict[str, dict[str, int]]) -> dict[str, dict]:
+    """The acoustic baseline trained on only the labels each AL run received (run name -> {id: class index}, as
+    the oracle gave them), scored like the reference row on the manifest's validation and test splits: what a
+    classical model makes of the same labels. Runs the cached features cannot place are left out (their name is
+    missing from the answer); so are runs with fewer than two classes."""
+    ids, _, labels, speakers, splits, names = _manifest_arrays(manifest)
+    x = cached_features(cache, ids)
+    if x is None:
+        return {}
+    x = speaker_normalise(x, speakers)  # over all of a speaker's clips: no label needed
+    index = {clip: k for k, clip in enumerate(ids)}
+    out = {}
+    for run, labelled in runs.items():
+        rows = [index.get(clip) for clip in labelled]
+        if any(k is None or splits[k] != "train" for k in rows) or len(set(labelled.values())) < 2:
+            continue
+        kept, trained_on = np.where(splits == "train", "unused", splits), labels.copy()
+        kept[rows], trained_on[rows] = "train", list(labelled.values())
+        out[run] = fit_and_score(x, trained_on, kept, names)
+    return out
+
+
 def acoustic_baseline(manifest: str | Path, cache: str | Path | None = None, progress: bool = True) -> dict:
     """Hand-made prosodic features, per-speaker normalised, logistic regression (the first thing SER people try)."""
     ids, paths, labels, speakers, splits, names = _manifest_arrays(manifest)
-    x = None
-    if cache is not None and Path(cache).is_file():
-        stored = np.load(cache)
-        if list(stored["ids"]) == list(ids) and stored["x"].shape[1] == len(FEATURE_NAMES):
-            x = stored["x"]
+    x = cached_features(cache, ids)
     if x is None:
         x = acoustic_features(paths, progress)
         if cache is not None:

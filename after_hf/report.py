@@ -45,7 +45,8 @@ def _runs(experiment: Path) -> dict[str, list[dict]]:
         summary = json.loads(summary_path.read_text())
         setting = run.name.rsplit("__s", 1)[0]
         fold = run.parent.name if run.parent != experiment / "al" else ""  # LOSO: fold<N>
-        groups[setting].append({"config": config, "rounds": summary["rounds"], "run": run.name, "fold": fold})
+        groups[setting].append({"config": config, "rounds": summary["rounds"], "run": run.name, "fold": fold,
+                                "dir": str(run)})
     return groups
 
 
@@ -155,6 +156,34 @@ def answers_to_target(groups: dict[str, list[dict]], results: dict) -> dict | No
     return {"fraction_of_full": TARGET_OF_FULL, "full_data_ua": base["points"][-1]["test_ua"],
             "target_ua": TARGET_OF_FULL * base["points"][-1]["test_ua"], "full_data_soft_labels": base["soft_labels"],
             **({"target_ua_by_fold": dict(sorted(targets.items()))} if len(targets) > 1 else {}), "settings": table}
+
+
+def same_label_baselines(experiment: Path, groups: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per setting (every seed and fold, one label per clip): the acoustic baseline trained on only the labels each
+    run received (`after_hf.reference.acoustic_baseline_on_labels`), mean and std of its test UA. Empty without
+    the experiment's prosodic-feature cache (written with references.json)."""
+    from .al.state import RunState, run_path
+    from .reference import PROSODIC_CACHE, acoustic_baseline_on_labels
+
+    cache = experiment / "cache" / PROSODIC_CACHE
+    if not cache.is_file():
+        return {}
+    by_manifest: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    for runs in groups.values():
+        for run in runs:
+            if rater_policy_of(run["config"]) is None and run["config"].get("manifest"):
+                by_manifest[run_path(run["config"], "manifest")][run["dir"]] = RunState.read(run["dir"]).labels()
+    scores = {}
+    for manifest, labelled in by_manifest.items():
+        scores.update(acoustic_baseline_on_labels(manifest, cache, labelled))
+    out = {}
+    for setting, runs in groups.items():
+        found = [scores[run["dir"]] for run in runs if run["dir"] in scores]
+        if found and len(found) == len(runs):
+            test = [f["test_ua"] for f in found]
+            out[setting] = {"test_ua": float(np.mean(test)), "test_ua_std": float(np.std(test)), "n_seeds": len(test),
+                            "validation_ua": float(np.mean([f["validation"]["ua"] for f in found]))}
+    return out
 
 
 def load_references(experiment: Path) -> dict:
@@ -309,11 +338,16 @@ def results_markdown(results: dict, experiment: Path, answers: dict | None = Non
                              f"{p['test_brier']:.3f} ± {p['test_brier_std']:.3f} |")
     lines += ["", "## Area under the UA learning curve (normalised by the budget range; higher is better)", "",
               "The range: the labelled fraction of the pool, or the rater answers for a rater policy.", "",
-              "| setting | AUC(UA) ± std over seeds | final UA |", "|---|---|---|"]
+              "*Acoustic baseline, same labels*: the acoustic baseline's classifier trained on only the labels "
+              "each run received (mean ± std over its seeds; `after_hf.reference.acoustic_baseline_on_labels`): "
+              "what a classical model makes of the labels this setting chose.", "",
+              "| setting | AUC(UA) ± std over seeds | final UA | acoustic baseline, same labels |", "|---|---|---|---|"]
     ranked = sorted(curves.items(), key=lambda kv: -kv[1]["auc_ua"])
     for setting, res in ranked:
+        same = res.get("acoustic_baseline_same_labels")
         lines.append(f"| {setting} | {res['auc_ua']:.3f} ± {res.get('auc_ua_std', float('nan')):.3f} | "
-                     f"{res['points'][-1]['test_ua']:.3f} |")
+                     f"{res['points'][-1]['test_ua']:.3f} | "
+                     + (f"{same['test_ua']:.3f} ± {same['test_ua_std']:.3f} |" if same else "– |"))
     verdict = _verdict(ranked)
     if verdict:
         lines += ["", f"**Verdict:** {verdict}"]
@@ -392,6 +426,8 @@ def build_report(experiment: str | Path) -> Path:
     if not results:
         raise ReportError(f"no finished AL runs under {experiment}/al/*/summary.json: run `after-hf experiment` "
                           "first.")
+    for setting, same in same_label_baselines(experiment, groups).items():
+        results[setting]["acoustic_baseline_same_labels"] = same
     final = read_metrics(experiment / "final" / "model" / "metrics.json")
     test = {} if final is None else final.splits.get("test", {})
     deployable = {} if final is None else {"final_model": {

@@ -69,6 +69,12 @@ def test_experiment_runs_every_stage_and_a_rerun_skips_them(synth_corpus, tmp_pa
     results = json.loads((out / "results.json").read_text())
     assert results["final_model"]["test_ua_per_speaker"] == pytest.approx({k: v["ua"] for k, v in per_speaker.items()})
     assert set(results["acoustic_baseline"]["test"]["per_speaker"]) == set(per_speaker)
+    # beside each setting, the acoustic baseline trained on only the labels its runs received; the full-data run
+    # received every training label, so its entry is the reference row itself
+    same = results["entropy-kmeans"]["acoustic_baseline_same_labels"]
+    assert same["n_seeds"] == 1 and 0 <= same["test_ua"] <= 1 and "| acoustic baseline, same labels |" in report
+    assert results["full_data"]["acoustic_baseline_same_labels"]["test_ua"] == pytest.approx(
+        results["acoustic_baseline"]["test_ua"])
     printed = capsys.readouterr().out
     assert "Deployable model:" in printed and "Report:" in printed
 

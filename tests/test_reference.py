@@ -8,7 +8,7 @@ import pytest
 from after_hf import SAMPLING_RATE
 from after_hf.data.manifest import load_manifest
 from after_hf.data.normalise import speaker_normalise
-from after_hf.reference import FEATURE_NAMES, acoustic_baseline, ceiling, prosodic_features
+from after_hf.reference import FEATURE_NAMES, acoustic_baseline, acoustic_baseline_on_labels, ceiling, prosodic_features
 
 SR = SAMPLING_RATE
 
@@ -75,3 +75,24 @@ def test_ceiling_refuses_a_manifest_of_another_corpus(synth_manifest, tmp_path):
     truth.write_text("file,true_emotion\nAudioWAV/other.wav,angry\n")
     with pytest.raises(ValueError, match="not prepared from this generated corpus"):
         ceiling(synth_manifest, truth)
+
+
+def test_the_acoustic_baseline_learns_the_labels_a_run_received(synth_manifest, tmp_path):
+    cache = tmp_path / "prosodic.npz"
+    row = acoustic_baseline(synth_manifest, cache=cache, progress=False)
+    train, test = load_manifest(synth_manifest, "train"), load_manifest(synth_manifest, "test")
+    every = dict(zip(train["id"], train["label"]))
+    flipped = {clip: (label + 2) % 4 for clip, label in every.items()}  # every answer two classes off
+    some = dict(list(every.items())[::3])
+    runs = {"every": every, "flipped": flipped, "some": some,
+            "one class": {clip: 0 for clip in list(every)[:6]},  # nothing to separate: left out
+            "a test clip": {test["id"][0]: 0, **some}}  # a label outside the train split: left out
+    scores = acoustic_baseline_on_labels(synth_manifest, cache, runs)
+    assert set(scores) == {"every", "flipped", "some"}
+    # every training label, as the manifest has them: exactly the reference row
+    assert scores["every"]["test_ua"] == pytest.approx(row["test_ua"])
+    assert scores["every"]["validation"]["ua"] == pytest.approx(row["validation"]["ua"])
+    # the run's answers are what is learnt, not the manifest's labels
+    assert scores["flipped"]["test_ua"] < row["test_ua"] - 0.2
+    assert 0 <= scores["some"]["test_ua"] <= 1
+    assert acoustic_baseline_on_labels(synth_manifest, tmp_path / "no_cache.npz", runs) == {}

@@ -126,6 +126,16 @@ def check_state(data: Any, path: Path) -> None:
         seen |= set(ids)
 
 
+def run_path(config: dict[str, Any], key: str) -> str:
+    """A relative path of a run config read against the directory the run was started from (``workdir``, written
+    by `after-hf al`), unless it exists from here; Hub ids and named configs are returned as they are."""
+    value = str(config[key])
+    if Path(value).is_absolute() or Path(value).exists() or not config.get("workdir"):
+        return value
+    candidate = Path(config["workdir"]) / value
+    return str(candidate) if candidate.exists() or key == "cache_dir" else value
+
+
 def config_fingerprint(config: dict[str, Any]) -> str:
     fixed = {k: v for k, v in sorted(config.items()) if k not in RESUMABLE_OPTIONS}
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
