@@ -267,6 +267,11 @@ def describe_model(source: str) -> tuple[str, str]:
             score += (f"; chance level UA {chance['ua']:.3f}, WA {chance['wa']:.3f} ({chance['clips']} test clips: "
                       f"{chance['balance']})")
         lines.append(score + ".")
+        alone = test.get("single_clip")
+        if isinstance(alone, dict) and alone.get("ua") is not None:  # a speaker-normalised model (after-hf deploy)
+            lines.append(f"These scores centre each test clip on its speaker's other clips; this page sees one "
+                         f"upload at a time and scores it alone, which on the test set gives **UA {alone['ua']:.3f}**. "
+                         f"`after-hf predict` scores a folder of each speaker's clips together.")
     if not lines:
         lines.append("This model folder records no training data or test scores (no metrics.json / "
                      "after_hf_provenance.json): `after-hf deploy` writes them.")

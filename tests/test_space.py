@@ -287,6 +287,13 @@ def test_header_and_about_name_the_model_not_its_path(A, model_dir, tmp_path):
     assert title == "after-hf SER: small + TAPT, head, 8 human-labelled clips" and str(tmp_path) not in title + about
     assert "Trained on generated speech" in about and "**Test UA 0.688**" in about and "chance level UA 0.250" in about
     assert "**8 human-labelled clips**" in about and "neutral 4 (25%)" in about
+    assert "scores it alone" not in about  # no speaker normalisation recorded: one figure is the whole truth
+    # a speaker-normalised model: the About panel also gives what this page gets, one upload scored alone
+    write_model_files(folder, ModelMetrics(splits={"test": {"ua": 0.688, "wa": 0.6875, "macro_f1": 0.69,
+                                                             "label_names": LABELS, "confusion_matrix": matrix,
+                                                             "single_clip": {"ua": 0.412, "wa": 0.4}}}))
+    about = A.describe_model(str(folder))[1]
+    assert "**Test UA 0.688**" in about and "scores it alone, which on the test set gives **UA 0.412**" in about
     assert A.describe_model("org/not-cached")[0] == "[org/not-cached](https://huggingface.co/org/not-cached)"
 
 
