@@ -337,17 +337,20 @@ def results_markdown(results: dict, experiment: Path, answers: dict | None = Non
                              f"{100 * p['fraction_labelled']:.1f} | {p['test_kl']:.3f} ± {p['test_kl_std']:.3f} | "
                              f"{p['test_brier']:.3f} ± {p['test_brier_std']:.3f} |")
     lines += ["", "## Area under the UA learning curve (normalised by the budget range; higher is better)", "",
-              "The range: the labelled fraction of the pool, or the rater answers for a rater policy.", "",
-              "*Acoustic baseline, same labels*: the acoustic baseline's classifier trained on only the labels "
-              "each run received (mean ± std over its seeds; `after_hf.reference.acoustic_baseline_on_labels`): "
-              "what a classical model makes of the labels this setting chose.", "",
-              "| setting | AUC(UA) ± std over seeds | final UA | acoustic baseline, same labels |", "|---|---|---|---|"]
+              "The range: the labelled fraction of the pool, or the rater answers for a rater policy.", ""]
+    same_labels = any("acoustic_baseline_same_labels" in res for res in curves.values())
+    if same_labels:  # the experiment's prosodic features are cached (references.json was written)
+        lines += ["*Acoustic baseline, same labels*: the acoustic baseline's classifier trained on only the labels "
+                  "each run received (mean ± std over its seeds; `after_hf.reference.acoustic_baseline_on_labels`): "
+                  "what a classical model makes of the labels this setting chose.", ""]
+    lines += ["| setting | AUC(UA) ± std over seeds | final UA |" + (" acoustic baseline, same labels |" * same_labels),
+              "|---|---|---|" + "---|" * same_labels]
     ranked = sorted(curves.items(), key=lambda kv: -kv[1]["auc_ua"])
     for setting, res in ranked:
         same = res.get("acoustic_baseline_same_labels")
+        cell = (f" {same['test_ua']:.3f} ± {same['test_ua_std']:.3f} |" if same else " – |") if same_labels else ""
         lines.append(f"| {setting} | {res['auc_ua']:.3f} ± {res.get('auc_ua_std', float('nan')):.3f} | "
-                     f"{res['points'][-1]['test_ua']:.3f} | "
-                     + (f"{same['test_ua']:.3f} ± {same['test_ua_std']:.3f} |" if same else "– |"))
+                     f"{res['points'][-1]['test_ua']:.3f} |" + cell)
     verdict = _verdict(ranked)
     if verdict:
         lines += ["", f"**Verdict:** {verdict}"]
