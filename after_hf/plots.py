@@ -62,13 +62,20 @@ def plot_confusion_matrix(
         plt.close(fig)
 
 
-def plot_learning_curves(results: dict, path: str | Path, baseline_prefix: str) -> Path:
+def plot_learning_curves(results: dict, path: str | Path, baseline_prefix: str, references: dict | None = None) -> Path:
     """Test UA (mean ± std over seeds) against the share of the pool labelled, one line per AL setting of
     ``results`` (``report.aggregate``), the settings named ``baseline_prefix``... (100 % of the labels) as
     horizontal lines; written atomically to ``path``. A rater-policy setting's AUC is over rater answers (its
-    x in ``results``): the legend says so (answer_curves.png plots those settings against answers)."""
+    x in ``results``): the legend says so (answer_curves.png plots those settings against answers).
+    ``references`` (references.json: ceiling, acoustic baseline) are drawn as dotted lines, and a setting's
+    ``acoustic_baseline_same_labels`` as a cross of its colour at its last point's share."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for name, colour in (("ceiling", "black"), ("acoustic_baseline", "dimgrey")):
+        if (references or {}).get(name, {}).get("test_ua") is not None:
+            ua = references[name]["test_ua"]
+            ax.axhline(ua, linestyle=":", color=colour, label=f"{name.replace('_', ' ')} (100% labels): {ua:.3f}")
+    crossed = False
     for setting, res in sorted(results.items()):
         pts = res["points"]
         x = np.array([p["fraction_labelled"] for p in pts]) * 100
@@ -81,11 +88,18 @@ def plot_learning_curves(results: dict, path: str | Path, baseline_prefix: str) 
         over = " over answers" if "num_answers" in pts[0] else ""
         line, = ax.plot(x, y, marker="o", label=f"{setting} (AUC{over} {res['auc_ua']:.3f})")
         ax.fill_between(x, y - s, y + s, alpha=0.15, color=line.get_color())
+        same = res.get("acoustic_baseline_same_labels")
+        if same is not None and not over:
+            ax.plot([x[-1]], [same["test_ua"]], marker="x", markersize=8, color=line.get_color(), linestyle="none")
+            crossed = True
+    if crossed:  # one legend entry for every setting's cross
+        ax.plot([], [], marker="x", markersize=8, color="grey", linestyle="none",
+                label="x: acoustic baseline on the same labels (a setting's colour)")
     ax.set_xlabel("% of the training pool labelled")
     ax.set_ylabel("test UA (mean per-class recall)")
     ax.set_title("Active learning curves (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside: no curve hidden
     fig.tight_layout()
     try:
         return _save_atomic(fig, Path(path))

@@ -441,7 +441,7 @@ def build_report(experiment: str | Path) -> Path:
     answers = answers_to_target(groups, results)
     extra = {} if answers is None else {"answers_to_target": answers}
     atomic_write_json(experiment / "results.json", {**results, **load_references(experiment), **deployable, **extra})
-    plot_learning_curves(results, experiment / "learning_curves.png", BASELINE_PREFIX)
+    plot_learning_curves(results, experiment / "learning_curves.png", BASELINE_PREFIX, load_references(experiment))
     if answers is not None:
         plot_answer_curves(results, answers, experiment / "answer_curves.png", policy_name)
     report = experiment / "results.md"

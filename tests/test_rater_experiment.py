@@ -135,6 +135,34 @@ def test_learning_curves_say_which_aucs_are_over_rater_answers(tmp_path, monkeyp
     assert any(t.startswith("entropy-kmeans (AUC 0.") for t in curves)
 
 
+def test_learning_curves_show_the_references_and_the_classical_model_on_the_same_labels(tmp_path, monkeypatch):
+    """The ceiling and the acoustic baseline as lines, and each setting's acoustic baseline on its own labels as a
+    cross at its last share, in its colour."""
+    import after_hf.plots as plots
+
+    drawn = {}
+
+    def keep(fig, path):
+        drawn["legend"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        drawn["lines"] = [(line.get_marker(), list(line.get_xdata()), list(line.get_ydata()), line.get_color())
+                          for line in fig.axes[0].get_lines()]
+        return path
+
+    monkeypatch.setattr(plots, "_save_atomic", keep)
+    point = {"fraction_labelled": 0.2, "test_ua": 0.5, "test_ua_std": 0.01}
+    results = {"entropy-kmeans": {"points": [{**point, "fraction_labelled": 0.1}, point], "auc_ua": 0.48,
+                                  "acoustic_baseline_same_labels": {"test_ua": 0.65, "test_ua_std": 0.02}},
+               "random-random": {"points": [point], "auc_ua": 0.5}}  # no cache: no cross
+    refs = {"ceiling": {"test_ua": 0.832}, "acoustic_baseline": {"test_ua": 0.702}}
+    plots.plot_learning_curves(results, tmp_path / "curves.png", "full_data", refs)
+    assert {"ceiling (100% labels): 0.832", "acoustic baseline (100% labels): 0.702"} <= set(drawn["legend"])
+    crosses = [line for line in drawn["lines"] if line[0] == "x" and line[1]]
+    curve = next(line for line in drawn["lines"] if line[0] == "o" and line[1] == [10.0, 20.0])
+    assert [(c[1], c[2]) for c in crosses] == [([20.0], [0.65])] and crosses[0][3] == curve[3]
+    plots.plot_learning_curves(results, tmp_path / "curves.png", "full_data")  # no references.json: no lines
+    assert not any(t.startswith(("ceiling", "acoustic baseline (100%")) for t in drawn["legend"])
+
+
 def test_loso_folds_are_held_to_their_own_baseline(tmp_path):
     """IEMOCAP's folds differ in difficulty: each fold's runs are measured against 97 % of that fold's baseline."""
     from after_hf.report import build_report
