@@ -1,7 +1,11 @@
 """`after-hf report`: results table, learning curves and time table from an experiment's AL run directories.
 
 Reads ``<experiment>/al/<run>/summary.json`` (+ ``config.json``) and writes ``results.md``,
-``learning_curves.png`` and ``results.json`` into the experiment directory. Runs made under a rater policy
+``learning_curves.png`` and ``results.json`` into the experiment directory. Where the experiment cached its
+prosodic features (``cache/prosodic_features.npz``, written with ``references.json``), each setting also gets the
+acoustic baseline trained on only the labels its runs received (from each run's ``state.json``).
+
+Runs made under a rater policy
 (``--rater_policy fixed|dynamic``: budgets in rater answers) are placed on their curves by rater answers, and add
 the rater answers each setting needed to reach ``TARGET_OF_FULL`` x the full-data UA (``answers_to_target``:
 results.md, results.json) and ``answer_curves.png`` (x = rater answers).
