@@ -5,10 +5,9 @@ Reads ``<experiment>/al/<run>/summary.json`` (+ ``config.json``) and writes ``re
 prosodic features (``cache/prosodic_features.npz``, written with ``references.json``), each setting also gets the
 acoustic baseline trained on only the labels its runs received (from each run's ``state.json``).
 
-Runs made under a rater policy
-(``--rater_policy fixed|dynamic``: budgets in rater answers) are placed on their curves by rater answers, and add
-the rater answers each setting needed to reach ``TARGET_OF_FULL`` x the full-data UA (``answers_to_target``:
-results.md, results.json) and ``answer_curves.png`` (x = rater answers).
+Runs made under a rater policy (``--rater_policy fixed|dynamic``: budgets in rater answers) are placed on their
+curves by rater answers, and add the rater answers each setting needed to reach ``TARGET_OF_FULL`` x the full-data
+UA (``answers_to_target``: results.md, results.json) and ``answer_curves.png`` (x = rater answers).
 """
 
 from __future__ import annotations
