@@ -148,6 +148,9 @@ def test_the_al_section_composes_every_al_option_and_routes_strategy_options(tmp
         runs("--al", "head_epoch=3")
     with pytest.raises(ConfigError, match=r"\['strategy'\] are set by the grid"):
         runs("--al", "strategy=bald")
+    # another spelling of the backbone is the grid's backbone, not a misspelt `mode`
+    with pytest.raises(ConfigError, match=r"\['model \(= backbone\)'\] are set by the grid"):
+        runs("--al", "model=small")
     with pytest.raises(ConfigError, match=r"strategy_options: \['num_samples'\] are taken by none of"):
         runs("--al", "strategy_options={num_samples: 100}")
     # the options the grid sets are neither accepted nor offered in the list of valid ones
