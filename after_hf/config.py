@@ -109,13 +109,17 @@ SYNONYMS = (("output_dir", "out", "output", "out_dir", "output_path"),
             ("model_name_or_path", "model", "backbone", "model_dir", "model_path", "checkpoint"))
 
 
+def synonyms(name: str) -> tuple[str, ...]:
+    """The other names of option ``name`` (``SYNONYMS``), in order of preference; () for an option without any."""
+    group = next((g for g in SYNONYMS if name in g), ())
+    return tuple(o for o in group if o != name)
+
+
 def closest_option(name: str, options: Sequence[str]) -> str | None:
     """The option ``name`` probably meant: its synonym (``--out`` for ``--output_dir``), else the closest spelling."""
-    for group in SYNONYMS:
-        if name in group:
-            same = [o for o in group if o in options and o != name]
-            if same:
-                return same[0]
+    same = [o for o in synonyms(name) if o in options]
+    if same:
+        return same[0]
     close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
     return close[0] if close else None
 

@@ -155,12 +155,11 @@ def tapt_dir_of(args: ExperimentArguments, fold: int | None) -> str:
 def _grid_name(key: str) -> str | None:
     """``key`` as the grid option it names (``model`` and the other spellings of ``backbone`` included: `al` calls
     it ``backbone``), or None for an option the grid does not set."""
-    from .config import SYNONYMS
+    from .config import synonyms
 
     if key in GRID_SET:
         return key
-    group = next((g for g in SYNONYMS if key in g), ())
-    grid = next((name for name in group if name in GRID_SET), None)
+    grid = next((name for name in synonyms(key) if name in GRID_SET), None)
     return f"{key} (= {grid})" if grid else None
 
 
@@ -168,7 +167,7 @@ def al_options(args: ExperimentArguments) -> dict[str, Any]:
     """The `al:` options shared by every run, checked against `after-hf al`'s (names, types, choices)."""
     from .al.loop import ALArguments
 
-    owned = sorted(_grid_name(key) for key in args.al if _grid_name(key))
+    owned = sorted(filter(None, map(_grid_name, args.al)))
     if owned:
         raise ConfigError(f"experiment option al: {owned} are set by the grid for each run; use strategies / "
                           f"cold_starts / seeds / rater_policies / backbone / out instead, and remove them from al.")

@@ -81,6 +81,10 @@ def audio_files(folder: str | Path) -> tuple[list[Path], int]:
     return sorted(found), hidden
 
 
+def _too_long(seconds: float, max_seconds: float) -> str:
+    return f"{seconds:.0f} s long, over --max_seconds {max_seconds:g}: split it into utterances"
+
+
 def decodable(paths: list[Path], max_seconds: float) -> tuple[list[Path], list[tuple[Path, str]]]:
     """(the files that decode to usable 16 kHz audio of at most ``max_seconds``, [(file, reason)] for the others),
     one file in memory at a time."""
@@ -97,7 +101,7 @@ def decodable(paths: list[Path], max_seconds: float) -> tuple[list[Path], list[t
             bad.append((path, err.reason))
             continue
         if seconds > max_seconds:
-            bad.append((path, f"{seconds:.0f} s long, over --max_seconds {max_seconds:g}: split it into utterances"))
+            bad.append((path, _too_long(seconds, max_seconds)))
         else:
             good.append(path)
     return good, bad
@@ -110,8 +114,8 @@ def _inputs(args: PredictArguments) -> tuple[list[str], list[str] | None, list[t
         from .data.manifest import load_manifest
 
         ds = load_manifest(args.manifest, split=args.split or None)
-        long = [(Path(p), f"{d:.0f} s long, over --max_seconds {args.max_seconds:g}: split it into utterances")
-                for p, d in zip(ds["path"], ds["duration"]) if d > args.max_seconds]
+        long = [(Path(p), _too_long(d, args.max_seconds)) for p, d in zip(ds["path"], ds["duration"])
+                if d > args.max_seconds]
         if long:
             ds = ds.filter(lambda d: d <= args.max_seconds, input_columns="duration")
         keep = args.speakers != "none" and "speaker" in ds.column_names

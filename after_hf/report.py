@@ -314,8 +314,8 @@ def _answers_section(table: dict | None) -> list[str]:
                     "![rater answers vs test UA](answer_curves.png)"]
 
 
-def results_markdown(results: dict, experiment: Path, answers: dict | None = None) -> str:
-    refs = load_references(experiment)
+def results_markdown(results: dict, experiment: Path, answers: dict | None = None, refs: dict | None = None) -> str:
+    refs = load_references(experiment) if refs is None else refs
     lines = [f"# Results: {experiment}", "", *_references_section(refs)]
     baselines = {k: v for k, v in results.items() if k.startswith(BASELINE_PREFIX)}
     curves = {k: v for k, v in results.items() if not k.startswith(BASELINE_PREFIX)}
@@ -443,12 +443,13 @@ def build_report(experiment: str | Path) -> Path:
         "test_ua_per_speaker": {k: v["ua"] for k, v in test.get("per_speaker", {}).items()}}}
     answers = answers_to_target(groups, results)
     extra = {} if answers is None else {"answers_to_target": answers}
-    atomic_write_json(experiment / "results.json", {**results, **load_references(experiment), **deployable, **extra})
-    plot_learning_curves(results, experiment / "learning_curves.png", BASELINE_PREFIX, load_references(experiment))
+    refs = load_references(experiment)
+    atomic_write_json(experiment / "results.json", {**results, **refs, **deployable, **extra})
+    plot_learning_curves(results, experiment / "learning_curves.png", BASELINE_PREFIX, refs)
     if answers is not None:
         plot_answer_curves(results, answers, experiment / "answer_curves.png", policy_name)
     report = experiment / "results.md"
-    atomic_write_text(report, results_markdown(results, experiment, answers))
+    atomic_write_text(report, results_markdown(results, experiment, answers, refs))
     return report
 
 
